@@ -1,0 +1,15 @@
+//! s3tap: tower middleware and a proxy for S3-compatible storage.
+//!
+//! - [`verify::SigV4VerifyLayer`] checks the client's AWS Signature V4 (header
+//!   auth and presigned URLs, every payload mode including aws-chunked with
+//!   trailers and checksums) and hands the inner service a verified, decoded body.
+//! - [`webhook::VerifyWebhookLayer`] (feature `webhook`) lets an app check
+//!   signed webhooks it receives (B2 Event Notifications, Frame.io, Standard
+//!   Webhooks, GitHub, Stripe).
+//!
+//! The SigV4 math lives in [`sigv4`], free of tower and of any HTTP server.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+pub mod crypto;
