@@ -13,3 +13,4 @@
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 pub mod crypto;
+pub mod sigv4;
