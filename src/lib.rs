@@ -12,5 +12,8 @@
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+pub mod credentials;
 pub mod crypto;
+pub mod s3error;
 pub mod sigv4;
+pub mod verify;
