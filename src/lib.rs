@@ -13,3 +13,5 @@
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 pub mod crypto;
+#[cfg(feature = "webhook")]
+pub mod webhook;
