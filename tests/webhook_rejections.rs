@@ -425,3 +425,58 @@ fn debug_output_never_shows_a_secret() {
     }
     assert!(VerifyWebhookLayer::standard_webhooks("whsec_***").is_err());
 }
+
+/// A sender-specific format: `x-signature: <hex HMAC of body>`, with the
+/// message id in `x-message-id`.
+#[derive(Debug)]
+struct PlainHex(s3tap::webhook::Secret);
+
+impl s3tap::webhook::WebhookScheme for PlainHex {
+    fn check_headers(
+        &self,
+        request: &s3tap::webhook::WebhookContext<'_>,
+    ) -> Result<(), s3tap::webhook::WebhookError> {
+        request.header("x-signature").map(drop)
+    }
+
+    fn verify(
+        &self,
+        request: &s3tap::webhook::WebhookContext<'_>,
+        body: &[u8],
+    ) -> Result<Option<s3tap::webhook::ReplayId>, s3tap::webhook::WebhookError> {
+        let claimed =
+            request.decode_hex_signature("x-signature", request.header("x-signature")?)?;
+        let mac = s3tap::crypto::hmac_sha256(self.0.expose(), body);
+        if !s3tap::crypto::constant_time_eq(&mac, &claimed) {
+            return Err(s3tap::webhook::WebhookError::InvalidSignature);
+        }
+        Ok(Some(request.header("x-message-id")?.into()))
+    }
+}
+
+#[tokio::test]
+async fn a_custom_scheme_plugs_in_with_the_same_guarantees() {
+    let layer = VerifyWebhookLayer::new(PlainHex(SECRET.into())).replay_cache(10);
+    let body = BODY.as_bytes();
+    let signature = hex_mac(SECRET.as_bytes(), body);
+    let signed = || {
+        request(
+            &[("x-signature", signature.as_str()), ("x-message-id", "m-1")],
+            body.to_vec(),
+        )
+    };
+    assert_eq!(send(&layer, signed()).await.status, StatusCode::OK);
+    assert_eq!(send(&layer, signed()).await.error_code(), "replayed");
+    let outcome = send(&layer, request(&[("x-message-id", "m-2")], body.to_vec())).await;
+    assert_eq!(outcome.error_code(), "missing_header");
+    let outcome = send(
+        &layer,
+        request(
+            &[("x-signature", "zz"), ("x-message-id", "m-3")],
+            body.to_vec(),
+        ),
+    )
+    .await;
+    assert_eq!(outcome.error_code(), "malformed_header");
+    assert_eq!(outcome.inner_calls, 0);
+}

@@ -100,7 +100,8 @@ impl<'a> WebhookContext<'a> {
     }
 
     /// The value of a header that must appear exactly once and be visible
-    /// ASCII. A repeated header is refused rather than guessed at: a proxy
+    /// ASCII. `name` is written in lowercase, as `http` stores header names
+    /// (an uppercase name panics, like [`HeaderName::from_static`]). A repeated header is refused rather than guessed at: a proxy
     /// that appends a second signature header must not decide which one is
     /// checked.
     pub fn header(&self, name: &'static str) -> Result<&'a str, WebhookError> {

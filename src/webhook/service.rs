@@ -84,7 +84,6 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         if let Err(error) = self.refuse_early(&request) {
-            tracing::debug!(code = error.code(), %error, "webhook refused before reading the body");
             return ResponseFuture::refused(error);
         }
         // The clone that was driven to readiness is the one to call; a fresh
