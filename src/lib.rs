@@ -17,3 +17,5 @@ pub mod crypto;
 pub mod s3error;
 pub mod sigv4;
 pub mod verify;
+#[cfg(feature = "webhook")]
+pub mod webhook;
