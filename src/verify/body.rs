@@ -121,7 +121,7 @@ impl<B> VerifyBody<B> {
                     trailer_checksum,
                     declared_trailers,
                     trailers: HeaderMap::new(),
-                    canonical_trailers: Vec::new(),
+                    trailer_lines: Vec::new(),
                     trailer_signature_checked: false,
                     decoded_len,
                     digests,
@@ -158,6 +158,9 @@ struct PayloadCheck {
     failure: FailureSlot,
 }
 
+// The whole check is boxed once per request, so the size of the larger
+// variant costs nothing extra.
+#[allow(clippy::large_enum_variant)]
 enum CheckMode {
     Whole {
         sha256: Option<(Sha256, [u8; 32])>,
@@ -183,7 +186,8 @@ struct ChunkedCheck {
     trailer_checksum: Option<ChecksumAlgorithm>,
     declared_trailers: Vec<String>,
     trailers: HeaderMap,
-    canonical_trailers: Vec<u8>,
+    // (name, value) as received; signed sorted by name, as the SDKs sign.
+    trailer_lines: Vec<(String, String)>,
     trailer_signature_checked: bool,
     decoded_len: u64,
     digests: Option<ChunkDigests>,
@@ -356,22 +360,29 @@ impl ChunkedCheck {
                 }
             }
             ChunkEvent::Trailer { name, value } => {
-                self.canonical_trailers.extend_from_slice(name.as_bytes());
-                self.canonical_trailers.push(b':');
-                self.canonical_trailers.extend_from_slice(value.as_bytes());
-                self.canonical_trailers.push(b'\n');
-                if let (Ok(name), Ok(value)) =
-                    (HeaderName::try_from(name), HeaderValue::try_from(value))
-                {
-                    self.trailers.append(name, value);
+                if let (Ok(header_name), Ok(header_value)) = (
+                    HeaderName::try_from(name.as_str()),
+                    HeaderValue::try_from(value.as_str()),
+                ) {
+                    self.trailers.append(header_name, header_value);
                 }
+                self.trailer_lines.push((name, value));
             }
             ChunkEvent::TrailerSignature(claimed) => {
                 let signer = self
                     .signer
                     .as_mut()
                     .ok_or(VerifyError::TrailerSignatureMismatch)?;
-                let expected = signer.trailer(&self.canonical_trailers);
+                let mut lines = self.trailer_lines.clone();
+                lines.sort();
+                let mut canonical = Vec::with_capacity(64);
+                for (name, value) in &lines {
+                    canonical.extend_from_slice(name.as_bytes());
+                    canonical.push(b':');
+                    canonical.extend_from_slice(value.as_bytes());
+                    canonical.push(b'\n');
+                }
+                let expected = signer.trailer(&canonical);
                 if !constant_time_eq(&expected, &claimed) {
                     return Err(VerifyError::TrailerSignatureMismatch);
                 }

@@ -1,0 +1,199 @@
+//! Test helpers that sign requests with the `aws-sigv4` crate (an
+//! independent signer, S3 settings) and build aws-chunked bodies.
+#![allow(dead_code)]
+
+use std::time::{Duration, SystemTime};
+
+use aws_credential_types::Credentials;
+use aws_sigv4::http_request::{
+    sign, PayloadChecksumKind, PercentEncodingMode, SessionTokenMode, SignableBody,
+    SignableRequest, SignatureLocation, SigningSettings, UriPathNormalizationMode,
+};
+use aws_sigv4::sign::v4::SigningParams;
+use bytes::Bytes;
+use s3tap::sigv4::chunked::{chunk_header, empty_sha256};
+use s3tap::sigv4::{AmzDate, ChunkSigner, SigningKey};
+use sha2::{Digest, Sha256};
+
+pub const ACCESS_KEY: &str = "AKIDEXAMPLE";
+pub const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+pub const REGION: &str = "us-east-1";
+
+/// A fixed signing time used by tests that inject the same clock.
+pub fn fixed_time() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+}
+
+pub struct SignOptions<'a> {
+    pub access_key: &'a str,
+    pub secret: &'a str,
+    pub session_token: Option<&'a str>,
+    pub region: &'a str,
+    pub time: SystemTime,
+    pub presign_for: Option<Duration>,
+}
+
+impl Default for SignOptions<'_> {
+    fn default() -> Self {
+        SignOptions {
+            access_key: ACCESS_KEY,
+            secret: SECRET,
+            session_token: None,
+            region: REGION,
+            time: fixed_time(),
+            presign_for: None,
+        }
+    }
+}
+
+/// Signs `request` in place with aws-sigv4 (S3 rules: single encoding, no
+/// normalization). `body` says how the payload hash is formed.
+pub fn sign_with(
+    request: &mut http::Request<Bytes>,
+    body: SignableBody<'_>,
+    options: &SignOptions<'_>,
+) {
+    let credentials = Credentials::new(
+        options.access_key,
+        options.secret,
+        options.session_token.map(str::to_owned),
+        None,
+        "tests",
+    );
+    let identity = credentials.into();
+    let mut settings = SigningSettings::default();
+    settings.percent_encoding_mode = PercentEncodingMode::Single;
+    settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+    settings.session_token_mode = SessionTokenMode::Include;
+    match options.presign_for {
+        Some(expires) => {
+            settings.signature_location = SignatureLocation::QueryParams;
+            settings.expires_in = Some(expires);
+            settings.payload_checksum_kind = PayloadChecksumKind::NoHeader;
+        }
+        None => settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256,
+    }
+    let params = SigningParams::builder()
+        .identity(&identity)
+        .region(options.region)
+        .name("s3")
+        .time(options.time)
+        .settings(settings)
+        .build()
+        .unwrap()
+        .into();
+    let headers: Vec<(String, String)> = request
+        .headers()
+        .iter()
+        .map(|(n, v)| (n.as_str().to_owned(), v.to_str().unwrap().to_owned()))
+        .collect();
+    let uri = request.uri().to_string();
+    let signable = SignableRequest::new(
+        request.method().as_str(),
+        uri,
+        headers.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+        body,
+    )
+    .unwrap();
+    let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+    instructions.apply_to_request_http1x(request);
+}
+
+/// A PUT of `payload` with a hex payload hash, signed with the defaults.
+pub fn signed_put(path: &str, payload: &[u8]) -> http::Request<Bytes> {
+    let mut request = http::Request::put(format!("http://s3.example.com{path}"))
+        .header("host", "s3.example.com")
+        .header("content-length", payload.len())
+        .body(Bytes::copy_from_slice(payload))
+        .unwrap();
+    sign_with(
+        &mut request,
+        SignableBody::Bytes(payload),
+        &SignOptions::default(),
+    );
+    request
+}
+
+/// A signed aws-chunked upload built with the crate's own chunk signer,
+/// seeded by a request signed with aws-sigv4.
+pub struct ChunkedUpload {
+    pub request: http::Request<Bytes>,
+    /// The framed body.
+    pub body: Vec<u8>,
+    /// Byte offsets where each chunk's data starts in `body`.
+    pub data_offsets: Vec<usize>,
+}
+
+/// Builds a `STREAMING-AWS4-HMAC-SHA256-PAYLOAD[-TRAILER]` upload of `payload`
+/// in `chunk_size` chunks; with `trailer`, a signed CRC32C trailer is added.
+pub fn signed_chunked_upload(
+    path: &str,
+    payload: &[u8],
+    chunk_size: usize,
+    trailer: bool,
+) -> ChunkedUpload {
+    let mode = if trailer {
+        "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER"
+    } else {
+        "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
+    };
+    let mut builder = http::Request::put(format!("http://s3.example.com{path}"))
+        .header("host", "s3.example.com")
+        .header("content-encoding", "aws-chunked")
+        .header("x-amz-decoded-content-length", payload.len())
+        .header("x-amz-content-sha256", mode);
+    if trailer {
+        builder = builder.header("x-amz-trailer", "x-amz-checksum-crc32c");
+    }
+    let mut request = builder.body(Bytes::new()).unwrap();
+    let body_kind = if trailer {
+        SignableBody::StreamingSignedPayloadTrailer
+    } else {
+        SignableBody::Precomputed(mode.to_owned())
+    };
+    sign_with(&mut request, body_kind, &SignOptions::default());
+    let auth = request.headers()["authorization"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let seed_hex = auth.rsplit("Signature=").next().unwrap();
+    let mut seed = [0u8; 32];
+    hex::decode_to_slice(seed_hex, &mut seed).unwrap();
+    let date = AmzDate::from_system_time(fixed_time());
+    let scope = format!("{}/{REGION}/s3/aws4_request", date.date_stamp());
+    let key = SigningKey::derive(SECRET, &date.date_stamp(), REGION, "s3");
+    let mut signer = ChunkSigner::new(key, &date, &scope, &seed);
+    let mut body = Vec::new();
+    let mut data_offsets = Vec::new();
+    for chunk in payload.chunks(chunk_size) {
+        let signature = signer.next_chunk(&Sha256::digest(chunk).into());
+        body.extend_from_slice(&chunk_header(chunk.len() as u64, Some(&signature)));
+        data_offsets.push(body.len());
+        body.extend_from_slice(chunk);
+        body.extend_from_slice(b"\r\n");
+    }
+    let final_signature = signer.next_chunk(&empty_sha256());
+    body.extend_from_slice(&chunk_header(0, Some(&final_signature)));
+    if trailer {
+        let crc = s3tap::sigv4::ChecksumAlgorithm::Crc32c.checksum_base64(payload);
+        let line = format!("x-amz-checksum-crc32c:{crc}\n");
+        let trailer_signature = signer.trailer(line.as_bytes());
+        body.extend_from_slice(format!("x-amz-checksum-crc32c:{crc}\r\n").as_bytes());
+        body.extend_from_slice(
+            format!(
+                "x-amz-trailer-signature:{}\r\n",
+                hex::encode(trailer_signature)
+            )
+            .as_bytes(),
+        );
+    }
+    body.extend_from_slice(b"\r\n");
+    request
+        .headers_mut()
+        .insert("content-length", body.len().into());
+    ChunkedUpload {
+        request,
+        body,
+        data_offsets,
+    }
+}
