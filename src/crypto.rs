@@ -39,7 +39,10 @@ mod tests {
             hex::encode(mac),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
-        assert_eq!(hmac_sha256_parts(b"Jefe", &[b"what do ya ", b"want for nothing?"]), mac);
+        assert_eq!(
+            hmac_sha256_parts(b"Jefe", &[b"what do ya ", b"want for nothing?"]),
+            mac
+        );
     }
 
     #[test]
