@@ -252,6 +252,13 @@ fn describe(client: &str, req: &RecordedRequest) -> String {
             s.push_str(&format!("  (signed headers: {signed})\n"));
         }
     }
+    let others: Vec<&str> = req
+        .headers
+        .keys()
+        .map(|k| k.as_str())
+        .filter(|k| !WIRE_HEADERS.contains(k))
+        .collect();
+    s.push_str(&format!("  (other headers: {})\n", others.join(", ")));
     s.push_str(&format!("  body bytes received: {}\n", req.body.len()));
     if let Some(t) = &req.trailers {
         s.push_str(&format!("  HTTP trailers: {t:?}\n"));
@@ -372,11 +379,17 @@ async fn plumbing_aws_cli_multipart_64mib() {
     for req in &requests {
         if req.method != http::Method::PUT {
             eprintln!("{}", describe("aws-cli", req));
+            if req.uri.contains("uploadId=") {
+                eprintln!("  body: {}", String::from_utf8_lossy(&req.body));
+            }
         }
     }
     let parts = run.puts();
     assert_eq!(parts.len(), 8, "64 MiB in 8 MiB parts");
-    eprintln!("{}", describe("aws-cli UploadPart (first)", &parts[0]));
+    eprintln!(
+        "{}",
+        describe("aws-cli UploadPart (first to arrive)", &parts[0])
+    );
     for part in &parts {
         assert!(part.uri.contains("partNumber="), "{}", part.uri);
         assert_eq!(
