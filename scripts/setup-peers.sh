@@ -43,6 +43,12 @@ step() {
   log "$name: done in $(elapsed "$t0") s"
 }
 
+for tool in python3 node npm cargo; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    log "$tool is required but not on PATH"
+    exit 1
+  fi
+done
 mkdir -p "$PEERS"
 
 python_peers() {
@@ -55,7 +61,13 @@ python_peers() {
   fi
   log "python: installing $want"
   rm -rf "$venv"
-  python3 -m venv "$venv"
+  if ! python3 -m venv "$venv"; then
+    # Debian's python3 ships venv's ensurepip separately.
+    log "python: venv failed; installing Debian's python3-venv"
+    rm -rf "$venv"
+    apt_install python3-venv
+    python3 -m venv "$venv"
+  fi
   "$venv/bin/pip" install --disable-pip-version-check --quiet "${PY_PINS[@]}"
   printf '%s' "$want" >"$marker"
 }
@@ -72,8 +84,17 @@ node_peers() {
   rm -rf "$dir"
   mkdir -p "$dir"
   cp "$src/package.json" "$src/package-lock.json" "$dir/"
-  npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error
+  npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error >&2
   printf '%s' "$want" >"$marker"
+}
+
+apt_install() {
+  local sudo=()
+  if [[ "$(id -u)" -ne 0 ]]; then
+    sudo=(sudo)
+  fi
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
 apt_peers() {
@@ -84,13 +105,8 @@ apt_peers() {
     log "apt: rclone and s3cmd already present"
     return
   fi
-  local sudo=()
-  if [[ "$(id -u)" -ne 0 ]]; then
-    sudo=(sudo)
-  fi
   log "apt: installing ${missing[*]}"
-  "${sudo[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  apt_install "${missing[@]}"
 }
 
 s3s_fs_peer() {

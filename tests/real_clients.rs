@@ -74,13 +74,13 @@ fn layered(store: Router, access_key: &str, secret: &str) -> TestService {
 /// A fresh store behind the verification layer, knowing one key whose secret
 /// is `secret`.
 fn verified_store(secret: &str) -> (TestService, StoreHandle) {
-    let (router, handle) = ObjectStore::new();
+    let (router, handle) = ObjectStore::create();
     (layered(router, ACCESS_KEY, secret), handle)
 }
 
 /// A fresh store with nothing in front of it.
 fn plumbing_store() -> (TestService, StoreHandle) {
-    let (router, handle) = ObjectStore::new();
+    let (router, handle) = ObjectStore::create();
     (with_layer(router, Identity::new()), handle)
 }
 

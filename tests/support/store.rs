@@ -102,7 +102,7 @@ pub struct ObjectStore;
 impl ObjectStore {
     /// A fresh, empty store: the router to serve (behind a layer) and a
     /// handle to inspect it.
-    pub fn new() -> (Router, StoreHandle) {
+    pub fn create() -> (Router, StoreHandle) {
         let handle = StoreHandle::default();
         let h = handle.clone();
         let router = Router::new().fallback(move |req: Request| {
