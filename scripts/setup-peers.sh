@@ -115,7 +115,7 @@ s3s_fs_peer() {
     log "s3s-fs: $S3S_FS_VERSION already installed"
     return
   fi
-  log "s3s-fs: cargo install s3s-fs $S3S_FS_VERSION (about 2 minutes)"
+  log "s3s-fs: cargo install s3s-fs $S3S_FS_VERSION (about 2-3 minutes)"
   cargo install s3s-fs --version "$S3S_FS_VERSION" --features binary --locked \
     --root "$root" --quiet
 }
