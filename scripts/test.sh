@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The project's one test command (CI runs it through .ci/run): installs the
+# real test peers, then runs every test, doc tests included.
+#
+#   S3TAP_PEERS=minimal   skip installing rclone, s3cmd and s3s-fs (local runs)
+#   S3TAP_SKIP_PEERS=1    tests that need a peer skip, loudly (local runs only;
+#                         refused when CI=true)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+
+if [[ "${CI:-}" == true && "${S3TAP_SKIP_PEERS:-}" == 1 ]]; then
+  echo "test.sh: S3TAP_SKIP_PEERS=1 is for local runs; CI must run every peer test" >&2
+  exit 2
+fi
+
+t_all="$(now)"
+timings=()
+
+t0="$(now)"
+bash scripts/setup-peers.sh
+timings+=("setup-peers $(elapsed "$t0") s")
+
+# shellcheck source=/dev/null
+source .peers/env
+
+t0="$(now)"
+status=0
+# Doc tests run as part of this: `cargo test` without a target filter
+# includes them.
+cargo test --all-features --no-fail-fast || status=$?
+timings+=("cargo test $(elapsed "$t0") s")
+timings+=("total $(elapsed "$t_all") s")
+
+echo "test.sh: timings:"
+for t in "${timings[@]}"; do
+  echo "  $t"
+done
+if [[ $status -ne 0 ]]; then
+  echo "test.sh: FAILED (cargo test exited $status)" >&2
+fi
+exit "$status"
