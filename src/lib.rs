@@ -15,9 +15,13 @@
 pub mod body;
 pub mod credentials;
 pub mod crypto;
+#[cfg(feature = "notify")]
+pub mod notify;
 pub mod resign;
 pub mod s3error;
 pub mod sigv4;
+#[cfg(feature = "notify")]
+pub mod sink;
 pub mod verified;
 pub mod verify;
 #[cfg(feature = "webhook")]
