@@ -5,8 +5,11 @@
 
 pub mod classify;
 mod event;
+pub mod event_types;
+pub mod rules;
 
 pub use classify::{
     classify, parse_delete_objects_result, Classified, DeleteResultScanner, DeletedKey,
 };
 pub use event::{Event, EventId, S3Operation};
+pub use rules::{Rule, Rules, StatusFilter};
