@@ -6,6 +6,7 @@
 pub mod classify;
 mod event;
 pub mod event_types;
+pub mod format;
 pub mod rules;
 
 pub use classify::{
