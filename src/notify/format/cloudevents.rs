@@ -101,19 +101,29 @@ pub fn event_type(event: &Event) -> String {
 
 /// The `source` attribute of an event.
 pub fn source(event: &Event, options: &FormatOptions) -> String {
-    let upstream_host;
-    let host = match options.source_host.as_deref() {
-        Some(host) => host,
-        None => {
-            upstream_host = event
-                .url
-                .parse::<http::Uri>()
-                .ok()
-                .and_then(|uri| uri.host().map(str::to_owned));
-            upstream_host.as_deref().unwrap_or("localhost")
-        }
-    };
+    let host = options
+        .source_host
+        .as_deref()
+        .or_else(|| url_host(&event.url))
+        .unwrap_or("localhost");
     format!("s3tap://{host}/{}", event.bucket.as_deref().unwrap_or(""))
+}
+
+/// The host of an absolute URL, without user info or port. Read by hand:
+/// the URL is only for display here, and a key with characters a URI parser
+/// refuses must not cost the event its source.
+fn url_host(url: &str) -> Option<&str> {
+    let (_, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let authority = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let host = if authority.starts_with('[') {
+        authority.split_inclusive(']').next()?
+    } else {
+        authority.split(':').next()?
+    };
+    (!host.is_empty()).then_some(host)
 }
 
 fn structured<'a>(event: &'a Event, options: &'a FormatOptions) -> Structured<'a> {
@@ -204,6 +214,19 @@ pub fn http_header_value(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hosts_of_urls() {
+        assert_eq!(
+            url_host("https://s3.example.com/b/k"),
+            Some("s3.example.com")
+        );
+        assert_eq!(url_host("http://u:p@h:9000/b?x"), Some("h"));
+        assert_eq!(url_host("http://[::1]:9000/b"), Some("[::1]"));
+        assert_eq!(url_host("https://h/a b/ü"), Some("h"));
+        assert_eq!(url_host("/b/k"), None);
+        assert_eq!(url_host("http:///b"), None);
+    }
 
     #[test]
     fn header_value_encoding_follows_the_binding() {
