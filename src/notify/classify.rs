@@ -611,7 +611,8 @@ mod tests {
         use S3Operation::*;
         let copy = [("x-amz-copy-source", "/src/a")];
         let form = [("content-type", "multipart/form-data; boundary=xyz")];
-        let cases: &[(Method, &str, &[(&str, &str)], S3Operation)] = &[
+        type Case<'a> = (Method, &'a str, &'a [(&'a str, &'a str)], S3Operation);
+        let cases: &[Case] = &[
             (Method::PUT, "/b/k", &[], PutObject),
             (Method::PUT, "/b/k?x-id=PutObject", &[], PutObject),
             (

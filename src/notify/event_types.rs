@@ -206,11 +206,12 @@ mod tests {
             assert_eq!(e.b2_event_type(), b2, "{operation:?}");
             // Exactly one of the S3 name and the s3tap name exists.
             assert_ne!(e.s3_event_name().is_some(), e.s3tap_event_name().is_some());
-            if s3.is_none() {
-                assert_eq!(e.s3tap_event_name(), Some(b2));
-                assert_eq!(e.s3_or_s3tap_name(), b2);
-            } else {
-                assert_eq!(e.s3_or_s3tap_name(), s3.unwrap());
+            match s3 {
+                None => {
+                    assert_eq!(e.s3tap_event_name(), Some(b2));
+                    assert_eq!(e.s3_or_s3tap_name(), b2);
+                }
+                Some(s3) => assert_eq!(e.s3_or_s3tap_name(), s3),
             }
         }
     }

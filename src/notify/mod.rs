@@ -1,6 +1,6 @@
 //! Event notifications: the [`Event`] model, S3 operation classification
-//! ([`classify`]), the event-type vocabularies ([`event_types`]), routing
-//! [`rules`], the wire [`format`]s, and (in this module's other files) the
+//! ([`classify()`]), the event-type vocabularies ([`event_types`]), routing
+//! [`rules`], the wire [`format`](mod@format)s, and (in this module's other files) the
 //! `NotifyLayer` and the `Dispatcher`.
 
 pub mod classify;

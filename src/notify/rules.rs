@@ -129,10 +129,10 @@ pub fn pattern_matches(pattern: &str, event: &Event) -> bool {
         return true;
     }
     let s3tap = event.s3tap_event_name();
-    if pattern.starts_with("s3:") {
+    if let Some(pattern) = pattern.strip_prefix("s3:") {
         // `s3:` names only S3's own events; the rest is under `s3tap:`.
         return match event.s3_event_name() {
-            Some(name) => glob(&pattern[3..], name),
+            Some(name) => glob(pattern, name),
             None => false,
         };
     }
