@@ -126,6 +126,12 @@ pub struct Event {
     pub aborted: bool,
     /// Set by routing: the rule that matched (B2's `matchedRuleName`).
     pub matched_rule: Option<String>,
+    /// Whether the delete created a delete marker (versioned bucket): the
+    /// response carried `x-amz-delete-marker: true`, or the DeleteObjects
+    /// result said `<DeleteMarker>true</DeleteMarker>`. Decides between
+    /// `ObjectRemoved:Delete` and `ObjectRemoved:DeleteMarkerCreated`.
+    #[serde(default)]
+    pub delete_marker: bool,
 }
 
 impl Event {
@@ -168,6 +174,7 @@ impl Event {
             bytes_sent: None,
             aborted: false,
             matched_rule: None,
+            delete_marker: false,
         }
     }
 }
