@@ -1,16 +1,56 @@
-//! Event notifications: the [`Event`] model, S3 operation classification
-//! ([`classify()`]), the event-type vocabularies ([`event_types`]), routing
-//! [`rules`], the wire [`format`](mod@format)s, and (in this module's other files) the
-//! `NotifyLayer` and the `Dispatcher`.
+//! Event notifications: the [`NotifyLayer`], the [`Event`] model, S3
+//! operation classification ([`classify()`]), the event-type vocabularies
+//! ([`event_types`]), routing [`rules`], the wire [`format`](mod@format)s and
+//! the dispatcher.
+//!
+//! [`NotifyLayer`] sits outermost in a stack: it classifies each request
+//! (PutObject, CompleteMultipartUpload, DeleteObjects, ...), lets it through
+//! untouched, and when the response head arrives (or, by option, when the
+//! body has been sent) hands an [`Event`] to an [`EventEmitter`]: a queue,
+//! never a network call, so the response is never delayed. Inner layers
+//! (verification, re-signing) add what they learn (the client's key id, the
+//! upstream URL) through the [`Observed`](crate::verified::Observed) request
+//! extension. A DeleteObjects request yields one event per deleted key, read
+//! from the result while it streams to the client.
+//!
+//! ```
+//! use std::sync::{Arc, Mutex};
+//! use s3tap::notify::{Event, NotifyLayer};
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let events = Arc::new(Mutex::new(Vec::<Event>::new()));
+//! let sink = events.clone();
+//! let service = ServiceBuilder::new()
+//!     .layer(NotifyLayer::new(move |event: Event| sink.lock().unwrap().push(event)))
+//!     .service_fn(|_request: http::Request<String>| async {
+//!         Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+//!     });
+//! let request = http::Request::put("/photos/cat.jpg").body(String::from("meow")).unwrap();
+//! service.oneshot(request).await.unwrap();
+//! let events = events.lock().unwrap();
+//! assert_eq!(events[0].bucket.as_deref(), Some("photos"));
+//! assert_eq!(events[0].key.as_deref(), Some("cat.jpg"));
+//! # }
+//! ```
 
+mod body;
 pub mod classify;
 mod event;
 pub mod event_types;
 pub mod format;
+mod future;
+mod layer;
 pub mod rules;
+mod service;
 
+pub use body::NotifyBody;
 pub use classify::{
     classify, parse_delete_objects_result, Classified, DeleteResultScanner, DeletedKey,
 };
 pub use event::{Event, EventId, S3Operation};
+pub use future::ResponseFuture;
+pub use layer::{EmitOn, EventEmitter, NotifyLayer};
 pub use rules::{Rule, Rules, StatusFilter};
+pub use service::Notify;

@@ -1,0 +1,156 @@
+//! [`ResponseFuture`] of [`Notify`](super::Notify): builds the event from the
+//! response head, and emits it now or hands it to the body.
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::{Instant, SystemTime};
+
+use http::{header, Response};
+use pin_project_lite::pin_project;
+
+use super::body::{BodyWatch, NotifyBody};
+use super::classify::{Classified, DeleteResultScanner};
+use super::layer::{EmitOn, NotifyConfig};
+use super::{Event, EventId, S3Operation};
+use crate::verified::Observed;
+
+pub(crate) struct PendingEvent {
+    pub(crate) started: Instant,
+    pub(crate) time: SystemTime,
+    pub(crate) classified: Classified,
+    pub(crate) method: String,
+    pub(crate) request_uri: String,
+    pub(crate) content_length: Option<u64>,
+    pub(crate) decoded_content_length: Option<u64>,
+    pub(crate) content_type: Option<String>,
+    pub(crate) amz_date: Option<String>,
+    pub(crate) source_ip: Option<IpAddr>,
+    pub(crate) request_id: Option<String>,
+    pub(crate) observed: Observed,
+    pub(crate) config: Arc<NotifyConfig>,
+}
+
+pin_project! {
+    /// Response future of [`Notify`](super::Notify).
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        pending: Option<Box<PendingEvent>>,
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    pub(crate) fn new(inner: F, pending: PendingEvent) -> Self {
+        ResponseFuture {
+            inner,
+            pending: Some(Box::new(pending)),
+        }
+    }
+}
+
+fn header_text(headers: &http::HeaderMap, name: impl header::AsHeaderName) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// The object size of a read: the total from `Content-Range` for a range
+/// request, else the response length.
+fn object_size_of_read(headers: &http::HeaderMap) -> Option<u64> {
+    if let Some(total) = header_text(headers, header::CONTENT_RANGE)
+        .and_then(|range| range.rsplit('/').next().and_then(|t| t.parse().ok()))
+    {
+        return Some(total);
+    }
+    header_text(headers, header::CONTENT_LENGTH).and_then(|v| v.parse().ok())
+}
+
+impl PendingEvent {
+    fn build<B>(&self, response: &Response<B>) -> Event {
+        let headers = response.headers();
+        let facts = self.observed.facts();
+        let operation = self.classified.operation;
+        let uploaded_size = facts
+            .decoded_content_length
+            .or(self.decoded_content_length)
+            .or(self.content_length);
+        let (size, content_type) = match operation {
+            S3Operation::PutObject | S3Operation::UploadPart | S3Operation::PostObject => {
+                (uploaded_size, self.content_type.clone())
+            }
+            S3Operation::GetObject | S3Operation::HeadObject => (
+                object_size_of_read(headers),
+                header_text(headers, header::CONTENT_TYPE),
+            ),
+            _ => (None, self.content_type.clone()),
+        };
+        Event {
+            id: EventId::new(),
+            time: self.time,
+            operation,
+            bucket: self.classified.bucket.clone(),
+            key: self.classified.key.clone(),
+            version_id: header_text(headers, "x-amz-version-id"),
+            size,
+            etag: header_text(headers, header::ETAG).map(|e| e.trim_matches('"').to_owned()),
+            content_type,
+            status: response.status().as_u16(),
+            method: self.method.clone(),
+            url: facts
+                .upstream_url
+                .unwrap_or_else(|| self.request_uri.clone()),
+            signature_timestamp: facts.signature_timestamp.or_else(|| self.amz_date.clone()),
+            access_key_id: facts.access_key_id,
+            source_ip: self.source_ip,
+            upstream_request_id: header_text(headers, "x-amz-request-id"),
+            request_id: self.request_id.clone(),
+            content_length: self.content_length,
+            duration_ms: self.started.elapsed().as_millis() as u64,
+            bytes_sent: None,
+            aborted: false,
+            matched_rule: None,
+            delete_marker: header_text(headers, "x-amz-delete-marker")
+                .is_some_and(|v| v.eq_ignore_ascii_case("true")),
+        }
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<NotifyBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = ready!(this.inner.poll(cx))?;
+        let pending = this.pending.take().expect("polled after completion");
+        let event = pending.build(&response);
+        let config = pending.config.clone();
+        let deletes_keys =
+            event.operation == S3Operation::DeleteObjects && response.status().is_success();
+        let watch = if deletes_keys {
+            // One event per deleted key, read from the result while it
+            // streams to the client.
+            Some(BodyWatch::delete_objects(
+                event,
+                config.emitter.clone(),
+                DeleteResultScanner::new(),
+            ))
+        } else if config.emit_on == EmitOn::BodyEnd {
+            Some(BodyWatch::at_end(
+                event,
+                config.emitter.clone(),
+                pending.started,
+            ))
+        } else {
+            config.emitter.emit(event);
+            None
+        };
+        Poll::Ready(Ok(response.map(|body| NotifyBody::new(body, watch))))
+    }
+}

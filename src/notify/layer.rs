@@ -1,0 +1,109 @@
+//! [`NotifyLayer`]: the builder users configure, and the [`EventEmitter`]
+//! that receives what it produces.
+
+use std::fmt;
+use std::sync::Arc;
+
+use tower_layer::Layer;
+
+use super::service::Notify;
+use super::Event;
+
+/// Receives events from [`NotifyLayer`]. Called on the response path, so it
+/// must not block: queue the event and return (the
+/// [`Dispatcher`](super) does exactly that).
+pub trait EventEmitter: Send + Sync + 'static {
+    /// Takes one event.
+    fn emit(&self, event: Event);
+}
+
+impl<F> EventEmitter for F
+where
+    F: Fn(Event) + Send + Sync + 'static,
+{
+    fn emit(&self, event: Event) {
+        self(event)
+    }
+}
+
+/// When an event is emitted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum EmitOn {
+    /// As soon as the response head arrives (the default, as the original
+    /// Worker did): the operation's outcome is known.
+    #[default]
+    ResponseHead,
+    /// When the response body has been sent (or dropped early, flagged as
+    /// aborted), with the number of bytes sent.
+    BodyEnd,
+}
+
+#[derive(Clone)]
+pub(crate) struct NotifyConfig {
+    pub(crate) emitter: Arc<dyn EventEmitter>,
+    pub(crate) emit_on: EmitOn,
+    pub(crate) virtual_host_suffix: Option<String>,
+}
+
+/// Emits an [`Event`] for every request that passes through, without ever
+/// delaying the response.
+///
+/// See the [module docs](crate::notify).
+#[derive(Clone)]
+pub struct NotifyLayer {
+    config: NotifyConfig,
+}
+
+impl NotifyLayer {
+    /// Emits events to `emitter`, at response head.
+    pub fn new(emitter: impl EventEmitter) -> Self {
+        Self::from_arc(Arc::new(emitter))
+    }
+
+    /// Emits events to a shared emitter.
+    pub fn from_arc(emitter: Arc<dyn EventEmitter>) -> Self {
+        NotifyLayer {
+            config: NotifyConfig {
+                emitter,
+                emit_on: EmitOn::ResponseHead,
+                virtual_host_suffix: None,
+            },
+        }
+    }
+
+    /// Emits when the response body has been sent instead of at its head.
+    pub fn emit_on_body_end(mut self) -> Self {
+        self.config.emit_on = EmitOn::BodyEnd;
+        self
+    }
+
+    /// Chooses when events are emitted.
+    pub fn emit_on(mut self, emit_on: EmitOn) -> Self {
+        self.config.emit_on = emit_on;
+        self
+    }
+
+    /// Recognises `bucket.<suffix>` Host headers (virtual-hosted clients).
+    pub fn client_virtual_host_suffix(mut self, suffix: impl Into<String>) -> Self {
+        self.config.virtual_host_suffix =
+            Some(suffix.into().trim_start_matches('.').to_ascii_lowercase());
+        self
+    }
+}
+
+impl<S> Layer<S> for NotifyLayer {
+    type Service = Notify<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Notify::new(inner, Arc::new(self.config.clone()))
+    }
+}
+
+impl fmt::Debug for NotifyLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NotifyLayer")
+            .field("emit_on", &self.config.emit_on)
+            .field("virtual_host_suffix", &self.config.virtual_host_suffix)
+            .finish_non_exhaustive()
+    }
+}
