@@ -14,7 +14,6 @@
 //! `E2E_RSS_MIB` per upload, default 1024).
 
 #[path = "../tests/signing/mod.rs"]
-#[allow(dead_code)]
 mod signing;
 
 use std::convert::Infallible;
