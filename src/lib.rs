@@ -7,6 +7,9 @@
 //!   signed webhooks it receives (B2 Event Notifications, Frame.io, Standard
 //!   Webhooks, GitHub, Stripe).
 //!
+//! - [`upstream::UpstreamClient`] (feature `upstream`) forwards requests to
+//!   the real S3 upstream and answers S3 errors when it cannot.
+//!
 //! The SigV4 math lives in [`sigv4`], free of tower and of any HTTP server.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
@@ -16,6 +19,8 @@ pub mod credentials;
 pub mod crypto;
 pub mod s3error;
 pub mod sigv4;
+#[cfg(feature = "upstream")]
+pub mod upstream;
 pub mod verify;
 #[cfg(feature = "webhook")]
 pub mod webhook;
