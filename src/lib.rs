@@ -15,12 +15,15 @@
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+pub mod body;
 pub mod credentials;
 pub mod crypto;
+pub mod resign;
 pub mod s3error;
 pub mod sigv4;
 #[cfg(feature = "upstream")]
 pub mod upstream;
+pub mod verified;
 pub mod verify;
 #[cfg(feature = "webhook")]
 pub mod webhook;

@@ -22,9 +22,7 @@ use crate::sigv4::{
     PayloadMode,
 };
 
-/// Boxed error type of [`VerifyBody`]: the inner body's error, or a
-/// [`VerifyError`] (downcast to read it).
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub use crate::body::BoxError;
 
 /// Shared between a body and its response future: the first verification
 /// failure, so the response can carry the precise S3 error.
@@ -315,6 +313,16 @@ impl ChunkedCheck {
             ChunkEvent::ChunkStart { size, signature } => {
                 self.claimed_chunk_signature = signature;
                 self.chunk_len = size;
+                if self.signer.is_none() {
+                    // Unsigned chunks flow at once: publish the boundary now,
+                    // before any of the chunk's bytes.
+                    if let Some(digests) = &self.digests {
+                        digests.push(ChunkDigest {
+                            len: size,
+                            sha256: None,
+                        });
+                    }
+                }
             }
             ChunkEvent::Data(data) => {
                 *received += data.len() as u64;
@@ -345,7 +353,7 @@ impl ChunkedCheck {
                     if let Some(digests) = &self.digests {
                         digests.push(ChunkDigest {
                             len: self.chunk_len,
-                            sha256: digest,
+                            sha256: Some(digest),
                         });
                     }
                     verified.extend(self.chunk.drain(..));
@@ -519,69 +527,5 @@ impl<B> std::fmt::Debug for VerifyBody<B> {
         f.debug_struct("VerifyBody")
             .field("checked", &self.check.is_some())
             .finish_non_exhaustive()
-    }
-}
-
-pin_project! {
-    /// Response body of [`SigV4Verify`](super::SigV4Verify): the inner
-    /// service's body, or an S3 XML error.
-    pub struct ResponseBody<B> {
-        #[pin]
-        inner: Option<B>,
-        error: Option<Bytes>,
-    }
-}
-
-impl<B> ResponseBody<B> {
-    pub(crate) fn inner(body: B) -> Self {
-        ResponseBody {
-            inner: Some(body),
-            error: None,
-        }
-    }
-
-    pub(crate) fn error(body: Bytes) -> Self {
-        ResponseBody {
-            inner: None,
-            error: (!body.is_empty()).then_some(body),
-        }
-    }
-
-    /// Whether this is an S3 error produced by the layer.
-    pub fn is_error(&self) -> bool {
-        self.inner.is_none()
-    }
-}
-
-impl<B> Body for ResponseBody<B>
-where
-    B: Body<Data = Bytes>,
-{
-    type Data = Bytes;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        let this = self.project();
-        match this.inner.as_pin_mut() {
-            Some(body) => body.poll_frame(cx),
-            None => Poll::Ready(this.error.take().map(|b| Ok(Frame::data(b)))),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match &self.inner {
-            Some(body) => body.is_end_stream(),
-            None => self.error.is_none(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match &self.inner {
-            Some(body) => body.size_hint(),
-            None => SizeHint::with_exact(self.error.as_ref().map_or(0, |b| b.len() as u64)),
-        }
     }
 }

@@ -9,11 +9,12 @@ use std::task::{Context, Poll};
 use http::{header, HeaderMap, Request, Response};
 use tower_service::Service;
 
-use super::body::{PayloadPlan, ResponseBody, VerifyBody};
+use super::body::{PayloadPlan, VerifyBody};
 use super::error::VerifyError;
 use super::future::ResponseFuture;
 use super::layer::{PayloadHashing, VerifyConfig};
 use super::{AuthKind, ChunkDigests, Verified};
+use crate::body::ResponseBody;
 use crate::credentials::{Credential, CredentialStore};
 use crate::crypto::constant_time_eq;
 use crate::sigv4::{
@@ -374,8 +375,8 @@ pub(crate) fn complete<B>(
         });
     }
 
-    let chunk_digests = (config.publish_chunk_digests && claim.payload.has_chunk_signatures())
-        .then(ChunkDigests::default);
+    let chunk_digests =
+        (config.publish_chunk_digests && claim.payload.is_chunked()).then(ChunkDigests::default);
     let chunk_signer = claim
         .payload
         .has_chunk_signatures()
@@ -406,6 +407,7 @@ pub(crate) fn complete<B>(
         },
     };
 
+    let original_content_encoding = parts.headers.get(header::CONTENT_ENCODING).cloned();
     if claim.payload.is_chunked() {
         // The inner service sees the decoded payload: its real length, no
         // aws-chunked framing, no transfer coding.
@@ -428,6 +430,7 @@ pub(crate) fn complete<B>(
         decoded_content_length: claim.decoded_content_length,
         seed_signature: claim.signature,
         chunk_digests,
+        original_content_encoding,
         credential: Arc::new(credential),
     };
     parts.extensions.insert(verified);

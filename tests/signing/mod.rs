@@ -132,6 +132,28 @@ pub fn signed_chunked_upload(
     chunk_size: usize,
     trailer: bool,
 ) -> ChunkedUpload {
+    signed_chunked_upload_at(path, payload, chunk_size, trailer, fixed_time())
+}
+
+impl ChunkedUpload {
+    /// The request with the framed body attached.
+    pub fn request_with_body(&self) -> http::Request<Bytes> {
+        let mut request = http::Request::new(Bytes::from(self.body.clone()));
+        *request.method_mut() = self.request.method().clone();
+        *request.uri_mut() = self.request.uri().clone();
+        *request.headers_mut() = self.request.headers().clone();
+        request
+    }
+}
+
+/// [`signed_chunked_upload`] signed at `time`.
+pub fn signed_chunked_upload_at(
+    path: &str,
+    payload: &[u8],
+    chunk_size: usize,
+    trailer: bool,
+    time: SystemTime,
+) -> ChunkedUpload {
     let mode = if trailer {
         "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER"
     } else {
@@ -151,7 +173,14 @@ pub fn signed_chunked_upload(
     } else {
         SignableBody::Precomputed(mode.to_owned())
     };
-    sign_with(&mut request, body_kind, &SignOptions::default());
+    sign_with(
+        &mut request,
+        body_kind,
+        &SignOptions {
+            time,
+            ..Default::default()
+        },
+    );
     let auth = request.headers()["authorization"]
         .to_str()
         .unwrap()
@@ -159,7 +188,7 @@ pub fn signed_chunked_upload(
     let seed_hex = auth.rsplit("Signature=").next().unwrap();
     let mut seed = [0u8; 32];
     hex::decode_to_slice(seed_hex, &mut seed).unwrap();
-    let date = AmzDate::from_system_time(fixed_time());
+    let date = AmzDate::from_system_time(time);
     let scope = format!("{}/{REGION}/s3/aws4_request", date.date_stamp());
     let key = SigningKey::derive(SECRET, &date.date_stamp(), REGION, "s3");
     let mut signer = ChunkSigner::new(key, &date, &scope, &seed);

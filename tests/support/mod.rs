@@ -1,3 +1,4 @@
+#![allow(unused_imports)]
 //! Shared harness for the integration tests: where the real peers are, a test
 //! HTTP(S) server, a tiny S3 object sink, and runners for real S3 clients.
 //!

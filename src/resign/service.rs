@@ -1,0 +1,494 @@
+//! [`Resign`]: rewrites the target, drops what must not travel, and signs
+//! the request for the upstream.
+
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::header::{self, HeaderName};
+use http::{HeaderMap, HeaderValue, Request, Response, Uri};
+use tower_service::Service;
+
+use super::body::{FramingPlan, ResignBody};
+use super::future::ResponseFuture;
+use super::layer::{Addressing, CredentialsSource, ResignConfig};
+use crate::body::ResponseBody;
+use crate::s3error::{S3Error, S3ErrorCode};
+use crate::sigv4::{
+    authorization_value, sign_request, AmzDate, CanonicalRequest, ChunkSigner, PayloadMode,
+    UriEncoding,
+};
+use crate::verified::{AuthKind, Verified};
+
+/// The service made by [`ResignLayer`](super::ResignLayer).
+pub struct Resign<S> {
+    inner: S,
+    config: Arc<ResignConfig>,
+}
+
+impl<S> Resign<S> {
+    pub(crate) fn new(inner: S, config: Arc<ResignConfig>) -> Self {
+        Resign { inner, config }
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S: Clone> Clone for Resign<S> {
+    fn clone(&self) -> Self {
+        Resign {
+            inner: self.inner.clone(),
+            config: self.config.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for Resign<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Resign")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Resign<S>
+where
+    S: Service<Request<ResignBody<ReqBody>>, Response = Response<ResBody>>,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let resource = request.uri().path().to_owned();
+        let is_head = request.method() == http::Method::HEAD;
+        match resign(&self.config, request) {
+            Ok(request) => ResponseFuture::inner(self.inner.call(request)),
+            Err(error) => {
+                tracing::warn!("request not re-signed: {error}");
+                ResponseFuture::rejected(&error, &resource, is_head)
+            }
+        }
+    }
+}
+
+/// Headers that describe one hop, never the message (RFC 9110 §7.6.1), plus
+/// those a signer must not cover because something on the way may change
+/// them.
+const NEVER_FORWARDED: [&str; 11] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "expect",
+    "authorization",
+];
+
+/// Headers forwarded but never signed: they may be rewritten on the way
+/// (compression negotiation, tracing, client identification).
+const NEVER_SIGNED: [&str; 4] = [
+    "accept-encoding",
+    "user-agent",
+    "x-amzn-trace-id",
+    "content-length",
+];
+
+/// Presigned-URL parameters, replaced by header auth upstream.
+const PRESIGN_PARAMS: [&str; 8] = [
+    "X-Amz-Algorithm",
+    "X-Amz-Credential",
+    "X-Amz-Date",
+    "X-Amz-Expires",
+    "X-Amz-SignedHeaders",
+    "X-Amz-Signature",
+    "X-Amz-Security-Token",
+    "X-Amz-Content-Sha256",
+];
+
+struct SigningIdentity {
+    access_key_id: String,
+    secret: crate::credentials::Secret,
+    session_token: Option<crate::credentials::Secret>,
+}
+
+fn choose_credentials(
+    config: &ResignConfig,
+    verified: Option<&Verified>,
+) -> Result<SigningIdentity, S3Error> {
+    match (&config.credentials, verified) {
+        (CredentialsSource::Fixed(fixed), _) => Ok(SigningIdentity {
+            access_key_id: fixed.access_key_id.clone(),
+            secret: fixed.secret.clone(),
+            session_token: fixed.session_token.clone(),
+        }),
+        (CredentialsSource::Client, Some(verified)) => Ok(SigningIdentity {
+            access_key_id: verified.access_key_id.clone(),
+            secret: verified.credential.secret.clone(),
+            session_token: verified.credential.session_token.clone(),
+        }),
+        (CredentialsSource::Mapped, Some(verified)) => match &verified.credential.upstream {
+            Some(upstream) => Ok(SigningIdentity {
+                access_key_id: upstream.access_key_id.clone(),
+                secret: upstream.secret.clone(),
+                session_token: upstream.session_token.clone(),
+            }),
+            None => Err(S3Error::new(
+                S3ErrorCode::AccessDenied,
+                "No upstream credentials are mapped to this access key.",
+            )),
+        },
+        (_, None) => Err(S3Error::new(
+            S3ErrorCode::AccessDenied,
+            "The request was not verified, so it cannot be signed with the client's credentials.",
+        )),
+    }
+}
+
+/// Splits the client's addressing into (bucket, key path starting with `/`).
+fn client_target<'a>(
+    config: &ResignConfig,
+    host: Option<&str>,
+    path: &'a str,
+) -> (Option<String>, &'a str) {
+    if let (Some(suffix), Some(host)) = (&config.client_virtual_host_suffix, host) {
+        let host = host.rsplit_once(':').map_or(host, |(name, port)| {
+            if port.bytes().all(|b| b.is_ascii_digit()) {
+                name
+            } else {
+                host
+            }
+        });
+        let host = host.to_ascii_lowercase();
+        if let Some(bucket) = host
+            .strip_suffix(suffix.as_str())
+            .and_then(|b| b.strip_suffix('.'))
+        {
+            if !bucket.is_empty() {
+                let key_path = if path.is_empty() { "/" } else { path };
+                return (Some(bucket.to_owned()), key_path);
+            }
+        }
+    }
+    // Path style: /bucket/key...
+    let trimmed = path.strip_prefix('/').unwrap_or(path);
+    match trimmed.split_once('/') {
+        Some((bucket, _)) if !bucket.is_empty() => {
+            (Some(bucket.to_owned()), &path[1 + bucket.len()..])
+        }
+        None if !trimmed.is_empty() => (Some(trimmed.to_owned()), ""),
+        _ => (None, path),
+    }
+}
+
+fn strip_presign_params(query: &str) -> String {
+    query
+        .split('&')
+        .filter(|pair| {
+            let name = pair.split_once('=').map_or(*pair, |(n, _)| n);
+            !pair.is_empty() && !PRESIGN_PARAMS.contains(&name)
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn resign<B>(
+    config: &ResignConfig,
+    request: Request<B>,
+) -> Result<Request<ResignBody<B>>, S3Error> {
+    let (mut parts, body) = request.into_parts();
+    let verified = parts.extensions.get::<Verified>().cloned();
+    let identity = choose_credentials(config, verified.as_ref())?;
+
+    // Target: scheme and host of the upstream, bucket placed as it expects.
+    let client_host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| parts.uri.authority().map(|a| a.to_string()));
+    let (bucket, key_path) = client_target(config, client_host.as_deref(), parts.uri.path());
+    let upstream_authority = config.upstream.authority().as_str();
+    let (authority, path) = match (config.addressing, &bucket) {
+        (Addressing::VirtualHosted, Some(bucket)) => (
+            format!("{bucket}.{upstream_authority}"),
+            if key_path.is_empty() {
+                "/".to_owned()
+            } else {
+                key_path.to_owned()
+            },
+        ),
+        (_, Some(bucket)) => (
+            upstream_authority.to_owned(),
+            format!("/{bucket}{key_path}"),
+        ),
+        (_, None) => (upstream_authority.to_owned(), "/".to_owned()),
+    };
+    let query = match (parts.uri.query(), verified.as_ref().map(|v| v.auth)) {
+        (Some(query), Some(AuthKind::Presigned { .. })) => Some(strip_presign_params(query)),
+        (Some(query), _) => Some(query.to_owned()),
+        (None, _) => None,
+    }
+    .filter(|q| !q.is_empty());
+    let path_and_query = match &query {
+        Some(query) => format!("{path}?{query}"),
+        None => path.clone(),
+    };
+    parts.uri = Uri::builder()
+        .scheme(config.upstream.scheme().clone())
+        .authority(authority.as_str())
+        .path_and_query(path_and_query.as_str())
+        .build()
+        .map_err(|_| {
+            S3Error::new(
+                S3ErrorCode::InvalidRequest,
+                "The request target cannot be addressed on the upstream.",
+            )
+        })?;
+
+    // Headers: drop what belongs to this hop, then decide what gets signed.
+    let connection_listed: Vec<HeaderName> = parts
+        .headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in NEVER_FORWARDED.iter().copied() {
+        parts.headers.remove(name);
+    }
+    for name in connection_listed {
+        parts.headers.remove(name);
+    }
+    for name in ["x-amz-date", "x-amz-security-token", "x-amz-content-sha256"] {
+        parts.headers.remove(name);
+    }
+    parts.headers.insert(
+        header::HOST,
+        HeaderValue::from_str(&authority)
+            .map_err(|_| S3Error::new(S3ErrorCode::InvalidRequest, "Invalid upstream host."))?,
+    );
+
+    let payload = match &verified {
+        Some(verified) => match verified.auth {
+            AuthKind::Presigned { .. } if !verified.payload.is_chunked() => {
+                if matches!(verified.payload, PayloadMode::Hex(_)) {
+                    verified.payload
+                } else {
+                    PayloadMode::Unsigned
+                }
+            }
+            _ => verified.payload,
+        },
+        None => PayloadMode::Unsigned,
+    };
+    let date = AmzDate::from_system_time((config.clock)());
+    parts.headers.insert(
+        "x-amz-date",
+        HeaderValue::from_str(&date.to_string()).expect("ASCII date"),
+    );
+    parts.headers.insert(
+        "x-amz-content-sha256",
+        HeaderValue::from_str(&payload.header_value()).expect("ASCII payload mode"),
+    );
+    if let Some(token) = &identity.session_token {
+        let value = HeaderValue::from_str(token.expose()).map_err(|_| {
+            S3Error::new(
+                S3ErrorCode::InternalError,
+                "The upstream session token is not a valid header value.",
+            )
+        })?;
+        parts.headers.insert("x-amz-security-token", value);
+    }
+
+    let plan = if payload.is_chunked() {
+        let verified = verified
+            .as_ref()
+            .expect("chunked payloads come only from verified requests");
+        let digests = verified.chunk_digests.clone().ok_or_else(|| {
+            S3Error::new(
+                S3ErrorCode::InternalError,
+                "ResignLayer needs SigV4VerifyLayer::publish_chunk_digests(true) to re-frame aws-chunked payloads.",
+            )
+        })?;
+        // The upstream gets the client's framing back: same encoding, same
+        // length (same chunk boundaries, same signature lengths).
+        let encoding = verified
+            .original_content_encoding
+            .clone()
+            .unwrap_or_else(|| HeaderValue::from_static("aws-chunked"));
+        parts.headers.insert(header::CONTENT_ENCODING, encoding);
+        match verified.content_length {
+            Some(length) => {
+                parts.headers.insert(header::CONTENT_LENGTH, length.into());
+            }
+            None => {
+                parts.headers.remove(header::CONTENT_LENGTH);
+            }
+        }
+        Some((payload, digests, verified.content_length))
+    } else {
+        None
+    };
+
+    // Sign what the client signed (or, unverified, every end-to-end header),
+    // plus what SigV4 requires; unsigned client headers travel unsigned.
+    let mut signed: Vec<String> = match &verified {
+        Some(verified) => verified
+            .signed_headers
+            .names()
+            .into_iter()
+            .filter(|name| parts.headers.contains_key(*name))
+            .map(str::to_owned)
+            .collect(),
+        None => parts
+            .headers
+            .keys()
+            .map(|n| n.as_str().to_owned())
+            .collect(),
+    };
+    signed.retain(|name| {
+        !NEVER_SIGNED.contains(&name.as_str()) && !NEVER_FORWARDED.contains(&name.as_str())
+    });
+    for required in ["host", "x-amz-date", "x-amz-content-sha256"] {
+        signed.push(required.to_owned());
+    }
+    if identity.session_token.is_some() {
+        signed.push("x-amz-security-token".to_owned());
+    }
+    if verified.is_some() {
+        // Headers the client signed but that were rewritten for this hop are
+        // re-added above (content-encoding); x-amz-* must always be signed.
+        for name in parts.headers.keys() {
+            if name.as_str().starts_with("x-amz-") {
+                signed.push(name.as_str().to_owned());
+            }
+        }
+    }
+    signed.sort_unstable();
+    signed.dedup();
+    let signed_refs: Vec<&str> = signed.iter().map(String::as_str).collect();
+
+    let scope = format!(
+        "{}/{}/{}/aws4_request",
+        date.date_stamp(),
+        config.region,
+        config.service
+    );
+    let key = config.key_cache.get(
+        identity.secret.expose(),
+        &date.date_stamp(),
+        &config.region,
+        &config.service,
+    );
+    let payload_hash = payload.header_value();
+    let canonical = CanonicalRequest {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query(),
+        skip_query_param: None,
+        headers: &parts.headers,
+        authority: None,
+        signed_headers: &signed_refs,
+        payload_hash: &payload_hash,
+        uri_encoding: UriEncoding::S3,
+    };
+    let signature = sign_request(&canonical, &key, &date, &scope).signature;
+    let authorization = authorization_value(
+        &identity.access_key_id,
+        &scope,
+        &signed.join(";"),
+        &signature,
+    );
+    parts.headers.insert(
+        header::AUTHORIZATION,
+        HeaderValue::from_str(&authorization).expect("ASCII authorization"),
+    );
+
+    let body = match plan {
+        None => ResignBody::passthrough(body),
+        Some((mode, digests, encoded_len)) => ResignBody::reframe(
+            body,
+            FramingPlan {
+                mode,
+                signer: mode
+                    .has_chunk_signatures()
+                    .then(|| ChunkSigner::new(key.clone(), &date, &scope, &signature)),
+                digests,
+                encoded_len,
+            },
+        ),
+    };
+    Ok(Request::from_parts(parts, body))
+}
+
+/// Removes every hop-by-hop header from a response before it goes back to
+/// the client (useful to upstream clients that return raw responses).
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    for name in &NEVER_FORWARDED[..9] {
+        headers.remove(*name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resign::Upstream;
+
+    fn config(suffix: Option<&str>) -> ResignConfig {
+        let mut layer_config = crate::resign::ResignLayer::new(
+            Upstream::parse("https://s3.us-west-004.backblazeb2.com").unwrap(),
+        );
+        if let Some(suffix) = suffix {
+            layer_config = layer_config.client_virtual_host_suffix(suffix);
+        }
+        layer_config.into_config()
+    }
+
+    #[test]
+    fn finds_bucket_and_key_in_both_addressing_styles() {
+        let path_style = config(None);
+        assert_eq!(
+            client_target(&path_style, Some("proxy"), "/bucket/a/b"),
+            (Some("bucket".into()), "/a/b")
+        );
+        assert_eq!(
+            client_target(&path_style, Some("proxy"), "/bucket"),
+            (Some("bucket".into()), "")
+        );
+        assert_eq!(
+            client_target(&path_style, Some("proxy"), "/bucket/"),
+            (Some("bucket".into()), "/")
+        );
+        assert_eq!(client_target(&path_style, Some("proxy"), "/"), (None, "/"));
+        let vhost = config(Some("proxy.example"));
+        assert_eq!(
+            client_target(&vhost, Some("photos.proxy.example:8080"), "/a//b"),
+            (Some("photos".into()), "/a//b")
+        );
+        assert_eq!(
+            client_target(&vhost, Some("proxy.example"), "/photos/a"),
+            (Some("photos".into()), "/a")
+        );
+    }
+
+    #[test]
+    fn presign_parameters_are_removed_and_others_kept() {
+        assert_eq!(
+            strip_presign_params("X-Amz-Algorithm=AWS4-HMAC-SHA256&response-content-type=text%2Fplain&X-Amz-Signature=ab&versionId=3"),
+            "response-content-type=text%2Fplain&versionId=3"
+        );
+    }
+}
