@@ -9,7 +9,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 
-use crate::verify::BoxError;
+use crate::body::BoxError;
 
 pin_project! {
     /// Response body of [`UpstreamClient`](super::UpstreamClient).

@@ -22,8 +22,8 @@ use super::body::UpstreamBody;
 use super::error::{BuildError, UpstreamError};
 use super::future::{ErrorContext, ResponseFuture};
 use super::headers::remove_hop_by_hop;
+use crate::body::BoxError;
 use crate::s3error::RequestId;
-use crate::verify::BoxError;
 
 // Boxing the request body once per request keeps the client (and its pool)
 // one type for every body a caller may send; the bytes themselves still
