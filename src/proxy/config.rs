@@ -467,7 +467,7 @@ impl Config {
         )
         .unwrap_or((DEFAULT_ADMIN_LISTEN.to_owned(), Source::Flag));
         let admin_listen = parse_addr(&admin, "admin listen address")?;
-        if admin_listen == listen {
+        if admin_listen == listen && listen.port() != 0 {
             return Err(invalid(format!(
                 "the admin listen address {admin_listen} must differ from the listen address"
             )));

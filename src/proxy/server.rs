@@ -114,6 +114,9 @@ impl Proxy {
         let local = listener
             .local_addr()
             .map_err(|e| StartError::new(e.to_string()))?;
+        let admin_local = admin
+            .local_addr()
+            .map_err(|e| StartError::new(e.to_string()))?;
 
         let banner = embedded.as_ref().map(|(_, data_dir)| {
             let client = &clients[0];
@@ -124,6 +127,7 @@ impl Proxy {
                  \x20 access key id:     {id}\n\
                  \x20 secret access key: {secret}\n\
                  \x20 region:            us-east-1\n\
+                 \x20 admin:             http://{admin_local}/healthz, /readyz\n\
                  try:\n\
                  \x20 AWS_ACCESS_KEY_ID={id} AWS_SECRET_ACCESS_KEY={secret} AWS_DEFAULT_REGION=us-east-1 \
                  aws --endpoint-url {endpoint} s3 ls",
