@@ -1,6 +1,5 @@
 //! The axum example: its own route answers anyone; its S3 routes store and
 //! return objects for signed requests only.
-#[allow(dead_code)]
 mod signing;
 
 #[allow(dead_code)] // main is the example's, not the test's

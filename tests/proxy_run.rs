@@ -2,9 +2,7 @@
 //! endpoints, secrets kept out of the logs, and a graceful SIGTERM.
 #![cfg(feature = "proxy")]
 
-#[allow(dead_code)]
 mod signing;
-#[allow(unused_imports)] // each test file uses a different part of the harness
 mod support;
 
 use std::io::{BufRead, BufReader, Read};

@@ -2,7 +2,6 @@
 //! errors (never a hang) when the upstream is away, silent, or untrusted.
 #![cfg(feature = "upstream")]
 
-#[allow(unused_imports)] // each test file uses a different part of the harness
 mod support;
 
 use std::time::{Duration, Instant};
