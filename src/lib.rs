@@ -19,11 +19,15 @@
 pub mod body;
 pub mod credentials;
 pub mod crypto;
+#[cfg(feature = "notify")]
+pub mod notify;
 #[cfg(feature = "proxy")]
 pub mod proxy;
 pub mod resign;
 pub mod s3error;
 pub mod sigv4;
+#[cfg(feature = "notify")]
+pub mod sink;
 #[cfg(feature = "upstream")]
 pub mod upstream;
 pub mod verified;

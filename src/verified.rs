@@ -115,3 +115,52 @@ impl fmt::Debug for ChunkDigests {
             .finish()
     }
 }
+
+/// Facts inner layers learn about a request, for an outer observer such as
+/// the notification layer: it puts an empty `Observed` into the request
+/// extensions, the verifier and the re-signer fill it in, and the observer
+/// reads it when the response comes back. Cheap to clone (shared).
+#[derive(Clone, Default)]
+pub struct Observed(Arc<Mutex<ObservedFacts>>);
+
+/// What [`Observed`] holds.
+#[derive(Clone, Debug, Default)]
+pub struct ObservedFacts {
+    /// The verified client's access key id.
+    pub access_key_id: Option<String>,
+    /// The client's signing time (`x-amz-date`).
+    pub signature_timestamp: Option<String>,
+    /// The decoded payload length of an aws-chunked upload.
+    pub decoded_content_length: Option<u64>,
+    /// The URL the request was sent to upstream, query included.
+    pub upstream_url: Option<String>,
+}
+
+impl Observed {
+    /// Records facts (called by inner layers).
+    pub fn record(&self, update: impl FnOnce(&mut ObservedFacts)) {
+        update(&mut self.0.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    /// A copy of what has been recorded so far.
+    pub fn facts(&self) -> ObservedFacts {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl fmt::Debug for Observed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.facts().fmt(f)
+    }
+}
+
+/// The client's network address, inserted into request extensions by the
+/// server that accepted the connection (the s3tap proxy does).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientAddr(pub std::net::SocketAddr);
+
+/// s3tap's id for a request, inserted into request extensions by the server
+/// (and returned to the client as `x-amz-request-id` when the upstream sets
+/// none).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestId(pub String);

@@ -431,6 +431,10 @@ fn resign<B>(
             },
         ),
     };
+    if let Some(observed) = parts.extensions.get::<crate::verified::Observed>() {
+        let url = parts.uri.to_string();
+        observed.record(|facts| facts.upstream_url = Some(url));
+    }
     Ok(Request::from_parts(parts, body))
 }
 

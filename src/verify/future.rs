@@ -162,7 +162,18 @@ where
                     }
                 }
                 StateProj::Calling { future } => {
-                    let response = ready!(future.poll(cx))?;
+                    let outcome = ready!(future.poll(cx));
+                    // An inner service that forwards the body (a proxy's
+                    // upstream client) fails when verification aborts the
+                    // body; that failure is ours to explain, not an error.
+                    if let (Err(_), Some(error)) = (&outcome, this.failure.take()) {
+                        return Poll::Ready(Ok(error_response(
+                            &error,
+                            this.resource,
+                            *this.is_head,
+                        )));
+                    }
+                    let response = outcome?;
                     // A body that failed verification makes whatever the inner
                     // service answered (often a generic 400/500 or an upstream
                     // error) moot: the client gets the precise S3 error.

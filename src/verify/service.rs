@@ -433,6 +433,13 @@ pub(crate) fn complete<B>(
         original_content_encoding,
         credential: Arc::new(credential),
     };
+    if let Some(observed) = parts.extensions.get::<crate::verified::Observed>() {
+        observed.record(|facts| {
+            facts.access_key_id = Some(verified.access_key_id.clone());
+            facts.signature_timestamp = Some(verified.signing_time.to_string());
+            facts.decoded_content_length = verified.decoded_content_length;
+        });
+    }
     parts.extensions.insert(verified);
     Ok(Request::from_parts(
         parts,

@@ -1,0 +1,7 @@
+//! Event notifications: the [`Event`] model, and (in this module's other
+//! files) S3 operation classification, rules, formats, the `NotifyLayer`
+//! and the `Dispatcher`.
+
+mod event;
+
+pub use event::{Event, EventId, S3Operation};
