@@ -211,7 +211,7 @@ fn read_claim(config: &VerifyConfig, parts: &http::request::Parts) -> Result<Cla
         });
     }
     if let Some(regions) = &config.regions {
-        if !regions.iter().any(|r| *r == scope.region) {
+        if !regions.contains(&scope.region) {
             return Err(VerifyError::WrongRegion {
                 got: scope.region.clone(),
                 expected: regions.join(", "),
