@@ -55,7 +55,7 @@ fn header_auth(c: &mut Criterion) {
     group.bench_function("no_layer_baseline", |b| {
         b.to_async(&rt).iter_batched(
             get_object,
-            |request| bare.clone().oneshot(request),
+            |request| bare.oneshot(request),
             BatchSize::SmallInput,
         )
     });
