@@ -242,7 +242,7 @@ fn main() {
     );
     println!(
         "  {:<16} {:>10} {:>14} {:>12} {:>16} {:>10}",
-        "case", "chunk KiB", "HWM before KiB", "growth KiB", "growth - baseline", "MiB/s"
+        "case", "chunk KiB", "HWM before KiB", "growth KiB", "growth - baseline", "wall MiB/s"
     );
     let mut baseline_growth = 0i64;
     for (name, chunk_size, through_layer) in CASES {
