@@ -148,7 +148,7 @@ pub async fn aws_cli_cp(
 }
 
 /// `aws s3 ARGS... --endpoint-url ENDPOINT` with aws-cli v1, path-style,
-/// one attempt per request, no progress output.
+/// one attempt per request, no progress output for transfers.
 pub async fn aws_cli_s3(
     peers: &Peers,
     endpoint: &str,
@@ -170,7 +170,14 @@ pub async fn aws_cli_s3(
         .env("AWS_MAX_ATTEMPTS", "1")
         .arg("s3")
         .args(args)
-        .args(["--no-progress", "--endpoint-url", endpoint]);
+        .args(["--endpoint-url", endpoint]);
+    if args.first().is_some_and(|command| {
+        ["cp", "mv", "sync"]
+            .map(std::ffi::OsStr::new)
+            .contains(command)
+    }) {
+        cmd.arg("--no-progress");
+    }
     run(cmd, "aws s3").await
 }
 
