@@ -18,14 +18,25 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sigv4::http_request::SignableBody;
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use signing::{sign_with, signed_chunked_upload_with, SignOptions};
 use support::clients::{aws_cli_s3, boto3_ops, rclone};
-use support::proxy::{KeyMode, ProxyUnderTest, CLIENT_KEY};
+use support::proxy::{KeyMode, ProxyUnderTest, CLIENT_KEY, CLIENT_SECRET};
 use support::upstreams::{Moto, S3sFs, UpstreamPeer};
-use support::{fresh_seed, random_bytes, random_file, Creds, Peers};
+use support::{boto3_put, fresh_seed, js_sdk_stream_put, random_bytes, random_file, Creds, Peers};
 
 const MIB: usize = 1024 * 1024;
 
@@ -93,6 +104,23 @@ async fn direct_get(upstream: &dyn UpstreamPeer, bucket: &str, key: &str) -> Opt
         Ok(out) => Some(out.body.collect().await.unwrap().into_bytes().to_vec()),
         Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(404) => None,
         Err(e) => panic!("direct GET {bucket}/{key}: {}", sdk_error(&e)),
+    }
+}
+
+/// HEAD status straight from the upstream.
+async fn direct_head_status(upstream: &dyn UpstreamPeer, bucket: &str, key: &str) -> u16 {
+    match direct(upstream)
+        .head_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+    {
+        Ok(_) => 200,
+        Err(e) => e
+            .raw_response()
+            .map(|r| r.status().as_u16())
+            .unwrap_or_else(|| panic!("direct HEAD {bucket}/{key}: {}", sdk_error(&e))),
     }
 }
 
@@ -559,4 +587,474 @@ async fn rclone_copy_check_moto() {
         return;
     };
     rclone_copy_check(&upstream, KeyMode::Mapped(upstream.creds().clone())).await;
+}
+
+// ---------------------------------------------------------------------------
+// Requests built by hand, sent over TCP to the proxy.
+
+fn sign_options(creds: &Creds) -> SignOptions<'_> {
+    SignOptions {
+        access_key: &creds.access_key,
+        secret: &creds.secret_key,
+        region: &creds.region,
+        // The upstreams check the skew too.
+        time: SystemTime::now(),
+        ..Default::default()
+    }
+}
+
+/// Sends `request` (whose URI holds the path and query) to `base`, keeping
+/// its signed Host header.
+async fn send_to(base: &str, request: Request<Bytes>) -> (StatusCode, String) {
+    let (mut parts, body) = request.into_parts();
+    let path_and_query = parts.uri.path_and_query().unwrap().as_str();
+    parts.uri = format!("{base}{path_and_query}").parse().unwrap();
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let response = client
+        .request(Request::from_parts(parts, Full::new(body)))
+        .await
+        .expect("the proxy answers");
+    let status = response.status();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// A PUT of `payload` to `path` with a hex payload hash, signed now.
+fn hex_signed_put(path: &str, payload: &[u8], creds: &Creds) -> Request<Bytes> {
+    let mut request = Request::put(format!("http://s3.example.com{path}"))
+        .header("host", "s3.example.com")
+        .header("content-length", payload.len())
+        .body(Bytes::copy_from_slice(payload))
+        .unwrap();
+    sign_with(
+        &mut request,
+        SignableBody::Bytes(payload),
+        &sign_options(creds),
+    );
+    request
+}
+
+// ---------------------------------------------------------------------------
+// Streaming uploads: the JS SDK v3's unsigned aws-chunked body with a CRC32
+// trailer, and hand-signed STREAMING-AWS4-HMAC-SHA256-PAYLOAD[-TRAILER].
+
+async fn streaming_uploads(upstream: &dyn UpstreamPeer, mode: KeyMode) {
+    let peers = Peers::get().expect("peers");
+    let proxy = ProxyUnderTest::start(upstream.endpoint(), mode).await;
+    let creds = proxy.client_creds().clone();
+    let bucket = "e2e-stream";
+    create_bucket(upstream, bucket).await;
+    let dir = tempfile::tempdir().unwrap();
+    let seed = fresh_seed();
+
+    let (file, data) = random_file(dir.path(), "js.bin", 3 * MIB + 123, seed);
+    js_sdk_stream_put(peers, proxy.url(), &file, bucket, "js/stream.bin", &creds)
+        .await
+        .assert_success("JS SDK v3 stream PutObject");
+    assert_same_bytes(
+        direct_get(upstream, bucket, "js/stream.bin").await,
+        &data,
+        "JS SDK stream upload",
+    );
+    let modes = upstream_put_modes(&proxy, "js/stream.bin");
+    assert_eq!(
+        modes.first().map(|(mode, _)| mode.as_str()),
+        Some("STREAMING-UNSIGNED-PAYLOAD-TRAILER"),
+        "{modes:?}"
+    );
+
+    let payload = random_bytes(200_017, seed ^ 1);
+    for (key, trailer, mode) in [
+        (
+            "signed/chunked.bin",
+            false,
+            "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+        ),
+        (
+            "signed/chunked-trailer.bin",
+            true,
+            "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER",
+        ),
+    ] {
+        let upload = signed_chunked_upload_with(
+            &format!("/{bucket}/{key}"),
+            &payload,
+            65_536,
+            trailer,
+            &sign_options(&creds),
+        );
+        let client_length = upload.body.len().to_string();
+        let (status, body) = send_to(proxy.url(), upload.request_with_body()).await;
+        assert_eq!(status, StatusCode::OK, "{key}: {body}");
+        assert_same_bytes(direct_get(upstream, bucket, key).await, &payload, key);
+        assert_eq!(
+            upstream_put_modes(&proxy, key),
+            vec![(mode.to_owned(), Some(client_length))],
+            "{key}: the upstream got the client's mode and length"
+        );
+    }
+    assert_client_key_never_upstream(&proxy, upstream);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streaming_uploads_s3s_fs() {
+    let Some(upstream) = s3s_fs().await else {
+        return;
+    };
+    streaming_uploads(&upstream, KeyMode::Mapped(upstream.creds().clone())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streaming_uploads_moto() {
+    let Some(upstream) = Moto::start().await else {
+        return;
+    };
+    streaming_uploads(&upstream, KeyMode::Fixed(upstream.creds().clone())).await;
+}
+
+// ---------------------------------------------------------------------------
+// aws-sdk-rust through the proxy: put/get/list/delete, multipart, presigned
+// GET and PUT.
+
+async fn send_presigned(
+    presigned: &aws_sdk_s3::presigning::PresignedRequest,
+    body: Bytes,
+) -> (StatusCode, Bytes) {
+    let mut request = Request::builder()
+        .method(presigned.method())
+        .uri(presigned.uri());
+    for (name, value) in presigned.headers() {
+        request = request.header(name, value);
+    }
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let response = client
+        .request(request.body(Full::new(body)).unwrap())
+        .await
+        .expect("the proxy answers");
+    let status = response.status();
+    (
+        status,
+        response.into_body().collect().await.unwrap().to_bytes(),
+    )
+}
+
+async fn rust_sdk(upstream: &dyn UpstreamPeer, mode: KeyMode) {
+    let proxy = ProxyUnderTest::start(upstream.endpoint(), mode).await;
+    let client = sdk_client(proxy.url(), proxy.client_creds());
+    let bucket = "e2e-sdk";
+    let seed = fresh_seed();
+    client
+        .create_bucket()
+        .bucket(bucket)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("CreateBucket: {}", sdk_error(&e)));
+
+    let data = random_bytes(700_001, seed);
+    client
+        .put_object()
+        .bucket(bucket)
+        .key("sdk/put.bin")
+        .body(ByteStream::from(data.clone()))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("PutObject: {}", sdk_error(&e)));
+    assert_same_bytes(
+        direct_get(upstream, bucket, "sdk/put.bin").await,
+        &data,
+        "PutObject",
+    );
+    let got = client
+        .get_object()
+        .bucket(bucket)
+        .key("sdk/put.bin")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GetObject: {}", sdk_error(&e)));
+    let got = got.body.collect().await.unwrap().into_bytes();
+    assert!(got == data, "GetObject through the proxy");
+    let listed = client
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix("sdk/")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("ListObjectsV2: {}", sdk_error(&e)));
+    let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
+    assert_eq!(keys, ["sdk/put.bin"]);
+    client
+        .delete_object()
+        .bucket(bucket)
+        .key("sdk/put.bin")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("DeleteObject: {}", sdk_error(&e)));
+    assert_eq!(
+        direct_head_status(upstream, bucket, "sdk/put.bin").await,
+        404
+    );
+
+    // Multipart: two 5 MiB parts.
+    let key = "sdk/multipart.bin";
+    let parts = [
+        random_bytes(5 * MIB, seed ^ 2),
+        random_bytes(5 * MIB, seed ^ 3),
+    ];
+    let created = client
+        .create_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("CreateMultipartUpload: {}", sdk_error(&e)));
+    let upload_id = created.upload_id().expect("upload id");
+    let mut completed = Vec::new();
+    for (index, part) in parts.iter().enumerate() {
+        let number = index as i32 + 1;
+        let out = client
+            .upload_part()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(number)
+            .body(ByteStream::from(part.clone()))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("UploadPart {number}: {}", sdk_error(&e)));
+        completed.push(
+            CompletedPart::builder()
+                .part_number(number)
+                .set_e_tag(out.e_tag().map(str::to_owned))
+                .build(),
+        );
+    }
+    client
+        .complete_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .upload_id(upload_id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(completed))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("CompleteMultipartUpload: {}", sdk_error(&e)));
+    assert_same_bytes(
+        direct_get(upstream, bucket, key).await,
+        &parts.concat(),
+        "multipart upload",
+    );
+
+    // Presigned GET and PUT, sent by a plain HTTP client.
+    let presigning = PresigningConfig::expires_in(Duration::from_secs(300)).unwrap();
+    let get = client
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .presigned(presigning.clone())
+        .await
+        .unwrap();
+    let (status, body) = send_presigned(&get, Bytes::new()).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    assert!(body == parts.concat(), "presigned GET body");
+
+    let put_data = random_bytes(123_457, seed ^ 4);
+    let put = client
+        .put_object()
+        .bucket(bucket)
+        .key("sdk/presigned-put.bin")
+        .presigned(presigning)
+        .await
+        .unwrap();
+    let (status, body) = send_presigned(&put, Bytes::from(put_data.clone())).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    assert_same_bytes(
+        direct_get(upstream, bucket, "sdk/presigned-put.bin").await,
+        &put_data,
+        "presigned PUT",
+    );
+    assert_client_key_never_upstream(&proxy, upstream);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_sdk_s3s_fs() {
+    let Some(upstream) = s3s_fs().await else {
+        return;
+    };
+    rust_sdk(&upstream, KeyMode::Mapped(upstream.creds().clone())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_sdk_moto() {
+    let Some(upstream) = Moto::start().await else {
+        return;
+    };
+    rust_sdk(&upstream, KeyMode::ClientKeys(upstream.creds().clone())).await;
+}
+
+// ---------------------------------------------------------------------------
+// Invariant: a forged chunk or a wrong payload hash never lets the upstream
+// store an object.
+
+async fn forged_uploads_leave_nothing(upstream: &dyn UpstreamPeer, mode: KeyMode) {
+    let proxy = ProxyUnderTest::start(upstream.endpoint(), mode).await;
+    let creds = proxy.client_creds().clone();
+    let bucket = "e2e-forged";
+    create_bucket(upstream, bucket).await;
+    // Four chunks of up to 64 KiB: a forged middle chunk is caught after
+    // earlier ones went upstream; a forged last one after all but it did.
+    let payload = random_bytes(200_000, fresh_seed());
+
+    for (key, trailer, forged_chunk) in [
+        ("forged-middle.bin", false, 1),
+        ("forged-last.bin", false, 3),
+        ("forged-trailer-last.bin", true, 3),
+    ] {
+        let mut upload = signed_chunked_upload_with(
+            &format!("/{bucket}/{key}"),
+            &payload,
+            65_536,
+            trailer,
+            &sign_options(&creds),
+        );
+        let offset = upload.data_offsets[forged_chunk] + 10;
+        upload.body[offset] ^= 1;
+        let (status, body) = send_to(proxy.url(), upload.request_with_body()).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{key}: {body}");
+        assert!(
+            body.contains("<Code>SignatureDoesNotMatch</Code>"),
+            "{key}: {body}"
+        );
+    }
+
+    let mut wrong_hash = hex_signed_put(&format!("/{bucket}/wrong-hash.bin"), &payload, &creds);
+    let mut tampered = payload.clone();
+    tampered[150_000] ^= 0x20;
+    *wrong_hash.body_mut() = Bytes::from(tampered);
+    let (status, body) = send_to(proxy.url(), wrong_hash).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body.contains("<Code>XAmzContentSHA256Mismatch</Code>"),
+        "{body}"
+    );
+
+    for key in [
+        "forged-middle.bin",
+        "forged-last.bin",
+        "forged-trailer-last.bin",
+        "wrong-hash.bin",
+    ] {
+        // Each head verified, so the request did go upstream, streaming;
+        // its body was cut off before the bad part could complete it.
+        assert_eq!(upstream_put_modes(&proxy, key).len(), 1, "{key}");
+        assert_eq!(
+            direct_head_status(upstream, bucket, key).await,
+            404,
+            "{key} exists on {}",
+            upstream.name()
+        );
+    }
+    assert_eq!(
+        direct_keys(upstream, bucket, "").await,
+        Vec::<String>::new()
+    );
+    // A correctly signed upload on the same proxy still goes through.
+    let (status, body) = send_to(
+        proxy.url(),
+        hex_signed_put(&format!("/{bucket}/good.bin"), &payload, &creds),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_uploads_leave_nothing_s3s_fs() {
+    let Some(upstream) = s3s_fs().await else {
+        return;
+    };
+    forged_uploads_leave_nothing(&upstream, KeyMode::Mapped(upstream.creds().clone())).await;
+    // Nor on disk: s3s-fs keeps each object as a file named after its key,
+    // plus metadata files named after base64 of bucket and key. Only the
+    // good upload may have left any (no partial or temporary file either).
+    use base64::Engine as _;
+    let good = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("good.bin");
+    let files = upstream.files();
+    assert!(
+        files
+            .iter()
+            .all(|f| f == "e2e-forged/good.bin" || f.contains(&good)),
+        "{files:?}"
+    );
+    assert!(
+        files.contains(&"e2e-forged/good.bin".to_owned()),
+        "{files:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_uploads_leave_nothing_moto() {
+    let Some(upstream) = Moto::start().await else {
+        return;
+    };
+    forged_uploads_leave_nothing(&upstream, KeyMode::Fixed(upstream.creds().clone())).await;
+}
+
+// ---------------------------------------------------------------------------
+// Key modes: with a fixed or mapped upstream key the client's key never
+// reaches s3s-fs, which would refuse it anyway.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_modes_s3s_fs() {
+    let Some(upstream) = s3s_fs().await else {
+        return;
+    };
+    let peers = Peers::get().expect("peers");
+    let bucket = "e2e-keys";
+    create_bucket(&upstream, bucket).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (file, data) = random_file(dir.path(), "k.bin", 100_000, fresh_seed());
+
+    // s3s-fs knows only its own key: the client's is refused directly.
+    let refused = boto3_put(
+        peers,
+        upstream.endpoint(),
+        None,
+        &file,
+        bucket,
+        "direct-with-client-key.bin",
+        &Creds::new(CLIENT_KEY, CLIENT_SECRET),
+    )
+    .await;
+    assert!(!refused.success(), "s3s-fs accepted the client's key");
+
+    let up = upstream.creds().clone();
+    for (name, mode) in [
+        ("client-keys", KeyMode::ClientKeys(up.clone())),
+        ("fixed", KeyMode::Fixed(up.clone())),
+        ("mapped", KeyMode::Mapped(up.clone())),
+    ] {
+        let proxy = ProxyUnderTest::start(upstream.endpoint(), mode).await;
+        let key = format!("{name}.bin");
+        boto3_put(
+            peers,
+            proxy.url(),
+            None,
+            &file,
+            bucket,
+            &key,
+            proxy.client_creds(),
+        )
+        .await
+        .assert_success(&format!("boto3 put ({name})"));
+        assert_same_bytes(direct_get(&upstream, bucket, &key).await, &data, &key);
+        assert_client_key_never_upstream(&proxy, &upstream);
+        if name != "client-keys" {
+            assert!(proxy
+                .upstream_requests()
+                .iter()
+                .all(|r| !r.mentions(CLIENT_KEY)));
+        }
+    }
 }
