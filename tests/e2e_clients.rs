@@ -348,6 +348,14 @@ fn write_tree(root: &Path, seed: u64) -> Vec<(String, Vec<u8>)> {
             let path = root.join(name);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(&path, &data).unwrap();
+            // An hour old: `aws s3 sync` uploads again any file newer than
+            // the object's LastModified, which some upstreams keep to the
+            // second, so a fresh file could look newer than its own upload.
+            std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .and_then(|f| f.set_modified(SystemTime::now() - Duration::from_secs(3600)))
+                .unwrap();
             ((*name).to_owned(), data)
         })
         .collect()
