@@ -12,6 +12,7 @@
 //! is every success below; forged uploads must leave nothing upstream; and
 //! where the client's key is not the upstream's, no request the upstream got
 //! carries it.
+#![cfg(feature = "upstream")]
 
 mod signing;
 mod support;

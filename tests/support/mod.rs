@@ -8,6 +8,7 @@
 
 pub mod clients;
 pub mod peers;
+#[cfg(feature = "upstream")]
 pub mod proxy;
 pub mod server;
 pub mod store;

@@ -1,5 +1,5 @@
 //! The proxy under test: `SigV4VerifyLayer(publish_chunk_digests) →
-//! ResignLayer → recorder → hyper-util client` served on loopback over HTTP
+//! ResignLayer → recorder → UpstreamClient` served on loopback over HTTP
 //! and HTTPS, in front of a real upstream.
 
 use std::path::Path;
@@ -7,9 +7,6 @@ use std::sync::{Arc, Mutex};
 
 use http::{HeaderMap, Method, Request, Response, Uri};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use s3tap::body::BoxError;
 use s3tap::credentials::{Credential, StaticCredentials, UpstreamCredentials};
 use s3tap::resign::{strip_hop_by_hop, ResignLayer, Upstream};
@@ -64,7 +61,7 @@ type UpstreamBody = s3tap::resign::ResignBody<s3tap::verify::VerifyBody<Incoming
 
 type ProxyService = BoxCloneService<
     Request<Incoming>,
-    Response<s3tap::body::ResponseBody<s3tap::body::ResponseBody<Incoming>>>,
+    Response<s3tap::body::ResponseBody<s3tap::body::ResponseBody<s3tap::upstream::UpstreamBody>>>,
     BoxError,
 >;
 
@@ -111,7 +108,8 @@ impl ProxyUnderTest {
 
         let recorded = Arc::new(Mutex::new(Vec::new()));
         let record = recorded.clone();
-        let upstream_client = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+        // The crate's own upstream client, as the s3tap binary uses it.
+        let upstream_client = s3tap::upstream::UpstreamClient::new();
         let service = ServiceBuilder::new()
             .layer(SigV4VerifyLayer::new(store).publish_chunk_digests(true))
             .layer(resign)
@@ -123,7 +121,10 @@ impl ProxyUnderTest {
                 });
                 request
             })
-            .service(upstream_client.map_err(BoxError::from))
+            .service(tower::ServiceExt::<Request<UpstreamBody>>::map_err(
+                upstream_client,
+                BoxError::from,
+            ))
             .map_response(|mut response: Response<_>| {
                 strip_hop_by_hop(response.headers_mut());
                 response
