@@ -3,5 +3,7 @@
 //! and the `Dispatcher`.
 
 mod event;
+mod retry;
 
 pub use event::{Event, EventId, S3Operation};
+pub use retry::RetryPolicy;
