@@ -4,6 +4,8 @@
 
 mod event;
 mod retry;
+mod spool;
 
 pub use event::{Event, EventId, S3Operation};
 pub use retry::RetryPolicy;
+pub use spool::{DeadLetter, FsyncPolicy, SpoolError};
