@@ -10,6 +10,10 @@
 //! from permanent ones (the event can never be delivered as it is: bad
 //! credentials, payload rejected) and from a disabled endpoint (HTTP 410).
 
+mod jsonl;
+
+pub use jsonl::JsonLinesSink;
+
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
