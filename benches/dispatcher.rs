@@ -55,7 +55,10 @@ async fn receiver() -> (String, Arc<AtomicU64>) {
 }
 
 fn memchr_count(haystack: &[u8], needle: &[u8]) -> u64 {
-    haystack.windows(needle.len()).filter(|w| *w == needle).count() as u64
+    haystack
+        .windows(needle.len())
+        .filter(|w| *w == needle)
+        .count() as u64
 }
 
 fn events(n: usize) -> Vec<Event> {
