@@ -129,7 +129,8 @@ type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 ///     .max_batch(100)
 ///     .encoder(Arc::new(webhook::json_lines))
 ///     .sign_standard_webhooks("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")?;
-/// assert_eq!(sink.max_batch(), 100);
+/// // The builder method shadows the trait's getter: ask the trait.
+/// assert_eq!(Sink::max_batch(&sink), 100);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct WebhookSink {
