@@ -849,10 +849,9 @@ mod tests {
         assert_eq!(up.endpoint.region(), "us-west-004");
         assert_eq!(config.clients.len(), 1);
         assert_eq!(config.clients[0].access_key_id, "AKID");
-        assert_eq!(
-            config.webhook_url.as_deref(),
-            Some("https://hooks.example/x")
-        );
+        let sinks: Vec<_> = config.notify.sinks().collect();
+        assert_eq!(sinks, [("webhook", Some("https://hooks.example/x"))]);
+        assert_eq!(config.notify.rules()[0].statuses, crate::notify::StatusFilter::All);
         assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
         assert!(config.notes.is_empty());
     }

@@ -261,6 +261,19 @@ impl NotifySettings {
         })
     }
 
+    /// Each configured sink's name and, for webhooks, its URL.
+    pub fn sinks(&self) -> impl Iterator<Item = (&str, Option<&str>)> {
+        self.sinks.iter().map(|sink| match sink {
+            SinkSection::Webhook { name, url, .. } => (name.as_str(), Some(url.as_str())),
+            SinkSection::Jsonl { name, .. } => (name.as_str(), None),
+        })
+    }
+
+    /// The rules, in order.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
     /// Whether events are emitted at body end.
     pub fn emit_on_body_end(&self) -> bool {
         self.emit_on_body_end
