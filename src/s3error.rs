@@ -50,6 +50,10 @@ pub enum S3ErrorCode {
     BadGateway,
     /// 504: the upstream did not answer in time.
     GatewayTimeout,
+    /// 400: the request target could not be used (too long, malformed).
+    InvalidURI,
+    /// 400: the client stopped sending in the middle of the request.
+    RequestTimeout,
 }
 
 impl S3ErrorCode {
@@ -75,6 +79,8 @@ impl S3ErrorCode {
             S3ErrorCode::XAmzContentSHA256Mismatch => "XAmzContentSHA256Mismatch",
             S3ErrorCode::BadGateway => "BadGateway",
             S3ErrorCode::GatewayTimeout => "GatewayTimeout",
+            S3ErrorCode::InvalidURI => "InvalidURI",
+            S3ErrorCode::RequestTimeout => "RequestTimeout",
         }
     }
 
@@ -93,7 +99,9 @@ impl S3ErrorCode {
             | S3ErrorCode::InvalidArgument
             | S3ErrorCode::InvalidRequest
             | S3ErrorCode::InvalidToken
-            | S3ErrorCode::XAmzContentSHA256Mismatch => StatusCode::BAD_REQUEST,
+            | S3ErrorCode::XAmzContentSHA256Mismatch
+            | S3ErrorCode::InvalidURI
+            | S3ErrorCode::RequestTimeout => StatusCode::BAD_REQUEST,
             S3ErrorCode::MissingContentLength => StatusCode::LENGTH_REQUIRED,
             S3ErrorCode::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
             S3ErrorCode::NotImplemented => StatusCode::NOT_IMPLEMENTED,

@@ -158,3 +158,14 @@ impl fmt::Debug for Observed {
 /// server that accepted the connection (the s3tap proxy does).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClientAddr(pub std::net::SocketAddr);
+
+/// Set on the responses a layer produced itself to refuse a request, with a
+/// short stable reason (for metrics and logs; see
+/// [`VerifyError::reason`](crate::verify::VerifyError::reason)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    /// Which layer refused: `verify`, `resign`, ...
+    pub layer: &'static str,
+    /// Why, as a label (`signature_mismatch`, `clock_skew`, ...).
+    pub reason: &'static str,
+}

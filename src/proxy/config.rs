@@ -138,6 +138,9 @@ pub struct FileConfig {
     /// `[notify]`
     #[serde(default)]
     pub notify: NotifySection,
+    /// `[limits]`
+    #[serde(default)]
+    pub limits: LimitsSection,
     /// `[[clients]]`
     #[serde(default)]
     pub clients: Vec<ClientSection>,
@@ -217,6 +220,78 @@ pub struct VerifySection {
     pub payload_hashing: PayloadHashingMode,
 }
 
+/// `[limits]`: what one client may cost the proxy. Every limit has a safe
+/// default; a hostile client gets an S3 error or a closed connection.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    /// Largest request head (request line and headers), bytes (default 64 KiB).
+    pub max_header_bytes: Option<usize>,
+    /// Most headers in one request (default 100).
+    pub max_headers: Option<usize>,
+    /// Longest request target (path and query), bytes (default 8 KiB).
+    pub max_uri_bytes: Option<usize>,
+    /// Time allowed to send the request head, seconds (default 10).
+    pub header_read_timeout_secs: Option<u64>,
+    /// Longest pause between two pieces of a request body, seconds (default 30).
+    pub body_idle_timeout_secs: Option<u64>,
+    /// Most client connections served at once (default 1024); more wait.
+    pub max_connections: Option<usize>,
+}
+
+/// The resolved `[limits]`.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Largest request head, bytes.
+    pub max_header_bytes: usize,
+    /// Most headers per request.
+    pub max_headers: usize,
+    /// Longest request target, bytes.
+    pub max_uri_bytes: usize,
+    /// Time to send the request head.
+    pub header_read_timeout: Duration,
+    /// Longest pause inside a request body.
+    pub body_idle_timeout: Duration,
+    /// Most connections served at once.
+    pub max_connections: usize,
+}
+
+fn limits_config(l: &LimitsSection) -> Result<Limits, ConfigError> {
+    let positive = |value: Option<u64>, default: u64, name: &str| -> Result<u64, ConfigError> {
+        match value.unwrap_or(default) {
+            0 => Err(invalid(format!("[limits] {name} must be greater than 0"))),
+            v => Ok(v),
+        }
+    };
+    let max_header_bytes = positive(
+        l.max_header_bytes.map(|v| v as u64),
+        64 * 1024,
+        "max_header_bytes",
+    )? as usize;
+    if max_header_bytes < 8192 {
+        return Err(invalid(format!(
+            "[limits] max_header_bytes = {max_header_bytes} is below 8192, less than S3 clients need"
+        )));
+    }
+    Ok(Limits {
+        max_header_bytes,
+        max_headers: positive(l.max_headers.map(|v| v as u64), 100, "max_headers")? as usize,
+        max_uri_bytes: positive(l.max_uri_bytes.map(|v| v as u64), 8192, "max_uri_bytes")? as usize,
+        header_read_timeout: Duration::from_secs(positive(
+            l.header_read_timeout_secs,
+            10,
+            "header_read_timeout_secs",
+        )?),
+        body_idle_timeout: Duration::from_secs(positive(
+            l.body_idle_timeout_secs,
+            30,
+            "body_idle_timeout_secs",
+        )?),
+        max_connections: positive(l.max_connections.map(|v| v as u64), 1024, "max_connections")?
+            as usize,
+    })
+}
+
 /// `[embedded]`
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -287,6 +362,8 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// Event notifications: sinks, rules, spool.
     pub notify: super::notify::NotifySettings,
+    /// What one client may cost.
+    pub limits: Limits,
     /// Overrides between sources, to log at info level.
     pub notes: Vec<String>,
 }
@@ -531,6 +608,7 @@ impl Config {
         .map(|(v, _)| v);
 
         let verify = verify_config(&fc.verify)?;
+        let limits = limits_config(&fc.limits)?;
         let drain_timeout = Duration::from_secs(fc.listen.drain_timeout_secs.unwrap_or(30));
         let webhook_url = pick(
             &mut notes,
@@ -724,6 +802,7 @@ impl Config {
             virtual_host_suffix: fc.listen.virtual_host_suffix,
             drain_timeout,
             notify,
+            limits,
             notes,
         })
     }
@@ -851,7 +930,10 @@ mod tests {
         assert_eq!(config.clients[0].access_key_id, "AKID");
         let sinks: Vec<_> = config.notify.sinks().collect();
         assert_eq!(sinks, [("webhook", Some("https://hooks.example/x"))]);
-        assert_eq!(config.notify.rules()[0].statuses, crate::notify::StatusFilter::All);
+        assert_eq!(
+            config.notify.rules()[0].statuses,
+            crate::notify::StatusFilter::All
+        );
         assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
         assert!(config.notes.is_empty());
     }

@@ -17,6 +17,8 @@
 
 pub mod config;
 pub mod embedded;
+pub mod limits;
+pub mod metrics;
 pub mod notify;
 pub mod server;
 

@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
+use http_body_util::Either;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -25,17 +26,20 @@ use tower_layer::Layer;
 use tower_service::Service;
 use tracing::Instrument;
 
+use super::config::Limits;
 use super::config::{
     Addressing, ClientKey, Config, CredentialsMode, PayloadHashingMode, RemoteUpstream,
     UpstreamConfig,
 };
 use super::embedded::{self, EmbeddedStore};
+use super::limits::{ClientBody, CountedBody};
+use super::metrics::ProxyMetrics;
 use crate::credentials::{Credential, Identity, StaticCredentials, UpstreamCredentials};
 use crate::notify::{Dispatcher, DispatcherTask, Notify, NotifyLayer};
 use crate::resign::{Resign, ResignLayer, Upstream};
-use crate::s3error::RequestId;
+use crate::s3error::{RequestId, S3Error, S3ErrorCode};
 use crate::upstream::UpstreamClient;
-use crate::verified::ClientAddr;
+use crate::verified::{ClientAddr, Rejection};
 use crate::verify::{PayloadHashing, SigV4Verify, SigV4VerifyLayer, Verified};
 
 /// The proxy could not start. One line, naming the setting; never a secret.
@@ -67,6 +71,8 @@ pub struct Proxy {
     banner: Option<String>,
     dispatcher: Dispatcher,
     dispatcher_task: DispatcherTask,
+    metrics: Arc<ProxyMetrics>,
+    limits: Limits,
     // Held so the embedded store lives as long as the proxy.
     _embedded: Option<EmbeddedStore>,
 }
@@ -180,14 +186,19 @@ impl Proxy {
         if let Some(suffix) = &config.virtual_host_suffix {
             notify = notify.client_virtual_host_suffix(suffix.clone());
         }
+        let metrics = Arc::new(ProxyMetrics::new());
         let service = RequestLog {
             inner: notify.layer(stack(
                 &remote,
                 &clients,
                 &config.verify,
-                config.virtual_host_suffix,
+                config.virtual_host_suffix.clone(),
+                metrics.clone(),
             )?),
             peer: None,
+            metrics: metrics.clone(),
+            limits: config.limits.clone(),
+            virtual_host_suffix: config.virtual_host_suffix.map(Arc::from),
         };
         Ok(Proxy {
             listener,
@@ -199,6 +210,8 @@ impl Proxy {
             banner,
             dispatcher,
             dispatcher_task,
+            metrics,
+            limits: config.limits,
             _embedded: embedded.map(|(store, _)| store),
         })
     }
@@ -232,13 +245,38 @@ impl Proxy {
             banner: _,
             dispatcher,
             dispatcher_task,
+            metrics,
+            limits,
             _embedded,
         } = self;
         let graceful = GracefulShutdown::new();
-        let builder = auto::Builder::new(TokioExecutor::new());
-        let admin_task = tokio::spawn(serve_admin(admin, Arc::from(ready_target)));
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        // A slow or oversized request head costs a bounded buffer and time.
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .max_buf_size(limits.max_header_bytes)
+            .max_headers(limits.max_headers);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(limits.max_header_bytes as u32);
+        let admin_task = tokio::spawn(serve_admin(
+            admin,
+            Arc::from(ready_target),
+            metrics.clone(),
+            dispatcher.clone(),
+        ));
+        // Connections beyond the limit wait in the listen backlog until one
+        // finishes, instead of exhausting memory or file descriptors.
+        let connection_permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
         tokio::pin!(shutdown);
         loop {
+            let permit = tokio::select! {
+                permit = connection_permits.clone().acquire_owned() => permit.expect("never closed"),
+                () = &mut shutdown => break,
+            };
             let (tcp, peer) = tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok(accepted) => accepted,
@@ -260,6 +298,7 @@ impl Proxy {
             let watcher = graceful.watcher();
             let tls = tls.clone();
             tokio::spawn(async move {
+                let _permit = permit;
                 let result = match tls {
                     Some(acceptor) => {
                         let stream = match tokio::time::timeout(
@@ -327,6 +366,7 @@ fn stack(
     clients: &[ClientKey],
     verify: &super::config::VerifyConfig,
     virtual_host_suffix: Option<String>,
+    metrics: Arc<ProxyMetrics>,
 ) -> Result<Stack, StartError> {
     let mut store = StaticCredentials::new();
     for client in clients {
@@ -380,6 +420,7 @@ fn stack(
         });
     Ok(verify_layer.layer(RecordAccessKey {
         inner: resign.layer(client),
+        metrics,
     }))
 }
 
@@ -391,18 +432,26 @@ fn stack(
 struct RequestLog<S> {
     inner: S,
     peer: Option<SocketAddr>,
+    metrics: Arc<ProxyMetrics>,
+    limits: Limits,
+    virtual_host_suffix: Option<Arc<str>>,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
+/// What the client gets: the stack's response, counted, or the proxy's own
+/// S3 error for a request it refused at the door.
+type ClientResponse<B> = Response<Either<CountedBody<B>, Full<Bytes>>>;
+
 impl<S, B> Service<Request<Incoming>> for RequestLog<S>
 where
-    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>,
+    S: Service<Request<ClientBody<Incoming>>, Response = Response<B>, Error = Infallible>,
     S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
 {
-    type Response = Response<B>;
+    type Response = ClientResponse<B>;
     type Error = Infallible;
-    type Future = BoxFuture<Result<Response<B>, Infallible>>;
+    type Future = BoxFuture<Result<ClientResponse<B>, Infallible>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -425,71 +474,162 @@ where
             duration_ms = tracing::field::Empty,
         );
         let started = Instant::now();
+        let operation = operation_label(
+            crate::notify::classify(
+                request.method(),
+                request.uri(),
+                request.headers(),
+                self.virtual_host_suffix.as_deref(),
+            )
+            .operation,
+        );
+        let metrics = self.metrics.clone();
+        let target_len = request
+            .uri()
+            .path_and_query()
+            .map_or(0, |p| p.as_str().len());
+        if target_len > self.limits.max_uri_bytes {
+            let error = S3Error::new(
+                S3ErrorCode::InvalidURI,
+                format!(
+                    "The request target is {target_len} bytes long; this proxy accepts at most {}.",
+                    self.limits.max_uri_bytes
+                ),
+            );
+            let is_head = request.method() == http::Method::HEAD;
+            let response = error
+                .to_response("", request_id.as_str(), is_head)
+                .map(|body| Either::Right(Full::new(body)));
+            metrics.rejection("proxy", "uri_too_long");
+            metrics.request(operation, response.status().as_u16());
+            return Box::pin(async move { Ok(response) }.instrument(span));
+        }
+        let request = request
+            .map(|body| ClientBody::new(body, self.limits.body_idle_timeout, metrics.bytes_in()));
         let future = span.in_scope(|| self.inner.call(request));
         Box::pin(
             async move {
-                let Ok(mut response) = future.await;
-                let headers = response.headers_mut();
-                if !headers.contains_key("x-amz-request-id") {
+                let Ok(response) = future.await;
+                let (mut parts, body) = response.into_parts();
+                if !parts.headers.contains_key("x-amz-request-id") {
                     if let Ok(value) = http::HeaderValue::from_str(request_id.as_str()) {
-                        headers.insert("x-amz-request-id", value);
+                        parts.headers.insert("x-amz-request-id", value);
                     }
                 }
+                if let Some(rejection) = parts.extensions.get::<Rejection>() {
+                    metrics.rejection(rejection.layer, rejection.reason);
+                }
+                metrics.request(operation, parts.status.as_u16());
                 let span = tracing::Span::current();
-                span.record("status", response.status().as_u16());
+                span.record("status", parts.status.as_u16());
                 span.record("duration_ms", started.elapsed().as_millis() as u64);
                 // The id the client saw: ours, or the upstream's own.
-                let amz_request_id = response
-                    .headers()
+                let amz_request_id = parts
+                    .headers
                     .get("x-amz-request-id")
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or_default();
                 tracing::info!(amz_request_id, "response");
-                Ok(response)
+                let body = Either::Left(CountedBody::new(body, metrics.bytes_out()));
+                Ok(Response::from_parts(parts, body))
             }
             .instrument(span),
         )
     }
 }
 
-/// Writes the verified access key id into the request's span.
+/// A stable label for an operation.
+fn operation_label(operation: crate::notify::S3Operation) -> &'static str {
+    use crate::notify::S3Operation::*;
+    match operation {
+        PutObject => "PutObject",
+        CopyObject => "CopyObject",
+        CreateMultipartUpload => "CreateMultipartUpload",
+        UploadPart => "UploadPart",
+        UploadPartCopy => "UploadPartCopy",
+        CompleteMultipartUpload => "CompleteMultipartUpload",
+        AbortMultipartUpload => "AbortMultipartUpload",
+        DeleteObject => "DeleteObject",
+        DeleteObjects => "DeleteObjects",
+        GetObject => "GetObject",
+        HeadObject => "HeadObject",
+        ListObjects => "ListObjects",
+        ListObjectsV2 => "ListObjectsV2",
+        CreateBucket => "CreateBucket",
+        DeleteBucket => "DeleteBucket",
+        PostObject => "PostObject",
+        _ => "Other",
+    }
+}
+
+/// Writes the verified access key id into the request's span and times the
+/// upstream's answer.
 #[derive(Clone)]
 struct RecordAccessKey<S> {
     inner: S,
+    metrics: Arc<ProxyMetrics>,
 }
 
 impl<S, B> Service<Request<B>> for RecordAccessKey<S>
 where
     S: Service<Request<B>>,
+    S::Future: Send + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = S::Future;
+    type Future = BoxFuture<Result<S::Response, S::Error>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<B>) -> S::Future {
+    fn call(&mut self, request: Request<B>) -> Self::Future {
         if let Some(verified) = request.extensions().get::<Verified>() {
             tracing::Span::current().record("access_key_id", verified.access_key_id.as_str());
         }
-        self.inner.call(request)
+        let started = Instant::now();
+        let metrics = self.metrics.clone();
+        let future = self.inner.call(request);
+        Box::pin(async move {
+            let result = future.await;
+            metrics.observe_upstream_latency(started.elapsed().as_secs_f64());
+            result
+        })
     }
 }
 
 // ---- admin ----------------------------------------------------------------
 
-async fn serve_admin(listener: TcpListener, ready_target: Arc<str>) {
+async fn serve_admin(
+    listener: TcpListener,
+    ready_target: Arc<str>,
+    metrics: Arc<ProxyMetrics>,
+    dispatcher: Dispatcher,
+) {
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
             continue;
         };
         let ready_target = ready_target.clone();
+        let metrics = metrics.clone();
+        let dispatcher = dispatcher.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request: Request<Incoming>| {
                 let ready_target = ready_target.clone();
-                async move { Ok::<_, Infallible>(admin_response(&request, &ready_target).await) }
+                let metrics = metrics.clone();
+                let dispatcher = dispatcher.clone();
+                async move {
+                    if request.uri().path() == "/metrics" {
+                        let text = metrics.render(&dispatcher.stats());
+                        let mut response = Response::new(Full::new(Bytes::from(text)));
+                        response.headers_mut().insert(
+                            http::header::CONTENT_TYPE,
+                            http::HeaderValue::from_static("text/plain; version=0.0.4"),
+                        );
+                        return Ok::<_, Infallible>(response);
+                    }
+                    Ok::<_, Infallible>(admin_response(&request, &ready_target).await)
+                }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(tcp), service)

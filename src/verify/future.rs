@@ -115,10 +115,17 @@ fn error_response<B>(
     // error and the logs agree.
     let request_id = request_id.map_or_else(new_request_id, |id| id.as_str().to_owned());
     tracing::debug!(reason = error.reason(), %request_id, "request rejected: {error}");
-    error
+    let mut response = error
         .to_s3_error()
         .to_response(resource, &request_id, is_head)
-        .map(ResponseBody::error)
+        .map(ResponseBody::error);
+    response
+        .extensions_mut()
+        .insert(crate::verified::Rejection {
+            layer: "verify",
+            reason: error.reason(),
+        });
+    response
 }
 
 impl<S, B, ResBody> Future for ResponseFuture<S, B>

@@ -1,0 +1,134 @@
+//! Prometheus metrics of one proxy: requests by operation and status,
+//! verification failures by reason, upstream latency, bytes in and out, and
+//! the dispatcher's queue, spool and per-sink deliveries, retries and
+//! failures, rendered on the admin address at `/metrics`.
+//!
+//! Each proxy owns its recorder (no global one), so several proxies in one
+//! process, as in tests, keep separate figures.
+
+use metrics::{Counter, Histogram, Key, Label, Level, Metadata, Recorder};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+
+use crate::notify::DispatcherStats;
+
+const METADATA: Metadata<'static> = Metadata::new(module_path!(), Level::INFO, None);
+
+/// Upstream latency buckets, seconds: from loopback to slow WAN uploads.
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// The proxy's metrics.
+pub struct ProxyMetrics {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+    bytes_in: Counter,
+    bytes_out: Counter,
+    upstream_latency: Histogram,
+}
+
+impl ProxyMetrics {
+    /// A fresh registry.
+    pub fn new() -> Self {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets(&LATENCY_BUCKETS)
+            .expect("non-empty buckets")
+            .build_recorder();
+        let handle = recorder.handle();
+        let bytes_in = recorder.register_counter(
+            &Key::from_static_name("s3tap_request_body_bytes_total"),
+            &METADATA,
+        );
+        let bytes_out = recorder.register_counter(
+            &Key::from_static_name("s3tap_response_body_bytes_total"),
+            &METADATA,
+        );
+        let upstream_latency = recorder.register_histogram(
+            &Key::from_static_name("s3tap_upstream_latency_seconds"),
+            &METADATA,
+        );
+        ProxyMetrics {
+            recorder,
+            handle,
+            bytes_in,
+            bytes_out,
+            upstream_latency,
+        }
+    }
+
+    /// Counts request body bytes received from clients.
+    pub fn bytes_in(&self) -> Counter {
+        self.bytes_in.clone()
+    }
+
+    /// Counts response body bytes sent to clients.
+    pub fn bytes_out(&self) -> Counter {
+        self.bytes_out.clone()
+    }
+
+    /// Time from sending to the upstream to its response head.
+    pub fn observe_upstream_latency(&self, seconds: f64) {
+        self.upstream_latency.record(seconds);
+    }
+
+    /// One request finished with `status`.
+    pub fn request(&self, operation: &'static str, status: u16) {
+        let key = Key::from_parts(
+            "s3tap_requests_total",
+            vec![
+                Label::new("operation", operation),
+                Label::new("status", status.to_string()),
+            ],
+        );
+        self.recorder.register_counter(&key, &METADATA).increment(1);
+    }
+
+    /// A layer refused a request.
+    pub fn rejection(&self, layer: &'static str, reason: &'static str) {
+        let key = Key::from_parts(
+            "s3tap_rejections_total",
+            vec![Label::new("layer", layer), Label::new("reason", reason)],
+        );
+        self.recorder.register_counter(&key, &METADATA).increment(1);
+    }
+
+    /// The Prometheus text exposition, with the dispatcher's current figures.
+    pub fn render(&self, stats: &DispatcherStats) -> String {
+        let gauge = |name: &'static str, value: u64| {
+            self.recorder
+                .register_gauge(&Key::from_static_name(name), &METADATA)
+                .set(value as f64);
+        };
+        gauge("s3tap_events_queued", stats.queued);
+        gauge("s3tap_events_spooled", stats.spooled);
+        gauge("s3tap_spool_bytes", stats.spool_bytes);
+        gauge("s3tap_events_spool_full_total", stats.spool_full);
+        gauge("s3tap_events_dropped_total", stats.dropped);
+        for sink in &stats.sinks {
+            let labelled = |name: &'static str, value: u64| {
+                let key = Key::from_parts(name, vec![Label::new("sink", sink.name.clone())]);
+                self.recorder
+                    .register_gauge(&key, &METADATA)
+                    .set(value as f64);
+            };
+            labelled("s3tap_sink_delivered_total", sink.delivered);
+            labelled("s3tap_sink_retried_total", sink.retried);
+            labelled("s3tap_sink_failed_permanent_total", sink.failed_permanent);
+            labelled("s3tap_sink_dead_lettered_total", sink.dead_lettered);
+            labelled("s3tap_sink_disabled", u64::from(sink.disabled));
+        }
+        self.handle.render()
+    }
+}
+
+impl Default for ProxyMetrics {
+    fn default() -> Self {
+        ProxyMetrics::new()
+    }
+}
+
+impl std::fmt::Debug for ProxyMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyMetrics").finish_non_exhaustive()
+    }
+}
