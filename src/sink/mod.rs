@@ -81,3 +81,11 @@ pub trait Sink: Send + Sync + 'static {
     /// Delivers `batch` (never empty). Must be idempotent by event id.
     fn deliver<'a>(&'a self, batch: &'a [Event]) -> BoxFuture<'a, Result<(), SinkError>>;
 }
+
+#[cfg(feature = "sink-kafka")]
+pub mod kafka;
+#[cfg(feature = "sink-kafka")]
+mod outcome;
+
+#[cfg(feature = "sink-kafka")]
+pub use kafka::{KafkaSink, KafkaSinkBuilder, KafkaSinkError};
