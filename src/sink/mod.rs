@@ -82,10 +82,16 @@ pub trait Sink: Send + Sync + 'static {
     fn deliver<'a>(&'a self, batch: &'a [Event]) -> BoxFuture<'a, Result<(), SinkError>>;
 }
 
+#[cfg(feature = "sink-sns")]
+mod aws_query;
 #[cfg(feature = "sink-kafka")]
 pub mod kafka;
-#[cfg(feature = "sink-kafka")]
+#[cfg(any(feature = "sink-kafka", feature = "sink-sns"))]
 mod outcome;
+#[cfg(feature = "sink-sns")]
+pub mod sns;
 
 #[cfg(feature = "sink-kafka")]
 pub use kafka::{KafkaSink, KafkaSinkBuilder, KafkaSinkError};
+#[cfg(feature = "sink-sns")]
+pub use sns::{AwsSinkError, SnsSink, SqsSink};
