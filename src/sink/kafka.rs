@@ -472,7 +472,7 @@ pub fn classify(error: &KafkaError) -> SinkError {
     let Some(code) = error.rdkafka_error_code() else {
         return SinkError::transient(format!("Kafka: {error}"));
     };
-    let what = format!("Kafka {code:?} ({})", code);
+    let what = format!("Kafka {code}");
     match code {
         C::MessageSizeTooLarge | C::InvalidMessageSize | C::MessageBatchTooLarge => {
             SinkError::permanent(format!(
