@@ -76,16 +76,27 @@ impl std::fmt::Debug for QueryClient {
     }
 }
 
-/// Appends `name=value` to a form body, encoding both the SigV4 way (which
-/// is also valid form encoding: unreserved bytes as they are, all others
-/// percent-encoded).
+/// Appends `name=value` to a form body, encoded as the AWS SDKs encode
+/// query-protocol bodies (Python's `urlencode`): unreserved bytes as they
+/// are, space as `+`, everything else percent-encoded. AWS hashes the body
+/// as sent, but moto re-encodes the parameters it parsed before checking the
+/// signature, so any other (equally valid) encoding of a space fails there.
 pub(crate) fn push_param(body: &mut String, name: &str, value: &str) {
     if !body.is_empty() {
         body.push('&');
     }
-    uri_encode_into(body, name.as_bytes(), false);
+    form_encode_into(body, name);
     body.push('=');
-    uri_encode_into(body, value.as_bytes(), false);
+    form_encode_into(body, value);
+}
+
+fn form_encode_into(body: &mut String, text: &str) {
+    for piece in text.split(' ').enumerate() {
+        if piece.0 > 0 {
+            body.push('+');
+        }
+        uri_encode_into(body, piece.1.as_bytes(), false);
+    }
 }
 
 impl QueryClient {
@@ -392,9 +403,9 @@ mod tests {
     #[test]
     fn form_bodies_are_encoded() {
         let mut body = String::new();
-        push_param(&mut body, "Message", "a b&c=d/é+");
+        push_param(&mut body, "Message", "a b&c=d/é+~ ");
         push_param(&mut body, "X.1.Name", "k");
-        assert_eq!(body, "Message=a%20b%26c%3Dd%2F%C3%A9%2B&X.1.Name=k");
+        assert_eq!(body, "Message=a+b%26c%3Dd%2F%C3%A9%2B~+&X.1.Name=k");
     }
 
     #[test]

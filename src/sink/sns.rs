@@ -5,9 +5,11 @@
 //! One event is one message. Its body is the event encoded by the sink's
 //! [`Encoder`] (by default S3's event records, `{"Records":[...]}`, what S3
 //! itself publishes to SNS and SQS), and it carries String message
-//! attributes for filter policies and consumers: `eventName` (S3's name,
-//! e.g. `ObjectCreated:Put`), `bucket` and `key` (when the event has them),
-//! plus the `ce_*` attributes in CloudEvents binary mode.
+//! attributes for filter policies and consumers: `eventId` (the id to
+//! de-duplicate on, whatever the body format), `eventName` (S3's name, e.g.
+//! `ObjectCreated:Put`), `bucket` and `key` (when the event has them), plus
+//! the `ce_*` attributes in CloudEvents binary mode (ten in all, SQS's
+//! limit).
 //!
 //! Messages go out in batches (`PublishBatch`, `SendMessageBatch`) of at most
 //! 10 entries and 256 KiB in all, split at whichever limit comes first; a
@@ -199,7 +201,10 @@ impl Messaging {
     fn entry(&self, index: usize, event: &Event) -> Entry {
         let body = self.encoder.encode_one(event);
         let message = String::from_utf8_lossy(&body.body).into_owned();
-        let mut attributes = vec![("eventName".to_owned(), event.s3_or_s3tap_name().to_owned())];
+        let mut attributes = vec![
+            ("eventId".to_owned(), xml_safe(event.id.as_str())),
+            ("eventName".to_owned(), event.s3_or_s3tap_name().to_owned()),
+        ];
         for (name, value) in [("bucket", &event.bucket), ("key", &event.key)] {
             if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
                 attributes.push((name.to_owned(), xml_safe(value)));
