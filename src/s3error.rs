@@ -253,6 +253,11 @@ pub fn new_request_id() -> String {
 pub struct RequestId(std::sync::Arc<str>);
 
 impl RequestId {
+    /// An id given by the caller (another system's request id, a test's).
+    pub fn new(id: impl Into<std::sync::Arc<str>>) -> Self {
+        RequestId(id.into())
+    }
+
     /// A fresh id from [`new_request_id`].
     pub fn generate() -> Self {
         RequestId(new_request_id().into())

@@ -158,9 +158,3 @@ impl fmt::Debug for Observed {
 /// server that accepted the connection (the s3tap proxy does).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClientAddr(pub std::net::SocketAddr);
-
-/// s3tap's id for a request, inserted into request extensions by the server
-/// (and returned to the client as `x-amz-request-id` when the upstream sets
-/// none).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RequestId(pub String);

@@ -15,7 +15,8 @@ use http_body_util::{BodyExt, Full, StreamBody};
 use s3tap::credentials::{StaticCredentials, UpstreamCredentials};
 use s3tap::notify::{Event, NotifyLayer, S3Operation};
 use s3tap::resign::{ResignLayer, Upstream};
-use s3tap::verified::{ClientAddr, RequestId};
+use s3tap::s3error::RequestId;
+use s3tap::verified::ClientAddr;
 use s3tap::verify::SigV4VerifyLayer;
 use signing::*;
 use tower::{ServiceBuilder, ServiceExt};
@@ -69,7 +70,7 @@ async fn put_events_carry_what_request_and_response_said() {
     request
         .extensions_mut()
         .insert(ClientAddr("192.0.2.7:5000".parse().unwrap()));
-    request.extensions_mut().insert(RequestId("REQ42".into()));
+    request.extensions_mut().insert(RequestId::new("REQ42"));
     let response = service.oneshot(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let events = events.lock().unwrap();

@@ -11,7 +11,8 @@ use tower_service::Service;
 use super::classify::classify;
 use super::future::{PendingEvent, ResponseFuture};
 use super::layer::NotifyConfig;
-use crate::verified::{ClientAddr, Observed, RequestId};
+use crate::s3error::RequestId;
+use crate::verified::{ClientAddr, Observed};
 
 /// The service made by [`NotifyLayer`](super::NotifyLayer).
 pub struct Notify<S> {
@@ -93,7 +94,10 @@ where
             content_type: header_text(headers, header::CONTENT_TYPE),
             amz_date: header_text(headers, "x-amz-date"),
             source_ip: request.extensions().get::<ClientAddr>().map(|a| a.0.ip()),
-            request_id: request.extensions().get::<RequestId>().map(|r| r.0.clone()),
+            request_id: request
+                .extensions()
+                .get::<RequestId>()
+                .map(|r| r.as_str().to_owned()),
             observed: observed.clone(),
             config: self.config.clone(),
         };

@@ -141,12 +141,12 @@ pub struct FileConfig {
     /// `[[clients]]`
     #[serde(default)]
     pub clients: Vec<ClientSection>,
-    /// `[[rules]]`: reserved for event rules; accepted, not used yet.
+    /// `[[rules]]`: which events go to which sinks.
     #[serde(default)]
-    pub rules: Vec<toml::Table>,
-    /// `[[sinks]]`: reserved for event sinks; accepted, not used yet.
+    pub rules: Vec<crate::notify::Rule>,
+    /// `[[sinks]]`: where events go.
     #[serde(default)]
-    pub sinks: Vec<toml::Table>,
+    pub sinks: Vec<super::notify::SinkSection>,
 }
 
 /// `[listen]`
@@ -233,13 +233,7 @@ pub struct LogSection {
     pub format: Option<LogFormat>,
 }
 
-/// `[notify]`
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NotifySection {
-    /// Where event notifications go (the Worker's `WEBHOOK_URL`).
-    pub webhook_url: Option<String>,
-}
+pub use super::notify::NotifySection;
 
 /// One `[[clients]]` entry.
 #[derive(Deserialize)]
@@ -291,8 +285,8 @@ pub struct Config {
     pub virtual_host_suffix: Option<String>,
     /// Drain time for in-flight requests on shutdown.
     pub drain_timeout: Duration,
-    /// Event notification webhook (stored for the notifications issue).
-    pub webhook_url: Option<String>,
+    /// Event notifications: sinks, rules, spool.
+    pub notify: super::notify::NotifySettings,
     /// Overrides between sources, to log at info level.
     pub notes: Vec<String>,
 }
@@ -552,6 +546,23 @@ impl Config {
         if let Some(url) = &webhook_url {
             check_webhook_url(url)?;
         }
+        let webhook_secret = pick(
+            &mut notes,
+            "webhook secret",
+            None,
+            fc.notify
+                .webhook_secret
+                .clone()
+                .map(|v| (v, "[notify] webhook_secret")),
+            env("WEBHOOK_SECRET").map(|v| (v, "WEBHOOK_SECRET")),
+        )
+        .map(|(v, _)| v);
+        let notify_section = NotifySection {
+            webhook_url,
+            webhook_secret,
+            ..fc.notify
+        };
+        let notify = super::notify::NotifySettings::resolve(notify_section, fc.sinks, fc.rules)?;
 
         let mut clients = Vec::new();
         for c in fc.clients {
@@ -712,7 +723,7 @@ impl Config {
             verify,
             virtual_host_suffix: fc.listen.virtual_host_suffix,
             drain_timeout,
-            webhook_url,
+            notify,
             notes,
         })
     }
@@ -838,10 +849,9 @@ mod tests {
         assert_eq!(up.endpoint.region(), "us-west-004");
         assert_eq!(config.clients.len(), 1);
         assert_eq!(config.clients[0].access_key_id, "AKID");
-        assert_eq!(
-            config.webhook_url.as_deref(),
-            Some("https://hooks.example/x")
-        );
+        let sinks: Vec<_> = config.notify.sinks().collect();
+        assert_eq!(sinks, [("webhook", Some("https://hooks.example/x"))]);
+        assert_eq!(config.notify.rules()[0].statuses, crate::notify::StatusFilter::All);
         assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
         assert!(config.notes.is_empty());
     }

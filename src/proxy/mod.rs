@@ -17,6 +17,7 @@
 
 pub mod config;
 pub mod embedded;
+pub mod notify;
 pub mod server;
 
 use std::process::ExitCode;

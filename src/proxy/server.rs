@@ -31,9 +31,11 @@ use super::config::{
 };
 use super::embedded::{self, EmbeddedStore};
 use crate::credentials::{Credential, Identity, StaticCredentials, UpstreamCredentials};
+use crate::notify::{Dispatcher, DispatcherTask, Notify, NotifyLayer};
 use crate::resign::{Resign, ResignLayer, Upstream};
 use crate::s3error::RequestId;
 use crate::upstream::UpstreamClient;
+use crate::verified::ClientAddr;
 use crate::verify::{PayloadHashing, SigV4Verify, SigV4VerifyLayer, Verified};
 
 /// The proxy could not start. One line, naming the setting; never a secret.
@@ -59,10 +61,12 @@ pub struct Proxy {
     listener: TcpListener,
     admin: TcpListener,
     tls: Option<TlsAcceptor>,
-    service: RequestLog<Stack>,
+    service: RequestLog<Notify<Stack>>,
     ready_target: String,
     drain_timeout: Duration,
     banner: Option<String>,
+    dispatcher: Dispatcher,
+    dispatcher_task: DispatcherTask,
     // Held so the embedded store lives as long as the proxy.
     _embedded: Option<EmbeddedStore>,
 }
@@ -156,13 +160,34 @@ impl Proxy {
             clients = clients.len(),
             "s3tap is ready"
         );
+        let default_spool = match &embedded {
+            Some((_, data_dir)) => data_dir.join("spool"),
+            None => std::path::PathBuf::from("s3tap-spool"),
+        };
+        let region = remote
+            .region
+            .clone()
+            .unwrap_or_else(|| remote.endpoint.region());
+        let (emitter, dispatcher, dispatcher_task) = config
+            .notify
+            .start(default_spool, &region)
+            .await
+            .map_err(StartError::new)?;
+        let mut notify = NotifyLayer::from_arc(emitter);
+        if config.notify.emit_on_body_end() {
+            notify = notify.emit_on_body_end();
+        }
+        if let Some(suffix) = &config.virtual_host_suffix {
+            notify = notify.client_virtual_host_suffix(suffix.clone());
+        }
         let service = RequestLog {
-            inner: stack(
+            inner: notify.layer(stack(
                 &remote,
                 &clients,
                 &config.verify,
                 config.virtual_host_suffix,
-            )?,
+            )?),
+            peer: None,
         };
         Ok(Proxy {
             listener,
@@ -172,6 +197,8 @@ impl Proxy {
             ready_target,
             drain_timeout: config.drain_timeout,
             banner,
+            dispatcher,
+            dispatcher_task,
             _embedded: embedded.map(|(store, _)| store),
         })
     }
@@ -203,6 +230,8 @@ impl Proxy {
             ready_target,
             drain_timeout,
             banner: _,
+            dispatcher,
+            dispatcher_task,
             _embedded,
         } = self;
         let graceful = GracefulShutdown::new();
@@ -224,7 +253,9 @@ impl Proxy {
                 () = &mut shutdown => break,
             };
             let _ = tcp.set_nodelay(true);
-            let service = TowerToHyperService::new(service.clone());
+            let mut service = service.clone();
+            service.peer = Some(peer);
+            let service = TowerToHyperService::new(service);
             let builder = builder.clone();
             let watcher = graceful.watcher();
             let tls = tls.clone();
@@ -268,6 +299,20 @@ impl Proxy {
             }
         }
         admin_task.abort();
+        // Events of the requests that just finished are queued; deliver what
+        // can be delivered quickly, the spool keeps the rest for next start.
+        let stats = dispatcher.shutdown(Duration::from_secs(5)).await;
+        let _ = dispatcher_task.await;
+        tracing::info!(
+            delivered = stats.delivered(),
+            spooled = stats.spooled,
+            "event dispatcher stopped"
+        );
+    }
+
+    /// The event dispatcher (counters, dead letters).
+    pub fn dispatcher(&self) -> &Dispatcher {
+        &self.dispatcher
     }
 }
 
@@ -345,6 +390,7 @@ fn stack(
 #[derive(Clone)]
 struct RequestLog<S> {
     inner: S,
+    peer: Option<SocketAddr>,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -365,6 +411,9 @@ where
     fn call(&mut self, mut request: Request<Incoming>) -> Self::Future {
         let request_id = RequestId::generate();
         request.extensions_mut().insert(request_id.clone());
+        if let Some(peer) = self.peer {
+            request.extensions_mut().insert(ClientAddr(peer));
+        }
         // The path only: a presigned URL's query holds its signature.
         let span = tracing::info_span!(
             "request",

@@ -10,6 +10,14 @@
 //! from permanent ones (the event can never be delivered as it is: bad
 //! credentials, payload rejected) and from a disabled endpoint (HTTP 410).
 
+mod jsonl;
+#[cfg(feature = "sink-webhook")]
+pub mod webhook;
+
+pub use jsonl::JsonLinesSink;
+#[cfg(feature = "sink-webhook")]
+pub use webhook::WebhookSink;
+
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;

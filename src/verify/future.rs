@@ -16,7 +16,7 @@ use super::layer::VerifyConfig;
 use super::service::{complete, Claim};
 use crate::body::ResponseBody;
 use crate::credentials::{Credential, CredentialStoreError};
-use crate::s3error::new_request_id;
+use crate::s3error::{new_request_id, RequestId};
 
 pub(crate) type LookupFuture =
     Pin<Box<dyn Future<Output = Result<Option<Credential>, CredentialStoreError>> + Send>>;
@@ -38,6 +38,7 @@ pin_project! {
         state: State<S, B>,
         resource: String,
         is_head: bool,
+        request_id: Option<RequestId>,
         failure: FailureSlot,
     }
 }
@@ -72,6 +73,7 @@ where
             state: State::Rejected { error: Some(error) },
             resource: parts.uri.path().to_owned(),
             is_head: parts.method == http::Method::HEAD,
+            request_id: parts.extensions.get::<RequestId>().cloned(),
             failure: FailureSlot::default(),
         }
     }
@@ -87,6 +89,7 @@ where
         ResponseFuture {
             resource: parts.uri.path().to_owned(),
             is_head: parts.method == http::Method::HEAD,
+            request_id: parts.extensions.get::<RequestId>().cloned(),
             failure: FailureSlot::default(),
             state: State::Authenticating {
                 lookup,
@@ -106,8 +109,11 @@ fn error_response<B>(
     error: &VerifyError,
     resource: &str,
     is_head: bool,
+    request_id: Option<&RequestId>,
 ) -> Response<ResponseBody<B>> {
-    let request_id = new_request_id();
+    // The server's id for this request when it set one, so the client's
+    // error and the logs agree.
+    let request_id = request_id.map_or_else(new_request_id, |id| id.as_str().to_owned());
     tracing::debug!(reason = error.reason(), %request_id, "request rejected: {error}");
     error
         .to_s3_error()
@@ -174,6 +180,7 @@ where
                                     &failure,
                                     this.resource,
                                     *this.is_head,
+                                    this.request_id.as_ref(),
                                 )))
                             }
                             None => return Poll::Ready(Err(error)),
@@ -187,13 +194,19 @@ where
                             &error,
                             this.resource,
                             *this.is_head,
+                            this.request_id.as_ref(),
                         )));
                     }
                     return Poll::Ready(Ok(response.map(ResponseBody::inner)));
                 }
                 StateProj::Rejected { error } => {
                     let error = error.take().expect("polled after completion");
-                    return Poll::Ready(Ok(error_response(&error, this.resource, *this.is_head)));
+                    return Poll::Ready(Ok(error_response(
+                        &error,
+                        this.resource,
+                        *this.is_head,
+                        this.request_id.as_ref(),
+                    )));
                 }
             }
         }

@@ -1,0 +1,408 @@
+//! The proxy's event notifications: `[notify]`, `[[sinks]]` and `[[rules]]`
+//! from the configuration, turned into a running [`Dispatcher`] and the
+//! [`EventEmitter`] that routes each event through the rules to its sinks.
+//!
+//! With nothing configured, events are written as JSON lines to stdout.
+//! `WEBHOOK_URL` alone reproduces the original Worker: every request, every
+//! status, the Worker's JSON (`seed` format) POSTed to that URL;
+//! `WEBHOOK_SECRET` adds the B2-style `x-bz-event-notification-signature`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+use serde::Deserialize;
+
+use crate::credentials::Secret;
+use crate::notify::format::{CloudEventsMode, Encoder as FormatEncoder, Format, FormatOptions};
+use crate::notify::{
+    Dispatcher, DispatcherTask, EmitError, Event, EventEmitter, FsyncPolicy, Rule, Rules,
+    StatusFilter,
+};
+use crate::sink::webhook::{Encoded, WebhookSink};
+use crate::sink::JsonLinesSink;
+use crate::sink::Sink;
+
+use super::config::ConfigError;
+
+fn invalid(message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid(message.into())
+}
+
+/// `[notify]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifySection {
+    /// Where event notifications go (the Worker's `WEBHOOK_URL`).
+    pub webhook_url: Option<String>,
+    /// Signs that webhook as B2 does (`WEBHOOK_SECRET`).
+    pub webhook_secret: Option<String>,
+    /// Format of that webhook: `seed` (default), `b2`, `s3`, `cloudevents`,
+    /// `cloudevents-batch`.
+    pub webhook_format: Option<String>,
+    /// Directory of the durable event spool (default: `<data dir>/spool`
+    /// with the embedded store, else `./s3tap-spool`).
+    pub spool_dir: Option<PathBuf>,
+    /// `always`, `interval` (default: group commit every 5 ms) or `never`.
+    pub fsync: Option<String>,
+    /// `head` (default: when the response head arrives) or `body_end`.
+    pub emit_on: Option<String>,
+    /// Capacity of the in-memory event queue (default 10000); beyond it
+    /// events spill to the spool.
+    pub queue_capacity: Option<usize>,
+    /// B2 identity for the `b2` format.
+    #[serde(default)]
+    pub b2: crate::notify::format::B2Identity,
+}
+
+/// One `[[sinks]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum SinkSection {
+    /// An HTTP webhook.
+    Webhook {
+        /// Name rules refer to.
+        name: String,
+        /// Target URL.
+        url: String,
+        /// Payload format (default `b2`).
+        format: Option<String>,
+        /// B2-style signature secret.
+        b2_secret: Option<String>,
+        /// Standard Webhooks secret (`whsec_...`).
+        standard_webhooks_secret: Option<String>,
+        /// Extra headers.
+        #[serde(default)]
+        headers: HashMap<String, String>,
+        /// Request timeout, seconds (default 10).
+        timeout_secs: Option<u64>,
+    },
+    /// JSON lines to a file or stdout.
+    Jsonl {
+        /// Name rules refer to.
+        name: String,
+        /// File to append to; stdout when absent.
+        path: Option<PathBuf>,
+    },
+}
+
+impl SinkSection {
+    fn name(&self) -> &str {
+        match self {
+            SinkSection::Webhook { name, .. } | SinkSection::Jsonl { name, .. } => name,
+        }
+    }
+}
+
+/// What the notification settings resolved to, checked.
+pub struct NotifySettings {
+    sinks: Vec<SinkSection>,
+    rules: Vec<Rule>,
+    spool_dir: Option<PathBuf>,
+    fsync: FsyncPolicy,
+    emit_on_body_end: bool,
+    queue_capacity: usize,
+    b2: crate::notify::format::B2Identity,
+}
+
+impl std::fmt::Debug for NotifySettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Sink sections may hold secrets: list names only.
+        let names: Vec<&str> = self.sinks.iter().map(SinkSection::name).collect();
+        f.debug_struct("NotifySettings")
+            .field("sinks", &names)
+            .field(
+                "rules",
+                &self
+                    .rules
+                    .iter()
+                    .map(|r| r.name.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .field("spool_dir", &self.spool_dir)
+            .field("fsync", &self.fsync)
+            .finish_non_exhaustive()
+    }
+}
+
+fn parse_format(text: &str, context: &str) -> Result<Format, ConfigError> {
+    Ok(match text {
+        "seed" => Format::Seed,
+        "b2" => Format::B2,
+        "s3" => Format::S3,
+        "cloudevents" => Format::CloudEvents {
+            mode: CloudEventsMode::Structured,
+        },
+        "cloudevents-batch" => Format::CloudEvents {
+            mode: CloudEventsMode::Batch,
+        },
+        other => {
+            return Err(invalid(format!(
+                "{context}: unknown format {other:?}; expected seed, b2, s3, cloudevents or cloudevents-batch"
+            )))
+        }
+    })
+}
+
+impl NotifySettings {
+    /// Resolves `[notify]`, `[[sinks]]`, `[[rules]]` and the Worker's
+    /// `WEBHOOK_URL`/`WEBHOOK_SECRET` (already merged into `section`).
+    pub fn resolve(
+        section: NotifySection,
+        mut sinks: Vec<SinkSection>,
+        rules: Vec<Rule>,
+    ) -> Result<Self, ConfigError> {
+        let fsync = match section.fsync.as_deref() {
+            None | Some("interval") => FsyncPolicy::Interval(Duration::from_millis(5)),
+            Some("always") => FsyncPolicy::Always,
+            Some("never") => FsyncPolicy::Never,
+            Some(other) => {
+                return Err(invalid(format!(
+                    "[notify] fsync: unknown policy {other:?}; expected always, interval or never"
+                )))
+            }
+        };
+        let emit_on_body_end = match section.emit_on.as_deref() {
+            None | Some("head") => false,
+            Some("body_end") => true,
+            Some(other) => {
+                return Err(invalid(format!(
+                    "[notify] emit_on: {other:?}; expected head or body_end"
+                )))
+            }
+        };
+        let mut rules = rules;
+        if let Some(url) = section.webhook_url {
+            let format = section
+                .webhook_format
+                .clone()
+                .unwrap_or_else(|| "seed".into());
+            parse_format(&format, "[notify] webhook_format")?;
+            sinks.push(SinkSection::Webhook {
+                name: "webhook".into(),
+                url,
+                format: Some(format),
+                b2_secret: section.webhook_secret.clone(),
+                standard_webhooks_secret: None,
+                headers: HashMap::new(),
+                timeout_secs: None,
+            });
+        } else if section.webhook_secret.is_some() {
+            return Err(invalid(
+                "WEBHOOK_SECRET is set but there is no WEBHOOK_URL to sign for",
+            ));
+        }
+        if sinks.is_empty() {
+            sinks.push(SinkSection::Jsonl {
+                name: "stdout".into(),
+                path: None,
+            });
+        }
+        let mut names = std::collections::HashSet::new();
+        for sink in &sinks {
+            if !names.insert(sink.name().to_owned()) {
+                return Err(invalid(format!(
+                    "[[sinks]]: the name {:?} is used twice",
+                    sink.name()
+                )));
+            }
+            if let SinkSection::Webhook {
+                url, format, name, ..
+            } = sink
+            {
+                let parsed: http::Uri = url
+                    .parse()
+                    .map_err(|_| invalid(format!("[[sinks]] {name}: url {url:?} is not a URL")))?;
+                if !matches!(parsed.scheme_str(), Some("http" | "https")) {
+                    return Err(invalid(format!(
+                        "[[sinks]] {name}: url must be http:// or https://"
+                    )));
+                }
+                parse_format(
+                    format.as_deref().unwrap_or("b2"),
+                    &format!("[[sinks]] {name}"),
+                )?;
+            }
+        }
+        if rules.is_empty() {
+            // The original Worker: every request, every status, everywhere.
+            rules = sinks
+                .iter()
+                .map(|sink| Rule {
+                    name: "all-requests".into(),
+                    event_types: vec!["*".into()],
+                    prefix: None,
+                    suffix: None,
+                    statuses: StatusFilter::All,
+                    sinks: vec![sink.name().to_owned()],
+                })
+                .collect();
+        }
+        for rule in &rules {
+            for sink in &rule.sinks {
+                if !names.contains(sink) {
+                    return Err(invalid(format!(
+                        "[[rules]] {}: unknown sink {sink:?}",
+                        rule.name
+                    )));
+                }
+            }
+        }
+        Ok(NotifySettings {
+            sinks,
+            rules,
+            spool_dir: section.spool_dir,
+            fsync,
+            emit_on_body_end,
+            queue_capacity: section.queue_capacity.unwrap_or(10_000),
+            b2: section.b2,
+        })
+    }
+
+    /// Each configured sink's name and, for webhooks, its URL.
+    pub fn sinks(&self) -> impl Iterator<Item = (&str, Option<&str>)> {
+        self.sinks.iter().map(|sink| match sink {
+            SinkSection::Webhook { name, url, .. } => (name.as_str(), Some(url.as_str())),
+            SinkSection::Jsonl { name, .. } => (name.as_str(), None),
+        })
+    }
+
+    /// The rules, in order.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// Whether events are emitted at body end.
+    pub fn emit_on_body_end(&self) -> bool {
+        self.emit_on_body_end
+    }
+
+    /// Starts the dispatcher with its sinks; `default_spool_dir` is used when
+    /// `[notify] spool_dir` is not set.
+    pub async fn start(
+        &self,
+        default_spool_dir: PathBuf,
+        region: &str,
+    ) -> Result<(Arc<RoutingEmitter>, Dispatcher, DispatcherTask), String> {
+        let options = FormatOptions {
+            b2: self.b2.clone(),
+            aws_region: region.to_owned(),
+            ..FormatOptions::default()
+        };
+        let spool_dir = self.spool_dir.clone().unwrap_or(default_spool_dir);
+        std::fs::create_dir_all(&spool_dir).map_err(|e| {
+            format!(
+                "cannot create the event spool directory {}: {e}",
+                spool_dir.display()
+            )
+        })?;
+        let mut builder = Dispatcher::builder()
+            .queue_capacity(self.queue_capacity)
+            .spool(spool_dir.join("events.redb"), self.fsync);
+        for section in &self.sinks {
+            let sink: Arc<dyn Sink> = match section {
+                SinkSection::Webhook {
+                    name,
+                    url,
+                    format,
+                    b2_secret,
+                    standard_webhooks_secret,
+                    headers,
+                    timeout_secs,
+                } => {
+                    let format = parse_format(format.as_deref().unwrap_or("b2"), name)
+                        .map_err(|e| e.to_string())?;
+                    let encoder = FormatEncoder::new(format, options.clone());
+                    let mut sink = WebhookSink::new(url)
+                        .map_err(|e| format!("[[sinks]] {name}: {e}"))?
+                        .max_batch(format.max_batch())
+                        .timeout(Duration::from_secs(timeout_secs.unwrap_or(10)))
+                        .encoder(Arc::new(move |events: &[Event]| encode(&encoder, events)));
+                    for (header, value) in headers {
+                        let header = HeaderName::from_bytes(header.as_bytes()).map_err(|_| {
+                            format!("[[sinks]] {name}: invalid header name {header:?}")
+                        })?;
+                        let value = HeaderValue::from_str(value).map_err(|_| {
+                            format!("[[sinks]] {name}: invalid value for header {header}")
+                        })?;
+                        sink = sink.header(header, value);
+                    }
+                    if let Some(secret) = b2_secret {
+                        sink = sink.sign_b2(Secret::new(secret.clone()).expose());
+                    }
+                    if let Some(secret) = standard_webhooks_secret {
+                        sink = sink
+                            .sign_standard_webhooks(secret)
+                            .map_err(|e| format!("[[sinks]] {name}: {e}"))?;
+                    }
+                    Arc::new(sink)
+                }
+                SinkSection::Jsonl { path, .. } => match path {
+                    Some(path) => Arc::new(
+                        JsonLinesSink::file(path)
+                            .map_err(|e| format!("cannot open {}: {e}", path.display()))?,
+                    ),
+                    None => Arc::new(JsonLinesSink::stdout()),
+                },
+            };
+            builder = builder.sink(section.name(), sink);
+        }
+        let (dispatcher, task) = builder
+            .build()
+            .await
+            .map_err(|e| format!("event spool: {e}"))?;
+        let emitter = Arc::new(RoutingEmitter {
+            rules: Rules::new(self.rules.clone()),
+            dispatcher: dispatcher.clone(),
+        });
+        Ok((emitter, dispatcher, task))
+    }
+}
+
+fn encode(encoder: &FormatEncoder, events: &[Event]) -> Encoded {
+    // The sink's batch limit is the format's, so one message always fits;
+    // should it not, the first event alone is still delivered correctly.
+    let body = encoder
+        .encode_batch(events)
+        .unwrap_or_else(|_| encoder.encode_one(&events[0]));
+    let mut headers = http::HeaderMap::new();
+    for (name, value) in body.headers {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            headers.append(name, value);
+        }
+    }
+    Encoded {
+        content_type: HeaderValue::from_static(body.content_type),
+        body: body.body,
+        headers,
+    }
+}
+
+/// Routes each event through the rules and queues a copy per matching sink.
+/// Never blocks: the dispatcher queues, spills to its spool, or refuses.
+pub struct RoutingEmitter {
+    rules: Rules,
+    dispatcher: Dispatcher,
+}
+
+impl EventEmitter for RoutingEmitter {
+    fn emit(&self, event: Event) {
+        for (sink, routed) in self.rules.route_events(&event) {
+            if let Err(error) = self.dispatcher.emit(sink, routed) {
+                match error {
+                    EmitError::SinkDisabled(_) => {
+                        tracing::debug!("event for disabled sink {sink} not queued")
+                    }
+                    other => {
+                        tracing::error!("event {} for sink {sink} not queued: {other}", event.id)
+                    }
+                }
+            }
+        }
+    }
+}
