@@ -407,3 +407,85 @@ async fn create_topic_by_producing(brokers: &str, topic: &str) {
     .await
     .unwrap();
 }
+
+/// Through the Dispatcher: the cluster is down when the events arrive, the
+/// dispatcher spools and retries, the cluster comes back, every event is
+/// delivered and read back once or more, none lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dispatcher_delivers_everything_after_a_kafka_outage() {
+    use s3tap::notify::{Dispatcher, FsyncPolicy, RetryPolicy};
+    use std::sync::Arc;
+
+    let cluster = mock_cluster();
+    cluster.create_topic("s3-events", 3, 3).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let sink = KafkaSink::builder(&bootstrap)
+        .topic("s3-events")
+        .message_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    sink.deliver(&events(1, 1)).await.expect("warm-up");
+    for broker in 1..=3 {
+        cluster.broker_down(broker).unwrap();
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let (dispatcher, task) = Dispatcher::builder()
+        .sink("kafka", Arc::new(sink))
+        .batch(100, Duration::from_millis(5))
+        .retry(RetryPolicy {
+            initial: Duration::from_millis(50),
+            max: Duration::from_millis(500),
+            multiplier: 2.0,
+            jitter: true,
+            max_attempts: None,
+            max_age: None,
+        })
+        .spool(dir.path().join("spool.redb"), FsyncPolicy::default())
+        .build()
+        .await
+        .unwrap();
+    let batch = events(300, 30);
+    for event in &batch {
+        dispatcher.emit("kafka", event.clone()).unwrap();
+    }
+    // Let the dispatcher fail against the dead cluster for a while.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while dispatcher.stats().sinks[0].retried == 0 {
+        assert!(Instant::now() < deadline, "no transient failure seen");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let during = dispatcher.stats();
+    assert_eq!(during.sinks[0].delivered, 0, "{during:?}");
+    assert_eq!(during.sinks[0].failed_permanent, 0, "{during:?}");
+    for broker in 1..=3 {
+        cluster.broker_up(broker).unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while dispatcher.stats().sinks[0].delivered < 300 {
+        assert!(
+            Instant::now() < deadline,
+            "not all delivered: {:?}",
+            dispatcher.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let stats = dispatcher.shutdown(Duration::from_secs(5)).await;
+    task.await.unwrap();
+    assert_eq!(stats.sinks[0].delivered, 300, "{stats:?}");
+    assert_eq!(stats.sinks[0].dead_lettered, 0, "{stats:?}");
+    eprintln!("kafka outage through the dispatcher: {stats:?}");
+
+    let consumed = tokio::task::spawn_blocking(move || {
+        consume(&bootstrap, "s3-events", 301, Duration::from_secs(30))
+    })
+    .await
+    .unwrap();
+    let ids: HashSet<&str> = consumed
+        .iter()
+        .filter_map(|m| m.value["id"].as_str())
+        .collect();
+    for event in &batch {
+        assert!(ids.contains(event.id.as_str()), "lost {}", event.id);
+    }
+}

@@ -397,3 +397,139 @@ async fn fifo_topic_and_queue_carry_group_and_dedup_ids() {
     }
     assert_eq!(groups.len(), 5, "one group per object");
 }
+
+mod through_the_dispatcher {
+    use super::*;
+    use s3tap::notify::{Dispatcher, FsyncPolicy, RetryPolicy};
+    use std::sync::{Arc, RwLock};
+
+    fn fast_retry() -> RetryPolicy {
+        RetryPolicy {
+            initial: Duration::from_millis(50),
+            max: Duration::from_millis(500),
+            multiplier: 2.0,
+            jitter: true,
+            max_attempts: None,
+            max_age: None,
+        }
+    }
+
+    /// A sink whose SnsSink an operator replaces at run time: first one
+    /// with a wrong endpoint (nothing listens there), then the right one.
+    struct Switchable(RwLock<Arc<SnsSink>>);
+
+    impl Sink for Switchable {
+        fn name(&self) -> &str {
+            "sns"
+        }
+
+        fn max_batch(&self) -> usize {
+            100
+        }
+
+        fn deliver<'a>(
+            &'a self,
+            batch: &'a [Event],
+        ) -> s3tap::sink::BoxFuture<'a, Result<(), SinkError>> {
+            let sink = self.0.read().unwrap().clone();
+            Box::pin(async move { sink.deliver(batch).await })
+        }
+    }
+
+    async fn wait_for(
+        what: &str,
+        dispatcher: &Dispatcher,
+        done: impl Fn(&s3tap::notify::SinkStats) -> bool,
+    ) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let stats = dispatcher.stats();
+            if done(&stats.sinks[0]) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{what}: {stats:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_wrong_then_fixed_endpoint_loses_nothing() {
+        let Some(moto) = Moto::start() else { return };
+        let nowhere = format!("http://127.0.0.1:{}", free_port());
+        let wrong = SnsSink::new(moto.get("topic"), REGION, moto.credentials())
+            .unwrap()
+            .endpoint(nowhere.parse().unwrap());
+        let switch = Arc::new(Switchable(RwLock::new(Arc::new(wrong))));
+        let dir = tempfile::tempdir().unwrap();
+        let (dispatcher, task) = Dispatcher::builder()
+            .sink("sns", switch.clone())
+            .batch(100, Duration::from_millis(5))
+            .retry(fast_retry())
+            .spool(dir.path().join("spool.redb"), FsyncPolicy::default())
+            .build()
+            .await
+            .unwrap();
+        let batch = events(30, Some(10));
+        for event in &batch {
+            dispatcher.emit("sns", event.clone()).unwrap();
+        }
+        wait_for("a transient failure", &dispatcher, |s| s.retried > 0).await;
+        let during = dispatcher.stats();
+        assert_eq!(during.sinks[0].delivered, 0, "{during:?}");
+        assert_eq!(during.sinks[0].failed_permanent, 0, "{during:?}");
+
+        *switch.0.write().unwrap() = Arc::new(moto.sns("topic"));
+        wait_for("all delivered", &dispatcher, |s| s.delivered == 30).await;
+        let stats = dispatcher.shutdown(Duration::from_secs(5)).await;
+        task.await.unwrap();
+        assert_eq!(stats.sinks[0].dead_lettered, 0, "{stats:?}");
+
+        let got = moto.receive("raw", 30);
+        let expected = by_id(&batch);
+        let ids: HashSet<String> = got.iter().map(|m| check_raw(m, &expected)).collect();
+        assert_eq!(ids.len(), 30, "none lost");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_wrong_secret_counts_as_permanent_and_is_dead_lettered() {
+        let Some(moto) = Moto::start() else { return };
+        let wrong = SnsSink::new(
+            moto.get("topic"),
+            REGION,
+            UpstreamCredentials::new(moto.get("key_id"), "not-the-secret"),
+        )
+        .unwrap()
+        .endpoint(moto.endpoint.parse().unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        let (dispatcher, task) = Dispatcher::builder()
+            .sink("sns", Arc::new(wrong))
+            .batch(100, Duration::from_millis(5))
+            .retry(fast_retry())
+            .spool(dir.path().join("spool.redb"), FsyncPolicy::default())
+            .build()
+            .await
+            .unwrap();
+        for event in events(5, None) {
+            dispatcher.emit("sns", event).unwrap();
+        }
+        wait_for("permanent failures", &dispatcher, |s| s.dead_lettered == 5).await;
+        let stats = dispatcher.stats();
+        assert_eq!(stats.sinks[0].failed_permanent, 5, "{stats:?}");
+        assert_eq!(stats.sinks[0].delivered, 0, "{stats:?}");
+        assert_eq!(
+            stats.sinks[0].retried, 0,
+            "no retry of a wrong secret: {stats:?}"
+        );
+        let dead = dispatcher.dead_letters(10).await.unwrap();
+        assert_eq!(dead.len(), 5);
+        for letter in &dead {
+            assert!(
+                letter.reason.contains("SignatureDoesNotMatch"),
+                "{}",
+                letter.reason
+            );
+        }
+        dispatcher.shutdown(Duration::from_secs(1)).await;
+        task.await.unwrap();
+    }
+}
