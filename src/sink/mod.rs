@@ -89,3 +89,17 @@ pub trait Sink: Send + Sync + 'static {
     /// Delivers `batch` (never empty). Must be idempotent by event id.
     fn deliver<'a>(&'a self, batch: &'a [Event]) -> BoxFuture<'a, Result<(), SinkError>>;
 }
+
+#[cfg(feature = "sink-sns")]
+mod aws_query;
+#[cfg(feature = "sink-kafka")]
+pub mod kafka;
+#[cfg(any(feature = "sink-kafka", feature = "sink-sns"))]
+mod outcome;
+#[cfg(feature = "sink-sns")]
+pub mod sns;
+
+#[cfg(feature = "sink-kafka")]
+pub use kafka::{KafkaSink, KafkaSinkBuilder, KafkaSinkError};
+#[cfg(feature = "sink-sns")]
+pub use sns::{AwsSinkError, SnsSink, SqsSink};
