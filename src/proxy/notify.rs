@@ -57,8 +57,9 @@ pub struct NotifySection {
     pub b2: crate::notify::format::B2Identity,
 }
 
-/// One `[[sinks]]` entry.
-#[derive(Debug, Deserialize)]
+/// One `[[sinks]]` entry. Its `Debug` shows the name only: entries hold
+/// secrets.
+#[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum SinkSection {
     /// An HTTP webhook.
@@ -86,12 +87,73 @@ pub enum SinkSection {
         /// File to append to; stdout when absent.
         path: Option<PathBuf>,
     },
+    /// Kafka (needs the `sink-kafka` feature).
+    Kafka {
+        /// Name rules refer to.
+        name: String,
+        /// `bootstrap.servers`.
+        brokers: String,
+        /// Default topic.
+        topic: String,
+        /// Topic per rule name.
+        #[serde(default)]
+        topics: HashMap<String, String>,
+        /// Payload format (default `cloudevents`).
+        format: Option<String>,
+        /// Other librdkafka settings (SASL, TLS, ...).
+        #[serde(default)]
+        config: HashMap<String, String>,
+    },
+    /// Amazon SNS (needs the `sink-sns` feature).
+    Sns {
+        /// Name rules refer to.
+        name: String,
+        /// Topic ARN (`.fifo` topics get group and de-duplication ids).
+        topic_arn: String,
+        /// Region.
+        region: String,
+        /// Access key id.
+        access_key_id: String,
+        /// Secret access key.
+        secret_access_key: String,
+        /// Endpoint override (e.g. a local emulator).
+        endpoint: Option<String>,
+        /// Payload format (default `s3`).
+        format: Option<String>,
+    },
+    /// Amazon SQS (needs the `sink-sns` feature).
+    Sqs {
+        /// Name rules refer to.
+        name: String,
+        /// Queue URL.
+        queue_url: String,
+        /// Region.
+        region: String,
+        /// Access key id.
+        access_key_id: String,
+        /// Secret access key.
+        secret_access_key: String,
+        /// Endpoint override.
+        endpoint: Option<String>,
+        /// Payload format (default `s3`).
+        format: Option<String>,
+    },
+}
+
+impl std::fmt::Debug for SinkSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SinkSection({})", self.name())
+    }
 }
 
 impl SinkSection {
     fn name(&self) -> &str {
         match self {
-            SinkSection::Webhook { name, .. } | SinkSection::Jsonl { name, .. } => name,
+            SinkSection::Webhook { name, .. }
+            | SinkSection::Jsonl { name, .. }
+            | SinkSection::Kafka { name, .. }
+            | SinkSection::Sns { name, .. }
+            | SinkSection::Sqs { name, .. } => name,
         }
     }
 }
@@ -265,7 +327,10 @@ impl NotifySettings {
     pub fn sinks(&self) -> impl Iterator<Item = (&str, Option<&str>)> {
         self.sinks.iter().map(|sink| match sink {
             SinkSection::Webhook { name, url, .. } => (name.as_str(), Some(url.as_str())),
-            SinkSection::Jsonl { name, .. } => (name.as_str(), None),
+            SinkSection::Jsonl { name, .. }
+            | SinkSection::Kafka { name, .. }
+            | SinkSection::Sns { name, .. }
+            | SinkSection::Sqs { name, .. } => (name.as_str(), None),
         })
     }
 
@@ -339,6 +404,9 @@ impl NotifySettings {
                     }
                     Arc::new(sink)
                 }
+                SinkSection::Kafka { .. } | SinkSection::Sns { .. } | SinkSection::Sqs { .. } => {
+                    broker_sink(section, &options)?
+                }
                 SinkSection::Jsonl { path, .. } => match path {
                     Some(path) => Arc::new(
                         JsonLinesSink::file(path)
@@ -358,6 +426,90 @@ impl NotifySettings {
             dispatcher: dispatcher.clone(),
         });
         Ok((emitter, dispatcher, task))
+    }
+}
+
+/// Builds a Kafka, SNS or SQS sink, or explains which feature this build
+/// lacks.
+#[allow(unused_variables)]
+fn broker_sink(section: &SinkSection, options: &FormatOptions) -> Result<Arc<dyn Sink>, String> {
+    let encoder =
+        |format: &Option<String>, default: &str, name: &str| -> Result<FormatEncoder, String> {
+            let format = parse_format(
+                format.as_deref().unwrap_or(default),
+                &format!("[[sinks]] {name}"),
+            )
+            .map_err(|e| e.to_string())?;
+            Ok(FormatEncoder::new(format, options.clone()))
+        };
+    match section {
+        #[cfg(feature = "sink-kafka")]
+        SinkSection::Kafka {
+            name,
+            brokers,
+            topic,
+            topics,
+            format,
+            config,
+        } => {
+            let mut builder = crate::sink::KafkaSink::builder(brokers)
+                .name(name.clone())
+                .topic(topic.clone())
+                .format(encoder(format, "cloudevents", name)?);
+            for (rule, topic) in topics {
+                builder = builder.topic_for_rule(rule.clone(), topic.clone());
+            }
+            for (key, value) in config {
+                builder = builder.config(key.clone(), value.clone());
+            }
+            Ok(Arc::new(builder.build().map_err(|e| format!("[[sinks]] {name}: {e}"))?))
+        }
+        #[cfg(feature = "sink-sns")]
+        SinkSection::Sns {
+            name,
+            topic_arn,
+            region,
+            access_key_id,
+            secret_access_key,
+            endpoint,
+            format,
+        } => {
+            let credentials =
+                crate::credentials::UpstreamCredentials::new(access_key_id.clone(), secret_access_key.as_str());
+            let mut sink = crate::sink::SnsSink::new(topic_arn.clone(), region.clone(), credentials)
+                .map_err(|e| format!("[[sinks]] {name}: {e}"))?
+                .name(name.clone())
+                .format(encoder(format, "s3", name)?);
+            if let Some(endpoint) = endpoint {
+                sink = sink.endpoint(endpoint.parse().map_err(|_| format!("[[sinks]] {name}: invalid endpoint"))?);
+            }
+            Ok(Arc::new(sink))
+        }
+        #[cfg(feature = "sink-sns")]
+        SinkSection::Sqs {
+            name,
+            queue_url,
+            region,
+            access_key_id,
+            secret_access_key,
+            endpoint,
+            format,
+        } => {
+            let credentials =
+                crate::credentials::UpstreamCredentials::new(access_key_id.clone(), secret_access_key.as_str());
+            let mut sink = crate::sink::SqsSink::new(queue_url.clone(), region.clone(), credentials)
+                .map_err(|e| format!("[[sinks]] {name}: {e}"))?
+                .name(name.clone())
+                .format(encoder(format, "s3", name)?);
+            if let Some(endpoint) = endpoint {
+                sink = sink.endpoint(endpoint.parse().map_err(|_| format!("[[sinks]] {name}: invalid endpoint"))?);
+            }
+            Ok(Arc::new(sink))
+        }
+        other => Err(format!(
+            "[[sinks]] {}: this s3tap was built without that sink; rebuild with the feature sink-kafka or sink-sns",
+            other.name()
+        )),
     }
 }
 
@@ -404,5 +556,128 @@ impl EventEmitter for RoutingEmitter {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(toml_text: &str) -> Result<NotifySettings, ConfigError> {
+        #[derive(Deserialize)]
+        struct File {
+            #[serde(default)]
+            notify: NotifySection,
+            #[serde(default)]
+            sinks: Vec<SinkSection>,
+            #[serde(default)]
+            rules: Vec<Rule>,
+        }
+        let file: File = toml::from_str(toml_text).expect("valid TOML");
+        NotifySettings::resolve(file.notify, file.sinks, file.rules)
+    }
+
+    #[test]
+    fn several_sinks_and_rules_fan_out() {
+        let settings = resolve(
+            r#"
+            [[sinks]]
+            name = "hook"
+            type = "webhook"
+            url = "https://example.com/events"
+            format = "b2"
+            b2_secret = "s3cr3t"
+
+            [[sinks]]
+            name = "bus"
+            type = "kafka"
+            brokers = "127.0.0.1:9092"
+            topic = "s3-events"
+
+            [[sinks]]
+            name = "log"
+            type = "jsonl"
+
+            [[rules]]
+            name = "uploads"
+            events = ["s3:ObjectCreated:*"]
+            sinks = ["hook", "bus"]
+
+            [[rules]]
+            name = "everything"
+            events = ["*"]
+            status = "all"
+            sinks = ["log"]
+            "#,
+        )
+        .unwrap();
+        let names: Vec<&str> = settings.sinks().map(|(name, _)| name).collect();
+        assert_eq!(names, ["hook", "bus", "log"]);
+        assert_eq!(settings.rules().len(), 2);
+        assert!(
+            !format!("{settings:?}").contains("s3cr3t"),
+            "secrets never in Debug"
+        );
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let unknown_sink = resolve(
+            r#"
+            [[sinks]]
+            name = "hook"
+            type = "webhook"
+            url = "https://example.com/events"
+            [[rules]]
+            name = "r"
+            events = ["*"]
+            sinks = ["nope"]
+            "#,
+        );
+        assert!(unknown_sink
+            .unwrap_err()
+            .to_string()
+            .contains("unknown sink \"nope\""));
+        let duplicate = resolve(
+            r#"
+            [[sinks]]
+            name = "a"
+            type = "jsonl"
+            [[sinks]]
+            name = "a"
+            type = "jsonl"
+            "#,
+        );
+        assert!(duplicate.unwrap_err().to_string().contains("used twice"));
+        let bad_format = resolve(
+            r#"
+            [[sinks]]
+            name = "hook"
+            type = "webhook"
+            url = "https://example.com/events"
+            format = "xml"
+            "#,
+        );
+        assert!(bad_format
+            .unwrap_err()
+            .to_string()
+            .contains("unknown format \"xml\""));
+        let secret_without_url = resolve("[notify]\nwebhook_secret = \"x\"\n");
+        assert!(secret_without_url
+            .unwrap_err()
+            .to_string()
+            .contains("WEBHOOK_SECRET"));
+    }
+
+    #[test]
+    fn the_original_worker_and_the_embedded_default() {
+        let worker = resolve("[notify]\nwebhook_url = \"https://example.com/hook\"\n").unwrap();
+        assert_eq!(
+            worker.sinks().collect::<Vec<_>>(),
+            [("webhook", Some("https://example.com/hook"))]
+        );
+        assert_eq!(worker.rules()[0].statuses, StatusFilter::All);
+        let nothing = resolve("").unwrap();
+        assert_eq!(nothing.sinks().collect::<Vec<_>>(), [("stdout", None)]);
     }
 }
