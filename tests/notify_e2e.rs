@@ -203,7 +203,10 @@ impl RunningProxy {
         let mut child = Command::new(env!("CARGO_BIN_EXE_s3tap"))
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("S3TAP_E2E_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .arg("--config")
             .arg(config)
             .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
@@ -396,10 +399,18 @@ fn keys(prefix: &str, count: usize) -> Vec<String> {
     (0..count).map(|i| format!("{prefix}{i:03}")).collect()
 }
 
-fn p99(latencies: &[Duration]) -> Duration {
+fn percentile(latencies: &[Duration], p: usize) -> Duration {
     let mut sorted = latencies.to_vec();
     sorted.sort();
-    sorted[((sorted.len() * 99).div_ceil(100)).saturating_sub(1)]
+    sorted[((sorted.len() * p).div_ceil(100)).saturating_sub(1)]
+}
+
+fn p99(latencies: &[Duration]) -> Duration {
+    percentile(latencies, 99)
+}
+
+fn p50(latencies: &[Duration]) -> Duration {
+    percentile(latencies, 50)
 }
 
 // ---- 1. real clients, exact events, signatures ----------------------------
@@ -494,14 +505,22 @@ async fn real_clients_get_exactly_their_events_signed() {
     let tree_dir = setup.dir.path().join("tree");
     let tree = write_tree(&tree_dir);
     let target = format!("s3://{BUCKET}/tree/");
-    aws_cli_s3(
+    let output = aws_cli_s3(
         peers,
         endpoint,
         &creds,
         &["sync".as_ref(), tree_dir.as_os_str(), target.as_ref()],
     )
-    .await
-    .assert_success("aws s3 sync");
+    .await;
+    if !output.success() {
+        use support::upstreams::UpstreamPeer;
+        panic!(
+            "aws s3 sync failed:\n{}\n--- proxy log\n{}\n--- s3s-fs log\n{}",
+            output.stderr,
+            setup.proxy.logs(),
+            setup.upstream.log()
+        );
+    }
 
     // boto3: a three-part multipart upload, 100 puts, one DeleteObjects.
     let output = boto3_script(
@@ -778,22 +797,34 @@ async fn sink_faults_lose_no_event_and_cost_clients_nothing() {
     let distinct_keys: BTreeSet<&String> = delivered.values().collect();
     assert_eq!(distinct_keys.len(), total, "one event per key");
 
-    // Client latency. The bound is loose on purpose: on a shared 2-core CI
-    // machine a single PUT through proxy and s3s-fs can stall for tens of
-    // ms under other load, and p99 of 150 samples is the second-slowest
-    // request. What it must catch is the response path waiting for the
-    // sink, which would cost at least the sink's 1 s timeout per request
-    // while the receiver hangs, and a connect-and-retry cycle while it is
-    // down: far above 2 × p99 + 50 ms.
+    // Client latency. The bounds are loose on purpose: on a shared 2-core
+    // CI machine (measured with a release build running alongside) a PUT
+    // through proxy and s3s-fs stalls for 50 to 200 ms now and then, and p99
+    // of 150 samples is the second-slowest request, so p99 moves by 100 ms
+    // between phases by itself; the median moves by a few ms. What the
+    // bounds must catch is the response path waiting for the sink: that
+    // would cost at least the sink's 1 s timeout per request while the
+    // receiver hangs, far above 2 × p99 + 100 ms and 2 × p50 + 20 ms.
     let (up, down, slow) = (p99(&up_latency), p99(&down_latency), p99(&slow_latency));
+    let (up50, down50, slow50) = (p50(&up_latency), p50(&down_latency), p50(&slow_latency));
     eprintln!(
-        "client PUT p99: sink up {up:?}, sink down {down:?}, sink slower than its timeout {slow:?}; \
+        "client PUT p50/p99: sink up {up50:?}/{up:?}, sink down {down50:?}/{down:?}, \
+         sink slower than its timeout {slow50:?}/{slow:?}; \
          {total} events delivered, {duplicates} duplicate deliveries; {} requests to the sink",
         setup.hook.log.records().len()
     );
-    let bound = up * 2 + Duration::from_millis(50);
+    let bound = up * 2 + Duration::from_millis(100);
     assert!(down < bound, "p99 with the sink down {down:?} ≥ {bound:?}");
     assert!(slow < bound, "p99 with the sink slow {slow:?} ≥ {bound:?}");
+    let bound50 = up50 * 2 + Duration::from_millis(20);
+    assert!(
+        down50 < bound50,
+        "p50 with the sink down {down50:?} ≥ {bound50:?}"
+    );
+    assert!(
+        slow50 < bound50,
+        "p50 with the sink slow {slow50:?} ≥ {bound50:?}"
+    );
     drop(setup.config);
 }
 
