@@ -851,7 +851,10 @@ mod tests {
         assert_eq!(config.clients[0].access_key_id, "AKID");
         let sinks: Vec<_> = config.notify.sinks().collect();
         assert_eq!(sinks, [("webhook", Some("https://hooks.example/x"))]);
-        assert_eq!(config.notify.rules()[0].statuses, crate::notify::StatusFilter::All);
+        assert_eq!(
+            config.notify.rules()[0].statuses,
+            crate::notify::StatusFilter::All
+        );
         assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
         assert!(config.notes.is_empty());
     }
