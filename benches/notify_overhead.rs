@@ -242,7 +242,11 @@ fn main() {
             dir.path(),
             "off",
             upstream,
-            r#"
+            &format!(
+                r#"
+[notify]
+spool_dir = "{spool}"
+
 [[sinks]]
 type = "jsonl"
 name = "nowhere"
@@ -253,6 +257,8 @@ name = "none"
 events = ["s3:ObjectRestore:*"]
 sinks = ["nowhere"]
 "#,
+                spool = dir.path().join("spool-off").display()
+            ),
         )
         .await;
         let on = proxy(
