@@ -161,14 +161,29 @@ async fn handle(
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
-    let events: Vec<serde_json::Value> = serde_json::from_slice(&body).unwrap_or_default();
+    // A JSON array of events (`seed`/JSON lines style: `id`, `key`) or a
+    // B2 message (`{"events":[...]}` with `eventId`, `objectName`).
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let (events, id_field, key_field) = match &json {
+        serde_json::Value::Object(message) => (
+            message
+                .get("events")
+                .and_then(|e| e.as_array())
+                .cloned()
+                .unwrap_or_default(),
+            "eventId",
+            "objectName",
+        ),
+        serde_json::Value::Array(events) => (events.clone(), "id", "key"),
+        _ => (Vec::new(), "id", "key"),
+    };
     let ids = events
         .iter()
-        .filter_map(|e| e["id"].as_str().map(str::to_owned))
+        .filter_map(|e| e[id_field].as_str().map(str::to_owned))
         .collect();
     let keys = events
         .iter()
-        .map(|e| e["key"].as_str().map(str::to_owned))
+        .map(|e| e[key_field].as_str().map(str::to_owned))
         .collect();
     let index = {
         let mut records = log.records.lock().unwrap();

@@ -263,3 +263,17 @@ pub async fn js_sdk_stream_put(
         .arg(file);
     run(cmd, "JS SDK PutObjectCommand").await
 }
+
+/// `python tests/clients/SCRIPT ARGS...` with boto3 from the peers' venv,
+/// signing with `creds`.
+pub async fn boto3_script(
+    peers: &Peers,
+    script: &str,
+    args: &[&std::ffi::OsStr],
+    creds: &Creds,
+) -> ClientOutput {
+    let home = tempfile::tempdir().expect("client temp dir");
+    let mut cmd = client_command(peers.python(), home.path(), creds);
+    cmd.arg(clients_dir().join(script)).args(args);
+    run(cmd, script).await
+}
