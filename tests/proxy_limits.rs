@@ -285,3 +285,30 @@ async fn metrics_are_scraped_from_the_admin_address() {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
 }
+
+/// botocore sends `Expect: 100-continue` with empty uploads too and, answered
+/// without a 100, misreads the next response on that connection (aws-cli
+/// `s3 sync` of a tree with an empty file then hangs for its 60 s read
+/// timeout, against s3s-fs directly as well). The proxy closes such a
+/// connection after answering, so the next request starts clean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_uploads_with_expect_continue_close_the_connection() {
+    let proxy = start().await;
+    let mut stream = TcpStream::connect(proxy.s3).await.unwrap();
+    stream
+        .write_all(signed_head(http::Method::PUT, "/expectbucket", proxy.s3, b"").as_bytes())
+        .await
+        .unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut [0u8; 4096])).await;
+    let head = signed_head(http::Method::PUT, "/expectbucket/empty.txt", proxy.s3, b"")
+        .replace("\r\n\r\n", "\r\nexpect: 100-continue\r\n\r\n");
+    let mut stream = TcpStream::connect(proxy.s3).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let (answer, closed) = read_until_closed(&mut stream, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+    assert!(closed, "the connection must be closed after the answer");
+}

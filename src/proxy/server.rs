@@ -484,6 +484,19 @@ where
             .operation,
         );
         let metrics = self.metrics.clone();
+        // botocore (aws-cli v1, boto3) sends `Expect: 100-continue` even for
+        // empty uploads; answered without a 100 (there is no body to ask
+        // for), it misreads the next response on that connection and waits
+        // for its read timeout. Closing such a connection after the answer
+        // keeps the client's next request on a fresh one.
+        let close_after = request
+            .headers()
+            .get(http::header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+            && request
+                .headers()
+                .get(http::header::CONTENT_LENGTH)
+                .is_some_and(|v| v.as_bytes() == b"0");
         let target_len = request
             .uri()
             .path_and_query()
@@ -515,6 +528,12 @@ where
                     if let Ok(value) = http::HeaderValue::from_str(request_id.as_str()) {
                         parts.headers.insert("x-amz-request-id", value);
                     }
+                }
+                if close_after {
+                    parts.headers.insert(
+                        http::header::CONNECTION,
+                        http::HeaderValue::from_static("close"),
+                    );
                 }
                 if let Some(rejection) = parts.extensions.get::<Rejection>() {
                     metrics.rejection(rejection.layer, rejection.reason);
