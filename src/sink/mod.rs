@@ -81,3 +81,11 @@ pub trait Sink: Send + Sync + 'static {
     /// Delivers `batch` (never empty). Must be idempotent by event id.
     fn deliver<'a>(&'a self, batch: &'a [Event]) -> BoxFuture<'a, Result<(), SinkError>>;
 }
+
+#[cfg(any(feature = "sink-nats"))]
+mod broker;
+#[cfg(feature = "sink-nats")]
+pub mod nats;
+
+#[cfg(feature = "sink-nats")]
+pub use self::nats::{NatsSink, NatsSinkBuilder};
