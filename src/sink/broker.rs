@@ -20,7 +20,10 @@ pub(crate) const DEFAULT_MAX_BATCH: usize = 100;
 /// The wait suggested when the destination itself is missing or
 /// misconfigured (no stream, no exchange, wrong key type): an operator has to
 /// act, so retrying at full speed only fills logs.
-#[cfg_attr(not(any(feature = "sink-nats",)), allow(dead_code))]
+#[cfg_attr(
+    not(any(feature = "sink-nats", feature = "sink-redis",)),
+    allow(dead_code)
+)]
 pub(crate) const MISCONFIGURED_RETRY: Duration = Duration::from_secs(5);
 
 /// CloudEvents 1.0, structured JSON: every broker sink's default. One event
@@ -60,7 +63,10 @@ pub(crate) fn fold(outcomes: Vec<Result<(), SinkError>>) -> Result<(), SinkError
 }
 
 /// A transient error for a destination that is missing or misconfigured.
-#[cfg_attr(not(any(feature = "sink-nats",)), allow(dead_code))]
+#[cfg_attr(
+    not(any(feature = "sink-nats", feature = "sink-redis",)),
+    allow(dead_code)
+)]
 pub(crate) fn misconfigured(message: impl Into<String>) -> SinkError {
     SinkError::Transient {
         message: message.into(),

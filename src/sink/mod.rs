@@ -82,10 +82,14 @@ pub trait Sink: Send + Sync + 'static {
     fn deliver<'a>(&'a self, batch: &'a [Event]) -> BoxFuture<'a, Result<(), SinkError>>;
 }
 
-#[cfg(any(feature = "sink-nats"))]
+#[cfg(any(feature = "sink-nats", feature = "sink-redis"))]
 mod broker;
 #[cfg(feature = "sink-nats")]
 pub mod nats;
+#[cfg(feature = "sink-redis")]
+pub mod redis;
 
 #[cfg(feature = "sink-nats")]
 pub use self::nats::{NatsSink, NatsSinkBuilder};
+#[cfg(feature = "sink-redis")]
+pub use self::redis::{RedisSink, RedisSinkBuilder};
