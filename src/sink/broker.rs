@@ -21,7 +21,11 @@ pub(crate) const DEFAULT_MAX_BATCH: usize = 100;
 /// misconfigured (no stream, no exchange, wrong key type): an operator has to
 /// act, so retrying at full speed only fills logs.
 #[cfg_attr(
-    not(any(feature = "sink-nats", feature = "sink-redis",)),
+    not(any(
+        feature = "sink-nats",
+        feature = "sink-redis",
+        feature = "sink-rabbitmq"
+    )),
     allow(dead_code)
 )]
 pub(crate) const MISCONFIGURED_RETRY: Duration = Duration::from_secs(5);
@@ -64,7 +68,11 @@ pub(crate) fn fold(outcomes: Vec<Result<(), SinkError>>) -> Result<(), SinkError
 
 /// A transient error for a destination that is missing or misconfigured.
 #[cfg_attr(
-    not(any(feature = "sink-nats", feature = "sink-redis",)),
+    not(any(
+        feature = "sink-nats",
+        feature = "sink-redis",
+        feature = "sink-rabbitmq"
+    )),
     allow(dead_code)
 )]
 pub(crate) fn misconfigured(message: impl Into<String>) -> SinkError {

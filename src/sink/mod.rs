@@ -82,14 +82,22 @@ pub trait Sink: Send + Sync + 'static {
     fn deliver<'a>(&'a self, batch: &'a [Event]) -> BoxFuture<'a, Result<(), SinkError>>;
 }
 
-#[cfg(any(feature = "sink-nats", feature = "sink-redis"))]
+#[cfg(any(
+    feature = "sink-nats",
+    feature = "sink-redis",
+    feature = "sink-rabbitmq"
+))]
 mod broker;
 #[cfg(feature = "sink-nats")]
 pub mod nats;
+#[cfg(feature = "sink-rabbitmq")]
+pub mod rabbitmq;
 #[cfg(feature = "sink-redis")]
 pub mod redis;
 
 #[cfg(feature = "sink-nats")]
 pub use self::nats::{NatsSink, NatsSinkBuilder};
+#[cfg(feature = "sink-rabbitmq")]
+pub use self::rabbitmq::{RabbitMqSink, RabbitMqSinkBuilder};
 #[cfg(feature = "sink-redis")]
 pub use self::redis::{RedisSink, RedisSinkBuilder};
