@@ -85,9 +85,12 @@ pub trait Sink: Send + Sync + 'static {
 #[cfg(any(
     feature = "sink-nats",
     feature = "sink-redis",
-    feature = "sink-rabbitmq"
+    feature = "sink-rabbitmq",
+    feature = "sink-mqtt"
 ))]
 mod broker;
+#[cfg(feature = "sink-mqtt")]
+pub mod mqtt;
 #[cfg(feature = "sink-nats")]
 pub mod nats;
 #[cfg(feature = "sink-rabbitmq")]
@@ -95,6 +98,8 @@ pub mod rabbitmq;
 #[cfg(feature = "sink-redis")]
 pub mod redis;
 
+#[cfg(feature = "sink-mqtt")]
+pub use self::mqtt::{MqttSink, MqttSinkBuilder};
 #[cfg(feature = "sink-nats")]
 pub use self::nats::{NatsSink, NatsSinkBuilder};
 #[cfg(feature = "sink-rabbitmq")]
