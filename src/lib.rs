@@ -6,6 +6,10 @@
 //! - [`webhook::VerifyWebhookLayer`] (feature `webhook`) lets an app check
 //!   signed webhooks it receives (B2 Event Notifications, Frame.io, Standard
 //!   Webhooks, GitHub, Stripe).
+//! - [`upstream::UpstreamClient`] (feature `upstream`) forwards requests to
+//!   the real S3 upstream and answers S3 errors when it cannot.
+//! - [`proxy`] (feature `proxy`) is the `s3tap` binary as a library:
+//!   configuration, server, embedded store.
 //!
 //! The SigV4 math lives in [`sigv4`], free of tower and of any HTTP server.
 #![deny(unsafe_code)]
@@ -17,11 +21,15 @@ pub mod credentials;
 pub mod crypto;
 #[cfg(feature = "notify")]
 pub mod notify;
+#[cfg(feature = "proxy")]
+pub mod proxy;
 pub mod resign;
 pub mod s3error;
 pub mod sigv4;
 #[cfg(feature = "notify")]
 pub mod sink;
+#[cfg(feature = "upstream")]
+pub mod upstream;
 pub mod verified;
 pub mod verify;
 #[cfg(feature = "webhook")]

@@ -246,6 +246,38 @@ pub fn new_request_id() -> String {
     format!("{z:016X}")
 }
 
+/// The request id of one request, as a request extension: set it early (the
+/// proxy's server does) and the layers behind that answer with an S3 error
+/// use it, so the id a client sees is the one in the logs.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RequestId(std::sync::Arc<str>);
+
+impl RequestId {
+    /// A fresh id from [`new_request_id`].
+    pub fn generate() -> Self {
+        RequestId(new_request_id().into())
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The id in `extensions`, or a fresh one when there is none.
+    pub fn from_extensions_or_new(extensions: &http::Extensions) -> Self {
+        extensions
+            .get::<RequestId>()
+            .cloned()
+            .unwrap_or_else(RequestId::generate)
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,20 +37,29 @@
 
 mod body;
 pub mod classify;
+pub mod dispatcher;
 mod event;
 pub mod event_types;
 pub mod format;
 mod future;
 mod layer;
+mod retry;
 pub mod rules;
 mod service;
+mod spool;
 
 pub use body::NotifyBody;
 pub use classify::{
     classify, parse_delete_objects_result, Classified, DeleteResultScanner, DeletedKey,
 };
+pub use dispatcher::{
+    Dispatcher, DispatcherBuilder, DispatcherError, DispatcherStats, DispatcherTask, EmitError,
+    OverflowPolicy, SinkStats,
+};
 pub use event::{Event, EventId, S3Operation};
 pub use future::ResponseFuture;
 pub use layer::{EmitOn, EventEmitter, NotifyLayer};
+pub use retry::RetryPolicy;
 pub use rules::{Rule, Rules, StatusFilter};
 pub use service::Notify;
+pub use spool::{DeadLetter, FsyncPolicy, SpoolError};

@@ -3,6 +3,8 @@
 //!
 //! | sink | feature | delivered means | de-duplication |
 //! |---|---|---|---|
+//! | `WebhookSink` | `sink-webhook` | a 2xx answer | receivers, by the event id in the payload |
+//! | [`JsonLinesSink`] | `notify` | written (and flushed) | readers, by the `id` of each line |
 //! | `NatsSink` | `sink-nats` | the JetStream stream acked it | server-side, `Nats-Msg-Id` = event id, within the stream's duplicate window |
 //! | `RedisSink` | `sink-redis` | `XADD` ran (one `MULTI`/`EXEC` per batch) | none: consumers, by the entry's `id` field |
 //! | `RabbitMqSink` | `sink-rabbitmq` | publisher confirm (ack) | none: consumers, by `message_id` |
@@ -75,6 +77,14 @@
 //! `examples/custom_sink.rs` is a complete one outside the crate: events
 //! into a PostgreSQL table, `ON CONFLICT (id) DO NOTHING`, SQLSTATE classes
 //! mapped to transient or permanent, reconnecting after a failure.
+
+mod jsonl;
+#[cfg(feature = "sink-webhook")]
+pub mod webhook;
+
+pub use jsonl::JsonLinesSink;
+#[cfg(feature = "sink-webhook")]
+pub use webhook::WebhookSink;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -166,14 +166,19 @@ where
                     // An inner service that forwards the body (a proxy's
                     // upstream client) fails when verification aborts the
                     // body; that failure is ours to explain, not an error.
-                    if let (Err(_), Some(error)) = (&outcome, this.failure.take()) {
-                        return Poll::Ready(Ok(error_response(
-                            &error,
-                            this.resource,
-                            *this.is_head,
-                        )));
-                    }
-                    let response = outcome?;
+                    let response = match outcome {
+                        Ok(response) => response,
+                        Err(error) => match this.failure.take() {
+                            Some(failure) => {
+                                return Poll::Ready(Ok(error_response(
+                                    &failure,
+                                    this.resource,
+                                    *this.is_head,
+                                )))
+                            }
+                            None => return Poll::Ready(Err(error)),
+                        },
+                    };
                     // A body that failed verification makes whatever the inner
                     // service answered (often a generic 400/500 or an upstream
                     // error) moot: the client gets the precise S3 error.

@@ -154,6 +154,27 @@ pub fn signed_chunked_upload_at(
     trailer: bool,
     time: SystemTime,
 ) -> ChunkedUpload {
+    signed_chunked_upload_with(
+        path,
+        payload,
+        chunk_size,
+        trailer,
+        &SignOptions {
+            time,
+            ..Default::default()
+        },
+    )
+}
+
+/// [`signed_chunked_upload`] signed with `options` (key, secret, region,
+/// time; `presign_for` is ignored).
+pub fn signed_chunked_upload_with(
+    path: &str,
+    payload: &[u8],
+    chunk_size: usize,
+    trailer: bool,
+    options: &SignOptions<'_>,
+) -> ChunkedUpload {
     let mode = if trailer {
         "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER"
     } else {
@@ -177,8 +198,8 @@ pub fn signed_chunked_upload_at(
         &mut request,
         body_kind,
         &SignOptions {
-            time,
-            ..Default::default()
+            presign_for: None,
+            ..*options
         },
     );
     let auth = request.headers()["authorization"]
@@ -188,9 +209,9 @@ pub fn signed_chunked_upload_at(
     let seed_hex = auth.rsplit("Signature=").next().unwrap();
     let mut seed = [0u8; 32];
     hex::decode_to_slice(seed_hex, &mut seed).unwrap();
-    let date = AmzDate::from_system_time(time);
-    let scope = format!("{}/{REGION}/s3/aws4_request", date.date_stamp());
-    let key = SigningKey::derive(SECRET, &date.date_stamp(), REGION, "s3");
+    let date = AmzDate::from_system_time(options.time);
+    let scope = format!("{}/{}/s3/aws4_request", date.date_stamp(), options.region);
+    let key = SigningKey::derive(options.secret, &date.date_stamp(), options.region, "s3");
     let mut signer = ChunkSigner::new(key, &date, &scope, &seed);
     let mut body = Vec::new();
     let mut data_offsets = Vec::new();

@@ -1,4 +1,4 @@
-//! Runners for real S3 clients (boto3, aws-cli, AWS JS SDK v3) as
+//! Runners for real S3 clients (boto3, aws-cli, rclone, AWS JS SDK v3) as
 //! subprocesses against a test endpoint.
 //!
 //! Each client runs with a cleared environment: only PATH, a temporary HOME
@@ -137,6 +137,24 @@ pub async fn aws_cli_cp(
     s3_uri: &str,
     creds: &Creds,
 ) -> ClientOutput {
+    let file = file.as_os_str();
+    aws_cli_s3(
+        peers,
+        endpoint,
+        creds,
+        &["cp".as_ref(), file, s3_uri.as_ref()],
+    )
+    .await
+}
+
+/// `aws s3 ARGS... --endpoint-url ENDPOINT` with aws-cli v1, path-style,
+/// one attempt per request, no progress output for transfers.
+pub async fn aws_cli_s3(
+    peers: &Peers,
+    endpoint: &str,
+    creds: &Creds,
+    args: &[&std::ffi::OsStr],
+) -> ClientOutput {
     let home = tempfile::tempdir().expect("client temp dir");
     let config = home.path().join("aws-config");
     std::fs::write(
@@ -150,10 +168,80 @@ pub async fn aws_cli_cp(
     let mut cmd = client_command(peers.aws_cli(), home.path(), creds);
     cmd.env("AWS_CONFIG_FILE", &config)
         .env("AWS_MAX_ATTEMPTS", "1")
-        .args(["s3", "cp", "--no-progress", "--endpoint-url", endpoint])
-        .arg(file)
-        .arg(s3_uri);
-    run(cmd, "aws s3 cp").await
+        .arg("s3")
+        .args(args)
+        .args(["--endpoint-url", endpoint]);
+    if args.first().is_some_and(|command| {
+        ["cp", "mv", "sync"]
+            .map(std::ffi::OsStr::new)
+            .contains(command)
+    }) {
+        cmd.arg("--no-progress");
+    }
+    run(cmd, "aws s3").await
+}
+
+/// boto3's everyday calls (`tests/clients/boto3_ops.py`): put `file` under
+/// `prefix`, head, GET, range GETs, copy, list, delete; stdout is a JSON
+/// report of what must not depend on the path taken.
+pub async fn boto3_ops(
+    peers: &Peers,
+    endpoint: &str,
+    ca_bundle: Option<&Path>,
+    bucket: &str,
+    prefix: &str,
+    file: &Path,
+    creds: &Creds,
+) -> ClientOutput {
+    let home = tempfile::tempdir().expect("client temp dir");
+    let mut cmd = client_command(peers.python(), home.path(), creds);
+    cmd.arg(clients_dir().join("boto3_ops.py"))
+        .args([endpoint, bucket, prefix])
+        .arg(file);
+    if let Some(ca) = ca_bundle {
+        cmd.env("AWS_CA_BUNDLE", ca);
+    }
+    run(cmd, "boto3 ops").await
+}
+
+/// rclone with an S3 remote named `e2e` configured from the environment
+/// (provider Other, path style, region us-east-1). The scrubbed environment
+/// already lacks `AWS_CA_BUNDLE`, which makes rclone 1.60 fail even over
+/// HTTP.
+pub async fn rclone(
+    peers: &Peers,
+    endpoint: &str,
+    creds: &Creds,
+    args: &[&std::ffi::OsStr],
+) -> ClientOutput {
+    let home = tempfile::tempdir().expect("client temp dir");
+    let mut cmd = client_command(peers.rclone(), home.path(), creds);
+    cmd.env("RCLONE_CONFIG", home.path().join("rclone.conf"))
+        .env("RCLONE_CONFIG_E2E_TYPE", "s3")
+        .env("RCLONE_CONFIG_E2E_PROVIDER", "Other")
+        .env("RCLONE_CONFIG_E2E_ENDPOINT", endpoint)
+        .env("RCLONE_CONFIG_E2E_REGION", &creds.region)
+        .env("RCLONE_CONFIG_E2E_FORCE_PATH_STYLE", "true")
+        .env("RCLONE_CONFIG_E2E_ACCESS_KEY_ID", &creds.access_key)
+        .env("RCLONE_CONFIG_E2E_SECRET_ACCESS_KEY", &creds.secret_key)
+        .env("RCLONE_LOW_LEVEL_RETRIES", "1")
+        .env("RCLONE_RETRIES", "1")
+        .args(args);
+    run(cmd, "rclone").await
+}
+
+/// `tests/clients/moto_enable_auth.py`: turns on moto's signature check
+/// with one allow-all IAM key, printed as JSON on stdout.
+pub async fn moto_enable_auth(peers: &Peers, endpoint: &str) -> ClientOutput {
+    let home = tempfile::tempdir().expect("client temp dir");
+    let mut cmd = client_command(
+        peers.python(),
+        home.path(),
+        &Creds::new("bootstrap", "bootstrap"),
+    );
+    cmd.arg(clients_dir().join("moto_enable_auth.py"))
+        .arg(endpoint);
+    run(cmd, "moto auth setup").await
 }
 
 /// AWS JS SDK v3 `PutObjectCommand` with a `fs.createReadStream` body and

@@ -8,8 +8,11 @@
 
 pub mod clients;
 pub mod peers;
+#[cfg(feature = "upstream")]
+pub mod proxy;
 pub mod server;
 pub mod store;
+pub mod upstreams;
 
 pub use clients::{aws_cli_cp, boto3_put, js_sdk_stream_put, ClientOutput, Creds};
 pub use peers::Peers;

@@ -1,0 +1,1659 @@
+//! The [`Dispatcher`]: takes events from producers without ever making them
+//! wait, spools them durably, and delivers them to sinks in batches with
+//! retries.
+//!
+//! # How an event travels
+//!
+//! ```text
+//! emit() ──try_send──► ingress queue ──► spool writer ──group commit──► redb spool
+//!    │ (full: overflow list,              │ after the commit, per sink:
+//!    │  drained first)                    ▼
+//!    │                          lane (bounded, in memory) ──► sink worker ──► Sink::deliver
+//!    │                          or, when the lane is full,        │  ack: delete from spool
+//!    │                          "spilled": the worker reads       │  transient: back off, retry
+//!    ▼                          the spool itself                  │  permanent: dead letter
+//! never awaits                                                    ▼  410: disable the sink
+//! ```
+//!
+//! - [`Dispatcher::emit`] is synchronous: a `try_send` on a bounded channel.
+//!   When the channel is full the [`OverflowPolicy`] decides; the default,
+//!   [`SpillToSpool`](OverflowPolicy::SpillToSpool), puts the event on an
+//!   overflow list that the spool writer drains first, into its next (larger,
+//!   so cheaper per event) commit. Nothing is dropped until the spool's own
+//!   bound is reached, and then `emit` says so ([`EmitError::SpoolFull`]).
+//! - One writer task owns all writes to the spool: new events, acks,
+//!   reschedules and dead letters go into one transaction per group commit
+//!   (see [`FsyncPolicy`]). An event reaches a sink only after it is
+//!   committed, so an ack can always delete it.
+//! - Each sink has its own worker and its own in-memory lane. A sink that is
+//!   slow or down fills only its own lane; the writer then stops feeding the
+//!   lane ("spilled") and the worker later catches up by reading the spool
+//!   from where the lane stopped. Memory stays bounded and other sinks and
+//!   producers do not notice.
+//! - Delivery is at-least-once: an event is deleted from the spool only
+//!   after its sink acknowledged it, and everything in the spool is
+//!   delivered again after a restart (with the attempt count and next-attempt
+//!   time it had). Sinks de-duplicate by [`EventId`](crate::notify::EventId).
+//! - A batch is up to `min(sink.max_batch(), batch max)` events, sent when
+//!   full or when its first event has waited `linger`. After a transient
+//!   failure the whole sink waits (exponential backoff with full jitter, at
+//!   least the `Retry-After` it was given, see [`RetryPolicy`]). A batch
+//!   refused permanently is retried one event at a time, so one poisoned
+//!   event does not dead-letter its neighbours.
+//! - [`Dispatcher::shutdown`] stops accepting, commits what is queued,
+//!   delivers until the deadline and leaves the rest in the spool.
+//!
+//! # Example
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use s3tap::notify::{Dispatcher, Event, FsyncPolicy, S3Operation};
+//! use s3tap::sink::JsonLinesSink;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let log = dir.path().join("events.jsonl");
+//! let (dispatcher, task) = Dispatcher::builder()
+//!     .sink("log", Arc::new(JsonLinesSink::file(&log)?))
+//!     .batch(500, Duration::from_millis(5))
+//!     .spool(dir.path().join("spool.redb"), FsyncPolicy::default())
+//!     .build()
+//!     .await?;
+//!
+//! let event = Event::new(S3Operation::PutObject, "PUT", 200, "https://s3.example/b/k");
+//! let id = event.id.clone();
+//! dispatcher.emit("log", event)?; // never waits
+//!
+//! let stats = dispatcher.shutdown(Duration::from_secs(5)).await;
+//! task.await?;
+//! assert_eq!(stats.sinks[0].delivered, 1);
+//! assert!(std::fs::read_to_string(&log)?.contains(id.as_str()));
+//! # Ok(())
+//! # }
+//! ```
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use redb::Durability;
+use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::retry::RetryPolicy;
+use super::spool::{now_ms, Append, DeadLetter, FsyncPolicy, Op, Spool, SpoolError, Stored};
+use crate::notify::Event;
+use crate::sink::{Sink, SinkError};
+
+/// What [`Dispatcher::emit`] does when the ingress queue is full.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OverflowPolicy {
+    /// Put the event on an overflow list that the spool writer drains
+    /// before the queue. The caller never waits and nothing is dropped; the
+    /// list is bounded by the spool's limits, beyond which `emit` answers
+    /// [`EmitError::SpoolFull`].
+    #[default]
+    SpillToSpool,
+    /// Refuse the event with [`EmitError::QueueFull`] (counted as dropped).
+    DropNewest,
+    /// Block the calling thread until there is room. Off the async runtime,
+    /// or on a multi-threaded runtime (through `block_in_place`), this
+    /// applies backpressure to the producer; on a current-thread runtime,
+    /// where blocking would stop the writer itself, it falls back to
+    /// `SpillToSpool`. Prefer [`Dispatcher::emit_wait`] in async code.
+    Block,
+}
+
+/// Why [`Dispatcher::emit`] refused an event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EmitError {
+    /// No sink of that name was configured.
+    #[error("no sink named {0:?}")]
+    UnknownSink(String),
+    /// The sink answered 410 Gone and was disabled.
+    #[error("sink {0:?} is disabled")]
+    SinkDisabled(String),
+    /// The queue is full and the policy is `DropNewest`.
+    #[error("the dispatcher's queue is full")]
+    QueueFull,
+    /// The spool holds its maximum of events or bytes.
+    #[error("the spool is full")]
+    SpoolFull,
+    /// The dispatcher is shutting down.
+    #[error("the dispatcher is shut down")]
+    Closed,
+}
+
+/// Why the dispatcher could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum DispatcherError {
+    /// Opening or writing the spool failed.
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    /// Two sinks have the same name.
+    #[error("sink {0:?} is configured twice")]
+    DuplicateSink(String),
+    /// The dispatcher was shut down.
+    #[error("the dispatcher is shut down")]
+    Closed,
+    /// A task of the dispatcher panicked or was cancelled.
+    #[error("dispatcher task failed: {0}")]
+    Task(String),
+}
+
+/// A snapshot of the dispatcher's counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DispatcherStats {
+    /// Accepted by `emit` and not yet committed to the spool.
+    pub queued: u64,
+    /// Events in the spool waiting for delivery (all sinks).
+    pub spooled: u64,
+    /// Bytes of those events' records.
+    pub spool_bytes: u64,
+    /// Refused by `emit` because the spool was full.
+    pub spool_full: u64,
+    /// Refused by `emit` because the queue was full (`DropNewest`).
+    pub dropped: u64,
+    /// Group commits made.
+    pub commits: u64,
+    /// Per sink, in the order they were added.
+    pub sinks: Vec<SinkStats>,
+}
+
+impl DispatcherStats {
+    /// Events delivered, all sinks.
+    pub fn delivered(&self) -> u64 {
+        self.sinks.iter().map(|s| s.delivered).sum()
+    }
+
+    /// Events dead-lettered, all sinks.
+    pub fn dead_lettered(&self) -> u64 {
+        self.sinks.iter().map(|s| s.dead_lettered).sum()
+    }
+
+    /// Names of the sinks disabled by a 410.
+    pub fn disabled_sinks(&self) -> Vec<&str> {
+        self.sinks
+            .iter()
+            .filter(|s| s.disabled)
+            .map(|s| s.name.as_str())
+            .collect()
+    }
+}
+
+/// Counters of one sink.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SinkStats {
+    /// The name given to [`DispatcherBuilder::sink`].
+    pub name: String,
+    /// Accepted by `emit` for this sink.
+    pub accepted: u64,
+    /// In the spool, not yet delivered.
+    pub pending: u64,
+    /// Delivered and acknowledged.
+    pub delivered: u64,
+    /// Events whose delivery failed transiently and was scheduled again.
+    pub retried: u64,
+    /// Events the sink refused permanently.
+    pub failed_permanent: u64,
+    /// Events moved to the dead-letter table (refused, or given up on).
+    pub dead_lettered: u64,
+    /// Refused by `emit` because the sink is disabled.
+    pub rejected_disabled: u64,
+    /// The sink answered 410 Gone and gets nothing more until a restart.
+    pub disabled: bool,
+}
+
+#[derive(Default)]
+struct SinkCounters {
+    accepted: AtomicU64,
+    pending: AtomicU64,
+    delivered: AtomicU64,
+    retried: AtomicU64,
+    failed_permanent: AtomicU64,
+    dead_lettered: AtomicU64,
+    rejected_disabled: AtomicU64,
+    disabled: AtomicBool,
+}
+
+#[derive(Default)]
+struct Counters {
+    queued: AtomicU64,
+    spooled: AtomicU64,
+    spool_bytes: AtomicU64,
+    spool_full: AtomicU64,
+    dropped: AtomicU64,
+    commits: AtomicU64,
+    full_logged: AtomicBool,
+    sinks: Vec<SinkCounters>,
+}
+
+impl Counters {
+    fn snapshot(&self, names: &[Arc<str>]) -> DispatcherStats {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        DispatcherStats {
+            queued: get(&self.queued),
+            spooled: get(&self.spooled),
+            spool_bytes: get(&self.spool_bytes),
+            spool_full: get(&self.spool_full),
+            dropped: get(&self.dropped),
+            commits: get(&self.commits),
+            sinks: names
+                .iter()
+                .zip(&self.sinks)
+                .map(|(name, c)| SinkStats {
+                    name: name.to_string(),
+                    accepted: get(&c.accepted),
+                    pending: get(&c.pending),
+                    delivered: get(&c.delivered),
+                    retried: get(&c.retried),
+                    failed_permanent: get(&c.failed_permanent),
+                    dead_lettered: get(&c.dead_lettered),
+                    rejected_disabled: get(&c.rejected_disabled),
+                    disabled: c.disabled.load(Ordering::Relaxed),
+                })
+                .collect(),
+        }
+    }
+}
+
+struct Envelope {
+    sink: usize,
+    event: Event,
+}
+
+/// Builds a [`Dispatcher`]; see the [module docs](self).
+pub struct DispatcherBuilder {
+    sinks: Vec<(String, Arc<dyn Sink>)>,
+    queue_capacity: usize,
+    batch_max: usize,
+    linger: Duration,
+    retry: RetryPolicy,
+    spool: Option<PathBuf>,
+    fsync: FsyncPolicy,
+    overflow: OverflowPolicy,
+    max_spool_events: u64,
+    max_spool_bytes: u64,
+    lane_capacity: Option<usize>,
+}
+
+impl std::fmt::Debug for DispatcherBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DispatcherBuilder")
+            .field(
+                "sinks",
+                &self.sinks.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
+            .field("queue_capacity", &self.queue_capacity)
+            .field("batch_max", &self.batch_max)
+            .field("linger", &self.linger)
+            .field("retry", &self.retry)
+            .field("spool", &self.spool)
+            .field("fsync", &self.fsync)
+            .field("overflow", &self.overflow)
+            .field("max_spool_events", &self.max_spool_events)
+            .field("max_spool_bytes", &self.max_spool_bytes)
+            .finish()
+    }
+}
+
+impl Default for DispatcherBuilder {
+    fn default() -> Self {
+        DispatcherBuilder {
+            sinks: Vec::new(),
+            queue_capacity: 10_000,
+            batch_max: 1_000,
+            linger: Duration::from_millis(5),
+            retry: RetryPolicy::default(),
+            spool: None,
+            fsync: FsyncPolicy::default(),
+            overflow: OverflowPolicy::default(),
+            max_spool_events: 10_000_000,
+            max_spool_bytes: 1 << 30,
+            lane_capacity: None,
+        }
+    }
+}
+
+impl DispatcherBuilder {
+    /// Adds a sink under `name`, the name producers pass to
+    /// [`Dispatcher::emit`] and the key of its events in the spool (keep it
+    /// stable across restarts).
+    pub fn sink(mut self, name: impl Into<String>, sink: Arc<dyn Sink>) -> Self {
+        self.sinks.push((name.into(), sink));
+        self
+    }
+
+    /// The bound of the ingress queue (default 10 000 events).
+    pub fn queue_capacity(mut self, capacity: usize) -> Self {
+        self.queue_capacity = capacity.max(1);
+        self
+    }
+
+    /// The largest batch (default 1000; each sink's own
+    /// [`max_batch`](Sink::max_batch) caps it too) and how long the first
+    /// event of a batch waits for more (default 5 ms).
+    pub fn batch(mut self, max: usize, linger: Duration) -> Self {
+        self.batch_max = max.max(1);
+        self.linger = linger;
+        self
+    }
+
+    /// How failed deliveries are retried (default [`RetryPolicy::default`]).
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// Spools to the redb file at `path` (created if absent; events left in
+    /// it are delivered again). Without this call the spool lives in memory:
+    /// the same batching and retries, but nothing survives a restart.
+    pub fn spool(mut self, path: impl Into<PathBuf>, fsync: FsyncPolicy) -> Self {
+        self.spool = Some(path.into());
+        self.fsync = fsync;
+        self
+    }
+
+    /// Bounds the spool (default 10 million events or 1 GiB of event
+    /// records, whichever comes first). Beyond it `emit` refuses events with
+    /// [`EmitError::SpoolFull`] and counts them. The check is made when
+    /// events are accepted, so the spool may pass the bound by what is
+    /// queued at that moment.
+    pub fn spool_limits(mut self, max_events: u64, max_bytes: u64) -> Self {
+        self.max_spool_events = max_events;
+        self.max_spool_bytes = max_bytes;
+        self
+    }
+
+    /// What `emit` does when the queue is full (default
+    /// [`OverflowPolicy::SpillToSpool`]).
+    pub fn overflow(mut self, policy: OverflowPolicy) -> Self {
+        self.overflow = policy;
+        self
+    }
+
+    /// How many events each sink holds in memory (default the larger of
+    /// 4 × batch and 4096); beyond it the sink's events wait in the spool.
+    pub fn lane_capacity(mut self, events: usize) -> Self {
+        self.lane_capacity = Some(events.max(1));
+        self
+    }
+
+    /// Opens the spool, re-queues what it holds and starts the writer and
+    /// one worker per sink on the current tokio runtime.
+    ///
+    /// Returns the handle for producers and the task, which completes once
+    /// the dispatcher has shut down (after [`Dispatcher::shutdown`], or when
+    /// every handle is dropped, which flushes the queue to the spool without
+    /// waiting for sinks).
+    pub async fn build(self) -> Result<(Dispatcher, DispatcherTask), DispatcherError> {
+        let mut names: Vec<Arc<str>> = Vec::with_capacity(self.sinks.len());
+        for (name, _) in &self.sinks {
+            if names.iter().any(|n| **n == **name) {
+                return Err(DispatcherError::DuplicateSink(name.clone()));
+            }
+            names.push(Arc::from(name.as_str()));
+        }
+        let path = self.spool.clone();
+        let (spool, recovered) = tokio::task::spawn_blocking(move || Spool::open(path.as_deref()))
+            .await
+            .map_err(|e| DispatcherError::Task(e.to_string()))??;
+        let spool = Arc::new(spool);
+
+        let counters = Arc::new(Counters {
+            sinks: names.iter().map(|_| SinkCounters::default()).collect(),
+            ..Counters::default()
+        });
+        counters.spooled.store(
+            recovered.sinks.values().map(|(n, _)| n).sum(),
+            Ordering::Relaxed,
+        );
+        counters
+            .spool_bytes
+            .store(recovered.bytes, Ordering::Relaxed);
+        for (name, (count, _)) in &recovered.sinks {
+            match names.iter().position(|n| **n == **name) {
+                Some(i) => counters.sinks[i].pending.store(*count, Ordering::Relaxed),
+                None => tracing::warn!(
+                    sink = %name,
+                    events = count,
+                    "the spool holds events for a sink that is not configured; they stay in the spool"
+                ),
+            }
+        }
+        for (i, name) in names.iter().enumerate() {
+            if let Some(dead) = recovered.dead.get(&**name) {
+                counters.sinks[i]
+                    .dead_lettered
+                    .store(*dead, Ordering::Relaxed);
+            }
+        }
+
+        let lanes: Vec<Arc<Lane>> = names
+            .iter()
+            .map(|name| {
+                let last = recovered.sinks.get(&**name).map(|(_, max)| *max);
+                Arc::new(Lane {
+                    state: Mutex::new(LaneState {
+                        queue: VecDeque::new(),
+                        // Start by reading whatever the spool holds.
+                        spilled: last.is_some(),
+                        spill_from: 0,
+                        last_committed: last,
+                        disabled: false,
+                    }),
+                    notify: Notify::new(),
+                })
+            })
+            .collect();
+        if recovered.sinks.values().any(|(n, _)| *n > 0) {
+            tracing::info!(
+                events = counters.spooled.load(Ordering::Relaxed),
+                "re-queueing events left in the spool"
+            );
+        }
+
+        let (tx, ingress) = mpsc::channel(self.queue_capacity);
+        let (cmd_tx, cmd_rx) = mpsc::channel(1024);
+        let (shutdown_tx, shutdown_rx) = watch::channel(None);
+        let wake = Arc::new(Notify::new());
+        let overflow = Arc::new(Mutex::new(Vec::new()));
+
+        let mut workers = Vec::new();
+        for (i, (_, sink)) in self.sinks.iter().enumerate() {
+            let batch_max = self.batch_max.min(sink.max_batch().max(1));
+            let window = self
+                .lane_capacity
+                .unwrap_or_else(|| (batch_max * 4).max(4096));
+            let worker = Worker {
+                index: i,
+                name: names[i].clone(),
+                sink: sink.clone(),
+                lane: lanes[i].clone(),
+                spool: spool.clone(),
+                cmds: cmd_tx.clone(),
+                counters: counters.clone(),
+                retry: self.retry.clone(),
+                batch_max,
+                linger: self.linger,
+                window,
+                ready: VecDeque::new(),
+                waiting: BTreeMap::new(),
+                blocked_until: None,
+                failures: 0,
+                first_ready: None,
+                shutdown: shutdown_rx.clone(),
+            };
+            workers.push(tokio::spawn(worker.run()));
+        }
+        let lane_capacity: Vec<usize> = self
+            .sinks
+            .iter()
+            .map(|(_, sink)| {
+                let batch_max = self.batch_max.min(sink.max_batch().max(1));
+                self.lane_capacity
+                    .unwrap_or_else(|| (batch_max * 4).max(4096))
+            })
+            .collect();
+
+        let writer = Writer {
+            spool: spool.clone(),
+            names: names.clone(),
+            lanes,
+            lane_capacity,
+            counters: counters.clone(),
+            ingress,
+            ingress_open: true,
+            cmds: cmd_rx,
+            overflow: overflow.clone(),
+            wake: wake.clone(),
+            fsync: self.fsync,
+            next_seq: recovered.next_seq,
+            closing: None,
+        };
+        let writer = tokio::spawn(writer.run());
+
+        let slot = Arc::new(Mutex::new(Some(spool)));
+        let (request_tx, request_rx) = mpsc::channel(1);
+        let (done_tx, done_rx) = watch::channel(None);
+        let index = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.clone(), i))
+            .collect();
+        let supervisor = Supervisor {
+            writer,
+            workers,
+            shutdown: shutdown_tx,
+            cmds: cmd_tx,
+            requests: request_rx,
+            done: done_tx,
+            counters: counters.clone(),
+            names: names.clone(),
+            spool: slot.clone(),
+        };
+        let task = DispatcherTask(tokio::spawn(supervisor.run()));
+        let dispatcher = Dispatcher {
+            inner: Arc::new(Inner {
+                names,
+                index,
+                tx,
+                overflow,
+                wake,
+                policy: self.overflow,
+                closed: AtomicBool::new(false),
+                counters,
+                max_events: self.max_spool_events,
+                max_bytes: self.max_spool_bytes,
+                spool: slot,
+                requests: request_tx,
+                done: done_rx,
+            }),
+        };
+        Ok((dispatcher, task))
+    }
+}
+
+/// The task of a running dispatcher; completes when it has shut down.
+#[derive(Debug)]
+pub struct DispatcherTask(JoinHandle<Result<(), DispatcherError>>);
+
+impl Future for DispatcherTask {
+    type Output = Result<(), DispatcherError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0).poll(cx).map(|joined| {
+            joined
+                .map_err(|e| DispatcherError::Task(e.to_string()))
+                .and_then(std::convert::identity)
+        })
+    }
+}
+
+/// The producers' handle to the dispatcher: cheap to clone, `emit` never
+/// waits. See the [module docs](self).
+#[derive(Clone)]
+pub struct Dispatcher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    names: Vec<Arc<str>>,
+    index: HashMap<Arc<str>, usize>,
+    tx: mpsc::Sender<Envelope>,
+    overflow: Arc<Mutex<Vec<Envelope>>>,
+    wake: Arc<Notify>,
+    policy: OverflowPolicy,
+    closed: AtomicBool,
+    counters: Arc<Counters>,
+    max_events: u64,
+    max_bytes: u64,
+    /// Emptied at shutdown, so the file is closed once the tasks are done.
+    spool: Arc<Mutex<Option<Arc<Spool>>>>,
+    requests: mpsc::Sender<Instant>,
+    done: watch::Receiver<Option<DispatcherStats>>,
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("sinks", &self.inner.names)
+            .field("policy", &self.inner.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Dispatcher {
+    /// A builder.
+    pub fn builder() -> DispatcherBuilder {
+        DispatcherBuilder::default()
+    }
+
+    /// Accepts `event` for the sink named `sink`. Never waits for a sink or
+    /// the disk (unless the policy is [`OverflowPolicy::Block`]).
+    pub fn emit(&self, sink: &str, event: Event) -> Result<(), EmitError> {
+        let index = self.admit(sink)?;
+        let envelope = Envelope { sink: index, event };
+        match self.inner.tx.try_send(envelope) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(EmitError::Closed),
+            Err(mpsc::error::TrySendError::Full(envelope)) => match self.inner.policy {
+                OverflowPolicy::SpillToSpool => self.spill(envelope),
+                OverflowPolicy::DropNewest => {
+                    self.inner.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                    return Err(EmitError::QueueFull);
+                }
+                OverflowPolicy::Block => self.block(envelope)?,
+            },
+        }
+        self.accepted(index);
+        Ok(())
+    }
+
+    /// Accepts each event for its sink, as [`emit`](Self::emit) does, and
+    /// returns the first refusal (the other events are still offered).
+    pub fn emit_routed<S: AsRef<str>>(
+        &self,
+        routed: impl IntoIterator<Item = (S, Event)>,
+    ) -> Result<(), EmitError> {
+        let mut first = Ok(());
+        for (sink, event) in routed {
+            if let Err(e) = self.emit(sink.as_ref(), event) {
+                if first.is_ok() {
+                    first = Err(e);
+                }
+            }
+        }
+        first
+    }
+
+    /// Like [`emit`](Self::emit), but waits for room in the queue instead of
+    /// applying the overflow policy: backpressure for async producers that
+    /// can afford it.
+    pub async fn emit_wait(&self, sink: &str, event: Event) -> Result<(), EmitError> {
+        let index = self.admit(sink)?;
+        self.inner
+            .tx
+            .send(Envelope { sink: index, event })
+            .await
+            .map_err(|_| EmitError::Closed)?;
+        self.accepted(index);
+        Ok(())
+    }
+
+    fn admit(&self, sink: &str) -> Result<usize, EmitError> {
+        let inner = &*self.inner;
+        if inner.closed.load(Ordering::Relaxed) {
+            return Err(EmitError::Closed);
+        }
+        let Some(&index) = inner.index.get(sink) else {
+            return Err(EmitError::UnknownSink(sink.to_owned()));
+        };
+        let counters = &inner.counters;
+        if counters.sinks[index].disabled.load(Ordering::Relaxed) {
+            counters.sinks[index]
+                .rejected_disabled
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(EmitError::SinkDisabled(sink.to_owned()));
+        }
+        let held =
+            counters.queued.load(Ordering::Relaxed) + counters.spooled.load(Ordering::Relaxed);
+        if held >= inner.max_events
+            || counters.spool_bytes.load(Ordering::Relaxed) >= inner.max_bytes
+        {
+            counters.spool_full.fetch_add(1, Ordering::Relaxed);
+            if !counters.full_logged.swap(true, Ordering::Relaxed) {
+                tracing::error!(
+                    events = held,
+                    max_events = inner.max_events,
+                    max_bytes = inner.max_bytes,
+                    "notification spool is full: refusing events until sinks catch up"
+                );
+            }
+            return Err(EmitError::SpoolFull);
+        }
+        Ok(index)
+    }
+
+    fn accepted(&self, index: usize) {
+        let counters = &self.inner.counters;
+        counters.queued.fetch_add(1, Ordering::Relaxed);
+        counters.sinks[index]
+            .accepted
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn spill(&self, envelope: Envelope) {
+        self.inner
+            .overflow
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(envelope);
+        self.inner.wake.notify_one();
+    }
+
+    fn block(&self, envelope: Envelope) -> Result<(), EmitError> {
+        use tokio::runtime::{Handle, RuntimeFlavor};
+        let tx = &self.inner.tx;
+        match Handle::try_current() {
+            Err(_) => tx.blocking_send(envelope).map_err(|_| EmitError::Closed),
+            Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| handle.block_on(tx.send(envelope)).is_ok())
+                    .then_some(())
+                    .ok_or(EmitError::Closed)
+            }
+            Ok(_) => {
+                self.spill(envelope);
+                Ok(())
+            }
+        }
+    }
+
+    /// The names of the configured sinks.
+    pub fn sinks(&self) -> impl Iterator<Item = &str> {
+        self.inner.names.iter().map(|n| &**n)
+    }
+
+    /// A snapshot of the counters (a few atomic loads).
+    pub fn stats(&self) -> DispatcherStats {
+        self.inner.counters.snapshot(&self.inner.names)
+    }
+
+    /// Up to `limit` events in the dead-letter table. After a shutdown the
+    /// spool is closed and this answers [`DispatcherError::Closed`].
+    pub async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, DispatcherError> {
+        let spool = self
+            .inner
+            .spool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or(DispatcherError::Closed)?;
+        tokio::task::spawn_blocking(move || spool.dead_letters(limit))
+            .await
+            .map_err(|e| DispatcherError::Task(e.to_string()))?
+            .map_err(DispatcherError::from)
+    }
+
+    /// Stops accepting events, commits what is queued, delivers until
+    /// `drain` has passed and leaves the rest in the spool for the next
+    /// start. Returns the final counters. Calling it again (from any clone)
+    /// waits for the same shutdown.
+    pub async fn shutdown(&self, drain: Duration) -> DispatcherStats {
+        self.inner.closed.store(true, Ordering::SeqCst);
+        let _ = self.inner.requests.try_send(Instant::now() + drain);
+        let mut done = self.inner.done.clone();
+        let result = done.wait_for(|stats| stats.is_some()).await;
+        match result {
+            Ok(stats) => stats.clone().expect("waited for Some"),
+            Err(_) => self.stats(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Lanes: the in-memory hand-off from the writer to one sink's worker.
+
+struct Lane {
+    state: Mutex<LaneState>,
+    notify: Notify,
+}
+
+struct LaneState {
+    queue: VecDeque<Entry>,
+    /// The writer stopped feeding `queue` at `spill_from`; from there on the
+    /// worker reads the spool.
+    spilled: bool,
+    spill_from: u64,
+    /// The last sequence number committed for this sink.
+    last_committed: Option<u64>,
+    disabled: bool,
+}
+
+impl Lane {
+    fn lock(&self) -> std::sync::MutexGuard<'_, LaneState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    seq: u64,
+    attempts: u32,
+    spooled_ms: u64,
+    /// Deliver alone: it was in a batch refused permanently.
+    solo: bool,
+    event: Event,
+}
+
+// ---------------------------------------------------------------------------
+// The spool writer.
+
+enum Cmd {
+    Ops(Vec<Op>),
+    Flush(oneshot::Sender<()>),
+    Close(oneshot::Sender<Result<(), SpoolError>>),
+}
+
+struct Writer {
+    spool: Arc<Spool>,
+    names: Vec<Arc<str>>,
+    lanes: Vec<Arc<Lane>>,
+    lane_capacity: Vec<usize>,
+    counters: Arc<Counters>,
+    ingress: mpsc::Receiver<Envelope>,
+    ingress_open: bool,
+    cmds: mpsc::Receiver<Cmd>,
+    overflow: Arc<Mutex<Vec<Envelope>>>,
+    wake: Arc<Notify>,
+    fsync: FsyncPolicy,
+    next_seq: u64,
+    closing: Option<oneshot::Sender<Result<(), SpoolError>>>,
+}
+
+/// The most events in one group commit; more wait for the next.
+const MAX_COMMIT: usize = 16_384;
+const CHECKPOINT: Duration = Duration::from_secs(1);
+
+impl Writer {
+    async fn run(mut self) -> Result<(), DispatcherError> {
+        let mut appends: Vec<Append> = Vec::new();
+        let mut ops: Vec<Op> = Vec::new();
+        let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
+        let mut last_commit = Instant::now();
+        let mut dirty = false; // non-durable commits since the last checkpoint
+        let mut last_checkpoint = Instant::now();
+        loop {
+            if appends.is_empty() && ops.is_empty() && flushes.is_empty() {
+                let checkpoint_at = last_checkpoint + CHECKPOINT;
+                tokio::select! {
+                    biased;
+                    cmd = self.cmds.recv() => match cmd {
+                        Some(Cmd::Ops(more)) => ops.extend(more),
+                        Some(Cmd::Flush(reply)) => flushes.push(reply),
+                        Some(Cmd::Close(reply)) => {
+                            let result = self.close(&mut appends, &mut ops).await;
+                            let _ = reply.send(result);
+                            return Ok(());
+                        }
+                        None => {
+                            let _ = self.close(&mut appends, &mut ops).await;
+                            return Ok(());
+                        }
+                    },
+                    _ = self.wake.notified() => {}
+                    envelope = self.ingress.recv(), if self.ingress_open => match envelope {
+                        Some(envelope) => self.append(&mut appends, envelope),
+                        None => self.ingress_open = false,
+                    },
+                    _ = tokio::time::sleep_until(checkpoint_at), if dirty => {
+                        self.checkpoint().await;
+                        dirty = false;
+                        last_checkpoint = Instant::now();
+                        continue;
+                    }
+                }
+            }
+            if let FsyncPolicy::Interval(interval) = self.fsync {
+                // Group commit: gather for what remains of the interval.
+                if flushes.is_empty() {
+                    tokio::time::sleep_until(last_commit + interval).await;
+                }
+            }
+            self.gather(&mut appends, &mut ops, &mut flushes, usize::MAX);
+            if let Some(reply) = self.closing.take() {
+                let result = self.close(&mut appends, &mut ops).await;
+                for reply in flushes.drain(..) {
+                    let _ = reply.send(());
+                }
+                let _ = reply.send(result);
+                return Ok(());
+            }
+            if appends.is_empty() && ops.is_empty() {
+                for reply in flushes.drain(..) {
+                    let _ = reply.send(());
+                }
+                continue;
+            }
+            last_commit = Instant::now();
+            let durability = match self.fsync {
+                FsyncPolicy::Never => Durability::None,
+                _ => Durability::Immediate,
+            };
+            self.commit(&mut appends, &mut ops, durability).await;
+            if matches!(durability, Durability::None) {
+                dirty = true;
+                if last_checkpoint.elapsed() >= CHECKPOINT {
+                    self.checkpoint().await;
+                    dirty = false;
+                    last_checkpoint = Instant::now();
+                }
+            }
+            // A flush asked for everything queued before it: gather again
+            // until the queue is empty.
+            if !flushes.is_empty() && self.ingress.is_empty() && self.overflow_is_empty() {
+                for reply in flushes.drain(..) {
+                    let _ = reply.send(());
+                }
+            }
+        }
+    }
+
+    fn overflow_is_empty(&self) -> bool {
+        self.overflow
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    }
+
+    fn append(&mut self, appends: &mut Vec<Append>, envelope: Envelope) {
+        appends.push(Append {
+            sink: envelope.sink,
+            seq: self.next_seq,
+            spooled_ms: now_ms(),
+            event: envelope.event,
+        });
+        self.next_seq += 1;
+    }
+
+    /// Takes what is waiting, without waiting: commands first, then the
+    /// overflow list, then the queue. (Order across the two is not kept;
+    /// sinks see no global order anyway once retries interleave.)
+    fn gather(
+        &mut self,
+        appends: &mut Vec<Append>,
+        ops: &mut Vec<Op>,
+        flushes: &mut Vec<oneshot::Sender<()>>,
+        limit: usize,
+    ) {
+        while let Ok(cmd) = self.cmds.try_recv() {
+            match cmd {
+                Cmd::Ops(more) => ops.extend(more),
+                Cmd::Flush(reply) => flushes.push(reply),
+                Cmd::Close(reply) => self.closing = Some(reply),
+            }
+        }
+        let limit = limit.min(MAX_COMMIT);
+        if appends.len() < limit {
+            let spilled: Vec<Envelope> = {
+                let mut overflow = self.overflow.lock().unwrap_or_else(|e| e.into_inner());
+                let take = overflow.len().min(limit - appends.len());
+                overflow.drain(..take).collect()
+            };
+            for envelope in spilled {
+                self.append(appends, envelope);
+            }
+        }
+        while appends.len() < limit && self.ingress_open {
+            match self.ingress.try_recv() {
+                Ok(envelope) => self.append(appends, envelope),
+                Err(_) => break,
+            }
+        }
+    }
+
+    async fn commit(
+        &mut self,
+        appends: &mut Vec<Append>,
+        ops: &mut Vec<Op>,
+        durability: Durability,
+    ) {
+        let mut batch_appends = std::mem::take(appends);
+        let mut batch_ops = std::mem::take(ops);
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let spool = self.spool.clone();
+            let names = self.names.clone();
+            let next_seq = self.next_seq;
+            let joined = tokio::task::spawn_blocking(move || {
+                let result = spool.commit(&names, &batch_appends, &batch_ops, next_seq, durability);
+                (batch_appends, batch_ops, result)
+            })
+            .await;
+            let (returned_appends, returned_ops, result) = match joined {
+                Ok(parts) => parts,
+                Err(e) => {
+                    // The closure cannot panic short of a bug in redb; the
+                    // events are gone with it.
+                    tracing::error!(error = %e, "spool commit task failed");
+                    return;
+                }
+            };
+            batch_appends = returned_appends;
+            batch_ops = returned_ops;
+            match result {
+                Ok(applied) => {
+                    self.after_commit(batch_appends, applied);
+                    return;
+                }
+                Err(error) => {
+                    tracing::error!(%error, retry_in = ?backoff, "spool commit failed; keeping the batch in memory");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    fn after_commit(&mut self, appends: Vec<Append>, applied: super::spool::Applied) {
+        let c = &self.counters;
+        c.commits.fetch_add(1, Ordering::Relaxed);
+        let appended = appends.len() as u64;
+        saturating_sub(&c.queued, appended);
+        c.spooled.fetch_add(appended, Ordering::Relaxed);
+        c.spool_bytes
+            .fetch_add(applied.bytes_added, Ordering::Relaxed);
+        let removed: u64 = applied.removed.values().sum();
+        saturating_sub(&c.spooled, removed);
+        saturating_sub(&c.spool_bytes, applied.bytes_removed);
+        for (name, n) in &applied.removed {
+            if let Some(i) = self.names.iter().position(|x| x == name) {
+                saturating_sub(&c.sinks[i].pending, *n);
+            }
+        }
+        for (name, n) in &applied.killed {
+            if let Some(i) = self.names.iter().position(|x| x == name) {
+                c.sinks[i].dead_lettered.fetch_add(*n, Ordering::Relaxed);
+            }
+        }
+        if c.full_logged.load(Ordering::Relaxed) && removed > 0 {
+            c.full_logged.store(false, Ordering::Relaxed);
+        }
+
+        // Hand the new events to their lanes, in sequence order per sink.
+        let mut per_sink: Vec<Vec<Append>> = (0..self.lanes.len()).map(|_| Vec::new()).collect();
+        for append in appends {
+            per_sink[append.sink].push(append);
+        }
+        for (i, batch) in per_sink.into_iter().enumerate() {
+            if batch.is_empty() {
+                continue;
+            }
+            c.sinks[i]
+                .pending
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            let lane = &self.lanes[i];
+            let mut state = lane.lock();
+            for append in batch {
+                state.last_committed = Some(append.seq);
+                if state.spilled || state.disabled {
+                    continue;
+                }
+                if state.queue.len() >= self.lane_capacity[i] {
+                    state.spilled = true;
+                    state.spill_from = append.seq;
+                    continue;
+                }
+                state.queue.push_back(Entry {
+                    seq: append.seq,
+                    attempts: 0,
+                    spooled_ms: append.spooled_ms,
+                    solo: false,
+                    event: append.event,
+                });
+            }
+            drop(state);
+            lane.notify.notify_one();
+        }
+    }
+
+    async fn checkpoint(&self) {
+        let spool = self.spool.clone();
+        match tokio::task::spawn_blocking(move || spool.checkpoint()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(%error, "spool checkpoint failed"),
+            Err(error) => tracing::error!(%error, "spool checkpoint task failed"),
+        }
+    }
+
+    /// Commits everything still queued and the last acks durably.
+    async fn close(
+        &mut self,
+        appends: &mut Vec<Append>,
+        ops: &mut Vec<Op>,
+    ) -> Result<(), SpoolError> {
+        let mut flushes = Vec::new();
+        loop {
+            self.gather(appends, ops, &mut flushes, usize::MAX);
+            if appends.is_empty() && ops.is_empty() {
+                break;
+            }
+            self.commit(appends, ops, Durability::Immediate).await;
+        }
+        for reply in flushes {
+            let _ = reply.send(());
+        }
+        let spool = self.spool.clone();
+        tokio::task::spawn_blocking(move || spool.checkpoint())
+            .await
+            .map_err(|_| SpoolError::Task)?
+    }
+}
+
+fn saturating_sub(counter: &AtomicU64, n: u64) {
+    let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+        Some(v.saturating_sub(n))
+    });
+}
+
+// ---------------------------------------------------------------------------
+// Sink workers.
+
+struct Worker {
+    index: usize,
+    name: Arc<str>,
+    sink: Arc<dyn Sink>,
+    lane: Arc<Lane>,
+    spool: Arc<Spool>,
+    cmds: mpsc::Sender<Cmd>,
+    counters: Arc<Counters>,
+    retry: RetryPolicy,
+    batch_max: usize,
+    linger: Duration,
+    window: usize,
+    /// Due now, in order.
+    ready: VecDeque<Entry>,
+    /// Waiting for their next attempt, by (next attempt ms, seq).
+    waiting: BTreeMap<(u64, u64), Entry>,
+    /// After a transient failure the whole sink waits until then.
+    blocked_until: Option<Instant>,
+    /// Transient failures in a row, for the sink-wide backoff.
+    failures: u32,
+    first_ready: Option<Instant>,
+    /// `Some(deadline)` once draining.
+    shutdown: watch::Receiver<Option<Instant>>,
+}
+
+enum Outcome {
+    Continue,
+    Stop,
+}
+
+impl Worker {
+    fn counters(&self) -> &SinkCounters {
+        &self.counters.sinks[self.index]
+    }
+
+    fn in_memory(&self) -> usize {
+        self.ready.len() + self.waiting.len()
+    }
+
+    async fn run(mut self) {
+        loop {
+            let draining = *self.shutdown.borrow();
+            let now = Instant::now();
+            if draining.is_some_and(|deadline| now >= deadline) {
+                return;
+            }
+            let more_in_spool = match self.refill().await {
+                Ok(more) => more,
+                Err(error) => {
+                    tracing::error!(sink = %self.name, %error, "reading the spool failed");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            };
+            self.promote_due();
+            let blocked = self.blocked_until.is_some_and(|until| until > now);
+            if !self.ready.is_empty() && !blocked {
+                let full = self.ready.len() >= self.batch_max
+                    || self.ready.front().is_some_and(|e| e.solo);
+                let lingered = self
+                    .first_ready
+                    .is_some_and(|first| now >= first + self.linger);
+                if full || lingered || draining.is_some() || more_in_spool {
+                    match self.deliver().await {
+                        Outcome::Continue => continue,
+                        Outcome::Stop => return,
+                    }
+                }
+            }
+            if let Some(deadline) = draining {
+                let next_due = self.next_due();
+                let idle = self.ready.is_empty() && !more_in_spool;
+                if idle && next_due.is_none_or(|due| due >= deadline) {
+                    return;
+                }
+            }
+
+            // Sleep until something can happen.
+            let mut wake_at: Option<Instant> = None;
+            let mut at = |t: Instant| wake_at = Some(wake_at.map_or(t, |w: Instant| w.min(t)));
+            if !self.ready.is_empty() {
+                match self.blocked_until {
+                    Some(until) if until > now => at(until),
+                    _ => at(self.first_ready.unwrap_or(now) + self.linger),
+                }
+            }
+            if let Some(due) = self.next_due() {
+                at(due.max(self.blocked_until.unwrap_or(due)));
+            }
+            if let Some(deadline) = draining {
+                at(deadline);
+            }
+            let room = self.in_memory() < self.window;
+            let sleep = async {
+                match wake_at {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = self.lane.notify.notified(), if room => {}
+                _ = sleep => {}
+                changed = self.shutdown.changed() => {
+                    if changed.is_err() && self.shutdown.borrow().is_none() {
+                        // The dispatcher is gone without a shutdown.
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn next_due(&self) -> Option<Instant> {
+        let (&(due_ms, _), _) = self.waiting.first_key_value()?;
+        Some(Instant::now() + Duration::from_millis(due_ms.saturating_sub(now_ms())))
+    }
+
+    fn promote_due(&mut self) {
+        let now = now_ms();
+        while let Some(entry) = self.waiting.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let entry = entry.remove();
+            self.push_ready(entry);
+        }
+    }
+
+    fn push_ready(&mut self, entry: Entry) {
+        if self.ready.is_empty() {
+            self.first_ready = Some(Instant::now());
+        }
+        self.ready.push_back(entry);
+    }
+
+    /// Fills memory up to the window from the lane or, when spilled, from
+    /// the spool. Returns whether the spool still holds more for this sink.
+    async fn refill(&mut self) -> Result<bool, SpoolError> {
+        let room = self.window.saturating_sub(self.in_memory());
+        let spill_from = {
+            let mut state = self.lane.lock();
+            let take = state.queue.len().min(room);
+            let taken: Vec<Entry> = state.queue.drain(..take).collect();
+            let spill = (state.queue.is_empty() && state.spilled).then_some(state.spill_from);
+            drop(state);
+            for entry in taken {
+                self.push_ready(entry);
+            }
+            spill
+        };
+        let Some(from) = spill_from else {
+            return Ok(false);
+        };
+        let room = self.window.saturating_sub(self.in_memory());
+        if room == 0 {
+            return Ok(true);
+        }
+        let spool = self.spool.clone();
+        let name = self.name.clone();
+        let rows = tokio::task::spawn_blocking(move || spool.read(&name, from, room))
+            .await
+            .map_err(|_| SpoolError::Task)??;
+        let read = rows.len();
+        let mut next = from;
+        let mut corrupt = Vec::new();
+        let now = now_ms();
+        for row in rows {
+            match row {
+                Ok(Stored {
+                    seq,
+                    attempts,
+                    next_attempt_ms,
+                    spooled_ms,
+                    event,
+                }) => {
+                    next = seq + 1;
+                    let entry = Entry {
+                        seq,
+                        attempts,
+                        spooled_ms,
+                        solo: false,
+                        event,
+                    };
+                    if next_attempt_ms > now {
+                        self.waiting.insert((next_attempt_ms, seq), entry);
+                    } else {
+                        self.push_ready(entry);
+                    }
+                }
+                Err((seq, reason)) => {
+                    next = seq + 1;
+                    tracing::error!(sink = %self.name, seq, %reason, "dead-lettering an unreadable spool record");
+                    corrupt.push(Op::Kill {
+                        sink: self.name.clone(),
+                        seq,
+                        attempts: 0,
+                        reason,
+                    });
+                }
+            }
+        }
+        if !corrupt.is_empty() {
+            let _ = self.cmds.send(Cmd::Ops(corrupt)).await;
+        }
+        let mut state = self.lane.lock();
+        state.spill_from = next;
+        if read < room && state.last_committed.is_none_or(|last| last < next) {
+            // Caught up with everything committed: the writer may feed the
+            // lane again.
+            state.spilled = state.disabled;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    async fn deliver(&mut self) -> Outcome {
+        let n = if self.ready.front().is_some_and(|e| e.solo) {
+            1
+        } else {
+            self.ready
+                .iter()
+                .take(self.batch_max)
+                .take_while(|e| !e.solo)
+                .count()
+        };
+        let mut metas = Vec::with_capacity(n);
+        let mut events = Vec::with_capacity(n);
+        for entry in self.ready.drain(..n) {
+            let Entry {
+                seq,
+                attempts,
+                spooled_ms,
+                solo,
+                event,
+            } = entry;
+            metas.push((seq, attempts, spooled_ms, solo));
+            events.push(event);
+        }
+        self.first_ready = (!self.ready.is_empty()).then(Instant::now);
+
+        let result = {
+            let delivery = self.sink.deliver(&events);
+            tokio::pin!(delivery);
+            loop {
+                let deadline = *self.shutdown.borrow();
+                tokio::select! {
+                    result = &mut delivery => break Some(result),
+                    changed = self.shutdown.changed(), if deadline.is_none() => {
+                        if changed.is_err() {
+                            break None;
+                        }
+                    }
+                    _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => break None,
+                }
+            }
+        };
+        let Some(result) = result else {
+            // Shutdown deadline: the events stay in the spool.
+            return Outcome::Stop;
+        };
+        let entries: Vec<Entry> = metas
+            .into_iter()
+            .zip(events)
+            .map(|((seq, attempts, spooled_ms, solo), event)| Entry {
+                seq,
+                attempts,
+                spooled_ms,
+                solo,
+                event,
+            })
+            .collect();
+        match result {
+            Ok(()) => {
+                self.acknowledge(entries).await;
+                Outcome::Continue
+            }
+            Err(SinkError::Partial { failed }) => {
+                let mut failed: HashMap<usize, SinkError> = failed.into_iter().collect();
+                let mut delivered = Vec::new();
+                let mut transient = Vec::new();
+                let mut permanent = Vec::new();
+                let mut disabled = None;
+                for (i, entry) in entries.into_iter().enumerate() {
+                    match failed.remove(&i) {
+                        None => delivered.push(entry),
+                        Some(SinkError::Permanent { message }) => permanent.push((entry, message)),
+                        Some(SinkError::Disabled { message }) => {
+                            disabled = Some(message);
+                            transient.push((entry, None, String::new()));
+                        }
+                        Some(SinkError::Transient {
+                            message,
+                            retry_after,
+                        }) => transient.push((entry, retry_after, message)),
+                        Some(other) => transient.push((entry, None, other.to_string())),
+                    }
+                }
+                self.acknowledge(delivered).await;
+                self.dead_letter(permanent).await;
+                if let Some(message) = disabled {
+                    self.disable(&message);
+                    return Outcome::Stop;
+                }
+                if !transient.is_empty() {
+                    let retry_after = transient.iter().filter_map(|t| t.1).max();
+                    let message = transient[0].2.clone();
+                    let entries = transient.into_iter().map(|t| t.0).collect();
+                    self.reschedule(entries, retry_after, &message).await;
+                }
+                Outcome::Continue
+            }
+            Err(SinkError::Transient {
+                message,
+                retry_after,
+            }) => {
+                self.reschedule(entries, retry_after, &message).await;
+                Outcome::Continue
+            }
+            Err(SinkError::Permanent { message }) => {
+                if entries.len() > 1 {
+                    tracing::warn!(
+                        sink = %self.name,
+                        events = entries.len(),
+                        error = %message,
+                        "batch refused permanently; retrying its events one at a time"
+                    );
+                    for mut entry in entries.into_iter().rev() {
+                        entry.solo = true;
+                        self.ready.push_front(entry);
+                    }
+                    self.first_ready = Some(Instant::now());
+                } else {
+                    let letters = entries.into_iter().map(|e| (e, message.clone())).collect();
+                    self.dead_letter(letters).await;
+                }
+                Outcome::Continue
+            }
+            Err(SinkError::Disabled { message }) => {
+                self.disable(&message);
+                Outcome::Stop
+            }
+        }
+    }
+
+    async fn acknowledge(&mut self, entries: Vec<Entry>) {
+        if entries.is_empty() {
+            return;
+        }
+        self.failures = 0;
+        self.blocked_until = None;
+        self.counters()
+            .delivered
+            .fetch_add(entries.len() as u64, Ordering::Relaxed);
+        let ops = entries
+            .into_iter()
+            .map(|e| Op::Delete {
+                sink: self.name.clone(),
+                seq: e.seq,
+            })
+            .collect();
+        let _ = self.cmds.send(Cmd::Ops(ops)).await;
+    }
+
+    async fn dead_letter(&mut self, letters: Vec<(Entry, String)>) {
+        if letters.is_empty() {
+            return;
+        }
+        self.counters()
+            .failed_permanent
+            .fetch_add(letters.len() as u64, Ordering::Relaxed);
+        let ops = letters
+            .into_iter()
+            .map(|(entry, reason)| {
+                tracing::error!(
+                    sink = %self.name,
+                    event = %entry.event.id,
+                    %reason,
+                    "event refused permanently; moved to the dead letters"
+                );
+                Op::Kill {
+                    sink: self.name.clone(),
+                    seq: entry.seq,
+                    attempts: entry.attempts + 1,
+                    reason,
+                }
+            })
+            .collect();
+        let _ = self.cmds.send(Cmd::Ops(ops)).await;
+    }
+
+    async fn reschedule(
+        &mut self,
+        entries: Vec<Entry>,
+        retry_after: Option<Duration>,
+        message: &str,
+    ) {
+        self.failures = self.failures.saturating_add(1);
+        let delay = self.retry.delay(self.failures, retry_after);
+        let now = now_ms();
+        let next_ms = now + delay.as_millis() as u64;
+        self.blocked_until = Some(Instant::now() + delay);
+        tracing::warn!(
+            sink = %self.name,
+            events = entries.len(),
+            error = %message,
+            retry_in = ?delay,
+            "delivery failed; retrying"
+        );
+        let mut ops = Vec::with_capacity(entries.len());
+        let mut given_up = Vec::new();
+        for mut entry in entries {
+            entry.attempts = entry.attempts.saturating_add(1);
+            let age = Duration::from_millis(now.saturating_sub(entry.spooled_ms));
+            if self.retry.gives_up(entry.attempts, age) {
+                given_up.push(entry);
+                continue;
+            }
+            ops.push(Op::Reschedule {
+                sink: self.name.clone(),
+                seq: entry.seq,
+                attempts: entry.attempts,
+                next_attempt_ms: next_ms,
+            });
+            self.waiting.insert((next_ms, entry.seq), entry);
+        }
+        self.counters()
+            .retried
+            .fetch_add(ops.len() as u64, Ordering::Relaxed);
+        if !ops.is_empty() {
+            let _ = self.cmds.send(Cmd::Ops(ops)).await;
+        }
+        if !given_up.is_empty() {
+            let ops = given_up
+                .into_iter()
+                .map(|entry| {
+                    tracing::error!(
+                        sink = %self.name,
+                        event = %entry.event.id,
+                        attempts = entry.attempts,
+                        error = %message,
+                        "giving up on an event; moved to the dead letters"
+                    );
+                    Op::Kill {
+                        sink: self.name.clone(),
+                        seq: entry.seq,
+                        attempts: entry.attempts,
+                        reason: format!("gave up after {} attempts: {message}", entry.attempts),
+                    }
+                })
+                .collect();
+            let _ = self.cmds.send(Cmd::Ops(ops)).await;
+        }
+    }
+
+    fn disable(&mut self, message: &str) {
+        self.counters().disabled.store(true, Ordering::Relaxed);
+        {
+            let mut state = self.lane.lock();
+            state.disabled = true;
+            if !state.spilled {
+                state.spilled = true;
+                state.spill_from = state.last_committed.map_or(0, |l| l + 1);
+            }
+            state.queue.clear();
+        }
+        let kept = self.counters().pending.load(Ordering::Relaxed);
+        tracing::error!(
+            sink = %self.name,
+            kind = self.sink.name(),
+            error = %message,
+            kept_in_spool = kept,
+            "SINK DISABLED: the endpoint answered 410 Gone; its events stay in the spool and new ones are refused until a restart"
+        );
+        self.ready.clear();
+        self.waiting.clear();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Shutdown.
+
+struct Supervisor {
+    writer: JoinHandle<Result<(), DispatcherError>>,
+    workers: Vec<JoinHandle<()>>,
+    shutdown: watch::Sender<Option<Instant>>,
+    cmds: mpsc::Sender<Cmd>,
+    requests: mpsc::Receiver<Instant>,
+    done: watch::Sender<Option<DispatcherStats>>,
+    counters: Arc<Counters>,
+    names: Vec<Arc<str>>,
+    spool: Arc<Mutex<Option<Arc<Spool>>>>,
+}
+
+impl Supervisor {
+    async fn run(mut self) -> Result<(), DispatcherError> {
+        // No request and no handle left: flush to the spool, deliver nothing.
+        let deadline = self.requests.recv().await.unwrap_or_else(Instant::now);
+        let (reply, flushed) = oneshot::channel();
+        if self.cmds.send(Cmd::Flush(reply)).await.is_ok() {
+            let _ = flushed.await;
+        }
+        let _ = self.shutdown.send(Some(deadline));
+        let mut result = Ok(());
+        for worker in self.workers.drain(..) {
+            if let Err(e) = worker.await {
+                tracing::error!(error = %e, "a sink worker failed");
+                result = Err(DispatcherError::Task(e.to_string()));
+            }
+        }
+        let (reply, closed) = oneshot::channel();
+        if self.cmds.send(Cmd::Close(reply)).await.is_ok() {
+            if let Ok(Err(e)) = closed.await {
+                result = Err(e.into());
+            }
+        }
+        drop(self.cmds);
+        match (&mut self.writer).await {
+            Ok(Err(e)) => result = Err(e),
+            Err(e) => result = Err(DispatcherError::Task(e.to_string())),
+            Ok(Ok(())) => {}
+        }
+        // The writer and the workers are done: this was the last handle
+        // but the producers' (and any dead_letters() in flight), so the file
+        // closes and a new dispatcher may open it.
+        self.spool.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let stats = self.counters.snapshot(&self.names);
+        let _ = self.done.send(Some(stats));
+        result
+    }
+}

@@ -1,0 +1,556 @@
+//! The proxy server: binds the listeners, composes
+//! `SigV4VerifyLayer → ResignLayer → UpstreamClient` behind a request log,
+//! serves HTTP or HTTPS, answers `/healthz` and `/readyz` on the admin
+//! address, and drains in-flight requests on shutdown.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tower_layer::Layer;
+use tower_service::Service;
+use tracing::Instrument;
+
+use super::config::{
+    Addressing, ClientKey, Config, CredentialsMode, PayloadHashingMode, RemoteUpstream,
+    UpstreamConfig,
+};
+use super::embedded::{self, EmbeddedStore};
+use crate::credentials::{Credential, Identity, StaticCredentials, UpstreamCredentials};
+use crate::resign::{Resign, ResignLayer, Upstream};
+use crate::s3error::RequestId;
+use crate::upstream::UpstreamClient;
+use crate::verify::{PayloadHashing, SigV4Verify, SigV4VerifyLayer, Verified};
+
+/// The proxy could not start. One line, naming the setting; never a secret.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct StartError {
+    message: String,
+}
+
+impl StartError {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        StartError {
+            message: message.into(),
+        }
+    }
+}
+
+/// The verify → record identity → re-sign → upstream stack.
+type Stack = SigV4Verify<RecordAccessKey<Resign<UpstreamClient>>, StaticCredentials>;
+
+/// A bound, not yet serving, proxy.
+pub struct Proxy {
+    listener: TcpListener,
+    admin: TcpListener,
+    tls: Option<TlsAcceptor>,
+    service: RequestLog<Stack>,
+    ready_target: String,
+    drain_timeout: Duration,
+    banner: Option<String>,
+    // Held so the embedded store lives as long as the proxy.
+    _embedded: Option<EmbeddedStore>,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy")
+            .field("listen", &self.listener.local_addr().ok())
+            .field("admin", &self.admin.local_addr().ok())
+            .field("tls", &self.tls.is_some())
+            .field("upstream", &self.ready_target)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Proxy {
+    /// Checks TLS files, starts the embedded store when no upstream is
+    /// configured, builds the stack and binds both listeners.
+    pub async fn bind(config: Config) -> Result<Proxy, StartError> {
+        let tls = match &config.tls {
+            Some(files) => Some(tls_acceptor(&files.cert, &files.key)?),
+            None => None,
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+
+        let (remote, clients, embedded) = match config.upstream {
+            UpstreamConfig::Remote(remote) => (remote, config.clients, None),
+            UpstreamConfig::Embedded { data_dir } => {
+                let client = embedded::client_key(&data_dir, config.clients.first())?;
+                let store = EmbeddedStore::start(&data_dir).await?;
+                let endpoint = Upstream::parse(&store.endpoint())
+                    .map_err(|e| StartError::new(e.to_string()))?;
+                let remote = RemoteUpstream {
+                    endpoint,
+                    region: None,
+                    addressing: Addressing::Path,
+                    credentials: CredentialsMode::Fixed,
+                    fixed: Some(store.internal_key()),
+                    ca_pem: None,
+                    connect_timeout: Duration::from_secs(5),
+                    response_timeout: Duration::from_secs(60),
+                };
+                (remote, vec![client], Some((store, data_dir)))
+            }
+        };
+
+        let listener = bind(config.listen, "listen").await?;
+        let admin = bind(config.admin_listen, "admin listen").await?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| StartError::new(e.to_string()))?;
+        let admin_local = admin
+            .local_addr()
+            .map_err(|e| StartError::new(e.to_string()))?;
+
+        let banner = embedded.as_ref().map(|(_, data_dir)| {
+            let client = &clients[0];
+            let endpoint = format!("{scheme}://{local}");
+            format!(
+                "s3tap: embedded S3 store in {dir} (no upstream endpoint configured)\n\
+                 \x20 endpoint:          {endpoint}\n\
+                 \x20 access key id:     {id}\n\
+                 \x20 secret access key: {secret}\n\
+                 \x20 region:            us-east-1\n\
+                 \x20 admin:             http://{admin_local}/healthz, /readyz\n\
+                 try:\n\
+                 \x20 AWS_ACCESS_KEY_ID={id} AWS_SECRET_ACCESS_KEY={secret} AWS_DEFAULT_REGION=us-east-1 \
+                 aws --endpoint-url {endpoint} s3 ls",
+                dir = data_dir.display(),
+                id = client.access_key_id,
+                secret = client.secret.expose(),
+            )
+        });
+
+        let ready_target = format!(
+            "{}:{}",
+            remote.endpoint.host(),
+            remote.endpoint.authority().port_u16().unwrap_or(
+                if remote.endpoint.scheme() == &http::uri::Scheme::HTTPS {
+                    443
+                } else {
+                    80
+                }
+            )
+        );
+        tracing::info!(
+            listen = %format!("{scheme}://{local}"),
+            admin = %admin.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            upstream = %remote.endpoint,
+            credentials = ?remote.credentials,
+            clients = clients.len(),
+            "s3tap is ready"
+        );
+        let service = RequestLog {
+            inner: stack(
+                &remote,
+                &clients,
+                &config.verify,
+                config.virtual_host_suffix,
+            )?,
+        };
+        Ok(Proxy {
+            listener,
+            admin,
+            tls,
+            service,
+            ready_target,
+            drain_timeout: config.drain_timeout,
+            banner,
+            _embedded: embedded.map(|(store, _)| store),
+        })
+    }
+
+    /// The S3 listener's address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener")
+    }
+
+    /// The admin listener's address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin.local_addr().expect("a bound listener")
+    }
+
+    /// What to print at startup for the embedded store: endpoint, client
+    /// credentials and an `aws` command line. `None` with a real upstream.
+    pub fn banner(&self) -> Option<&str> {
+        self.banner.as_deref()
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting and lets
+    /// in-flight requests finish for up to the drain timeout.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+        let Proxy {
+            listener,
+            admin,
+            tls,
+            service,
+            ready_target,
+            drain_timeout,
+            banner: _,
+            _embedded,
+        } = self;
+        let graceful = GracefulShutdown::new();
+        let builder = auto::Builder::new(TokioExecutor::new());
+        let admin_task = tokio::spawn(serve_admin(admin, Arc::from(ready_target)));
+        tokio::pin!(shutdown);
+        loop {
+            let (tcp, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Out of file descriptors and the like: wait a little
+                        // rather than spin.
+                        tracing::warn!("accept failed: {error}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let _ = tcp.set_nodelay(true);
+            let service = TowerToHyperService::new(service.clone());
+            let builder = builder.clone();
+            let watcher = graceful.watcher();
+            let tls = tls.clone();
+            tokio::spawn(async move {
+                let result = match tls {
+                    Some(acceptor) => {
+                        let stream = match tokio::time::timeout(
+                            Duration::from_secs(10),
+                            acceptor.accept(tcp),
+                        )
+                        .await
+                        {
+                            Ok(Ok(stream)) => stream,
+                            Ok(Err(error)) => {
+                                tracing::debug!(%peer, "TLS handshake failed: {error}");
+                                return;
+                            }
+                            Err(_) => return,
+                        };
+                        let connection = builder.serve_connection(TokioIo::new(stream), service);
+                        watcher.watch(connection.into_owned()).await
+                    }
+                    None => {
+                        let connection = builder.serve_connection(TokioIo::new(tcp), service);
+                        watcher.watch(connection.into_owned()).await
+                    }
+                };
+                if let Err(error) = result {
+                    tracing::debug!(%peer, "connection ended with an error: {error}");
+                }
+            });
+        }
+        drop(listener);
+        tracing::info!(
+            "shutting down: no new connections; waiting up to {drain_timeout:?} for in-flight requests"
+        );
+        tokio::select! {
+            () = graceful.shutdown() => tracing::info!("all requests finished"),
+            () = tokio::time::sleep(drain_timeout) => {
+                tracing::warn!("drain timeout reached; closing the remaining connections");
+            }
+        }
+        admin_task.abort();
+    }
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| StartError::new(format!("cannot bind the {what} address {addr}: {e}")))
+}
+
+fn stack(
+    remote: &RemoteUpstream,
+    clients: &[ClientKey],
+    verify: &super::config::VerifyConfig,
+    virtual_host_suffix: Option<String>,
+) -> Result<Stack, StartError> {
+    let mut store = StaticCredentials::new();
+    for client in clients {
+        let mut credential = Credential::new(&client.access_key_id, client.secret.clone());
+        if let Some(identity) = &client.identity {
+            credential = credential.identity(Identity::new(identity.as_str()));
+        }
+        if let Some((id, secret)) = &client.upstream {
+            credential = credential.upstream(UpstreamCredentials::new(id.clone(), secret.clone()));
+        }
+        store = store.with_credential(client.access_key_id.clone(), credential);
+    }
+
+    let mut client = UpstreamClient::builder()
+        .connect_timeout(remote.connect_timeout)
+        .response_timeout(remote.response_timeout);
+    if let Some(pem) = &remote.ca_pem {
+        client = client.add_root_certificate(pem.clone());
+    }
+    let client = client
+        .build()
+        .map_err(|e| StartError::new(format!("[upstream] ca_file: {e}")))?;
+
+    let mut resign = ResignLayer::new(remote.endpoint.clone());
+    if let Some(region) = &remote.region {
+        resign = resign.region(region.clone());
+    }
+    if remote.addressing == Addressing::Virtual {
+        resign = resign.virtual_hosted_style();
+    }
+    if let Some(suffix) = virtual_host_suffix {
+        resign = resign.client_virtual_host_suffix(suffix);
+    }
+    resign = match (&remote.credentials, &remote.fixed) {
+        (CredentialsMode::Fixed, Some((id, secret))) => {
+            resign.sign_with(UpstreamCredentials::new(id.clone(), secret.clone()))
+        }
+        (CredentialsMode::Mapped, _) => resign.sign_with_mapped_credentials(),
+        _ => resign.sign_with_client_credentials(),
+    };
+
+    let verify_layer = SigV4VerifyLayer::new(store)
+        // The re-signer frames aws-chunked payloads again with these digests
+        // instead of hashing every byte a second time.
+        .publish_chunk_digests(true)
+        .max_clock_skew(verify.max_clock_skew)
+        .max_chunk_size(verify.max_chunk_size)
+        .payload_hashing(match verify.payload_hashing {
+            PayloadHashingMode::Verify => PayloadHashing::Verify,
+            PayloadHashingMode::Defer => PayloadHashing::DeferToUpstream,
+        });
+    Ok(verify_layer.layer(RecordAccessKey {
+        inner: resign.layer(client),
+    }))
+}
+
+// ---- request log ------------------------------------------------------------
+
+/// One span per request (request id, method, path, access key id once
+/// verified, status, duration) and an `x-amz-request-id` on every response.
+#[derive(Clone)]
+struct RequestLog<S> {
+    inner: S,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S, B> Service<Request<Incoming>> for RequestLog<S>
+where
+    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response<B>;
+    type Error = Infallible;
+    type Future = BoxFuture<Result<Response<B>, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<Incoming>) -> Self::Future {
+        let request_id = RequestId::generate();
+        request.extensions_mut().insert(request_id.clone());
+        // The path only: a presigned URL's query holds its signature.
+        let span = tracing::info_span!(
+            "request",
+            request_id = %request_id,
+            method = %request.method(),
+            path = %request.uri().path(),
+            access_key_id = tracing::field::Empty,
+            status = tracing::field::Empty,
+            duration_ms = tracing::field::Empty,
+        );
+        let started = Instant::now();
+        let future = span.in_scope(|| self.inner.call(request));
+        Box::pin(
+            async move {
+                let Ok(mut response) = future.await;
+                let headers = response.headers_mut();
+                if !headers.contains_key("x-amz-request-id") {
+                    if let Ok(value) = http::HeaderValue::from_str(request_id.as_str()) {
+                        headers.insert("x-amz-request-id", value);
+                    }
+                }
+                let span = tracing::Span::current();
+                span.record("status", response.status().as_u16());
+                span.record("duration_ms", started.elapsed().as_millis() as u64);
+                // The id the client saw: ours, or the upstream's own.
+                let amz_request_id = response
+                    .headers()
+                    .get("x-amz-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                tracing::info!(amz_request_id, "response");
+                Ok(response)
+            }
+            .instrument(span),
+        )
+    }
+}
+
+/// Writes the verified access key id into the request's span.
+#[derive(Clone)]
+struct RecordAccessKey<S> {
+    inner: S,
+}
+
+impl<S, B> Service<Request<B>> for RecordAccessKey<S>
+where
+    S: Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> S::Future {
+        if let Some(verified) = request.extensions().get::<Verified>() {
+            tracing::Span::current().record("access_key_id", verified.access_key_id.as_str());
+        }
+        self.inner.call(request)
+    }
+}
+
+// ---- admin ----------------------------------------------------------------
+
+async fn serve_admin(listener: TcpListener, ready_target: Arc<str>) {
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
+        let ready_target = ready_target.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                let ready_target = ready_target.clone();
+                async move { Ok::<_, Infallible>(admin_response(&request, &ready_target).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tcp), service)
+                .await;
+        });
+    }
+}
+
+async fn admin_response(request: &Request<Incoming>, ready_target: &str) -> Response<Full<Bytes>> {
+    let (status, text) = match request.uri().path() {
+        "/healthz" => (StatusCode::OK, "ok\n".to_owned()),
+        "/readyz" => {
+            // A TCP connect is cheap, needs no credentials, and tells whether
+            // the upstream can be reached at all.
+            let connect = tokio::net::TcpStream::connect(ready_target);
+            match tokio::time::timeout(Duration::from_secs(2), connect).await {
+                Ok(Ok(_)) => (StatusCode::OK, "ready\n".to_owned()),
+                Ok(Err(e)) => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("upstream {ready_target} unreachable: {e}\n"),
+                ),
+                Err(_) => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("upstream {ready_target} did not accept a connection within 2 s\n"),
+                ),
+            }
+        }
+        _ => (StatusCode::NOT_FOUND, "not found\n".to_owned()),
+    };
+    let mut response = Response::new(Full::new(Bytes::from(text)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain"),
+    );
+    response
+}
+
+// ---- TLS ------------------------------------------------------------------
+
+fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> Result<TlsAcceptor, StartError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|iter| iter.collect::<Result<_, _>>())
+        .map_err(|e| {
+            StartError::new(format!(
+                "cannot read the TLS certificate {}: {}",
+                cert.display(),
+                pem_error(&e)
+            ))
+        })?;
+    if certs.is_empty() {
+        return Err(StartError::new(format!(
+            "the TLS certificate {} has no CERTIFICATE block",
+            cert.display()
+        )));
+    }
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+        StartError::new(format!(
+            "cannot read the TLS private key {}: {}",
+            key.display(),
+            pem_error(&e)
+        ))
+    })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StartError::new(format!("TLS setup failed: {e}")))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key_der)
+        .map_err(|e| {
+            StartError::new(format!(
+                "the TLS certificate {} and key {} do not work together: {e}",
+                cert.display(),
+                key.display()
+            ))
+        })?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+fn pem_error(error: &rustls::pki_types::pem::Error) -> String {
+    use rustls::pki_types::pem::Error;
+    match error {
+        Error::Io(e) => e.to_string(),
+        Error::NoItemsFound => "no PEM block of the right kind".to_owned(),
+        other => format!("not valid PEM ({other:?})"),
+    }
+}
+
+/// Completes on SIGTERM or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received"),
+        () = terminate => tracing::info!("SIGTERM received"),
+    }
+}

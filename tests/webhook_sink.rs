@@ -1,0 +1,296 @@
+//! WebhookSink on the wire: its signatures checked by the crate's own
+//! VerifyWebhookLayer and by Python's `hmac`, the answer of each status,
+//! timeouts, refused connections, and HTTPS with an added root.
+#![cfg(all(feature = "sink-webhook", feature = "webhook"))]
+
+mod notify_support;
+#[allow(dead_code)]
+#[path = "support/server.rs"]
+mod server;
+
+use std::convert::Infallible;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Request, Response};
+use http_body_util::{BodyExt, Full};
+use notify_support::{closed_port, free, Receiver, Reply, Seen};
+use s3tap::notify::{Event, S3Operation};
+use s3tap::sink::{webhook, Sink, SinkError, WebhookSink};
+use s3tap::webhook::VerifyWebhookLayer;
+use server::TestServer;
+use tower::Layer;
+
+const B2_SECRET: &str = "b2-rule-signing-secret-0123456789";
+// The Standard Webhooks specification's example secret.
+const WHSEC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+fn batch(n: usize) -> Vec<Event> {
+    (0..n)
+        .map(|i| {
+            let mut event = Event::new(
+                S3Operation::PutObject,
+                "PUT",
+                200,
+                format!("http://s3.test/b/k{i}"),
+            );
+            event.key = Some(format!("k{i}"));
+            event
+        })
+        .collect()
+}
+
+/// A server that verifies with `layer` and records the bodies it accepted.
+async fn verifying_server(layer: VerifyWebhookLayer) -> (TestServer, Arc<Mutex<Vec<Bytes>>>) {
+    let accepted = Arc::new(Mutex::new(Vec::new()));
+    let sink = accepted.clone();
+    let inner = tower::service_fn(move |request: Request<Full<Bytes>>| {
+        let sink = sink.clone();
+        async move {
+            let body = request.into_body().collect().await.unwrap().to_bytes();
+            sink.lock().unwrap().push(body);
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+        }
+    });
+    (TestServer::spawn(layer.layer(inner)).await, accepted)
+}
+
+#[tokio::test]
+async fn b2_signature_is_accepted_by_verify_webhook_layer() {
+    let (server, accepted) = verifying_server(VerifyWebhookLayer::b2(B2_SECRET)).await;
+    let url = format!("{}/b2", server.url());
+    let events = batch(3);
+    let sink = WebhookSink::new(&url).unwrap().sign_b2(B2_SECRET);
+    sink.deliver(&events)
+        .await
+        .expect("the receiver verifies the B2 signature");
+    let bodies = accepted.lock().unwrap().clone();
+    assert_eq!(bodies.len(), 1);
+    let got: Vec<Event> = serde_json::from_slice(&bodies[0]).unwrap();
+    assert_eq!(got, events);
+
+    // A wrong secret is refused (401): permanent, not worth retrying.
+    let wrong = WebhookSink::new(&url).unwrap().sign_b2("another-secret");
+    let error = wrong.deliver(&events).await.unwrap_err();
+    assert!(
+        matches!(error, SinkError::Permanent { ref message } if message.contains("401")),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn standard_webhooks_signature_is_accepted_by_verify_webhook_layer() {
+    let (server, accepted) = verifying_server(
+        VerifyWebhookLayer::standard_webhooks(WHSEC)
+            .unwrap()
+            .replay_cache(100),
+    )
+    .await;
+    let url = format!("{}/hooks", server.url());
+    let sink = WebhookSink::new(&url)
+        .unwrap()
+        .sign_standard_webhooks(WHSEC)
+        .unwrap()
+        .encoder(Arc::new(webhook::json_lines));
+    sink.deliver(&batch(1)).await.expect("single event");
+    sink.deliver(&batch(4)).await.expect("batch");
+    assert_eq!(accepted.lock().unwrap().len(), 2);
+    // Both schemes at once: each header is checked by its own layer.
+    let both = WebhookSink::new(&url)
+        .unwrap()
+        .sign_b2(B2_SECRET)
+        .sign_standard_webhooks(WHSEC)
+        .unwrap();
+    both.deliver(&batch(2))
+        .await
+        .expect("standard webhooks verifies");
+    let wrong = WebhookSink::new(&url)
+        .unwrap()
+        .sign_standard_webhooks("whsec_c2VjcmV0LWtleS10aGF0LWlzLWRpZmZlcmVudA==")
+        .unwrap();
+    assert!(matches!(
+        wrong.deliver(&batch(1)).await,
+        Err(SinkError::Permanent { .. })
+    ));
+}
+
+#[test]
+fn signatures_match_python_hmac() {
+    let events = batch(2);
+    let sink = WebhookSink::new("http://127.0.0.1:1/hook")
+        .unwrap()
+        .header(
+            HeaderName::from_static("x-tenant"),
+            HeaderValue::from_static("acme"),
+        )
+        .sign_b2(B2_SECRET)
+        .sign_standard_webhooks(WHSEC)
+        .unwrap();
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let request = sink.request(&events, now);
+    let headers = request.headers().clone();
+    let body = futures_body(request);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("body");
+    std::fs::write(&path, &body).unwrap();
+    let script = r#"
+import base64, hashlib, hmac, sys
+body = open(sys.argv[1], 'rb').read()
+b2 = hmac.new(sys.argv[2].encode(), body, hashlib.sha256).hexdigest()
+key = base64.b64decode(sys.argv[3].split('_', 1)[1])
+signed = sys.argv[4].encode() + b'.' + sys.argv[5].encode() + b'.' + body
+std = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+print('v1=' + b2)
+print('v1,' + std)
+"#;
+    let header = |name: &str| headers[name].to_str().unwrap().to_owned();
+    assert_eq!(header("webhook-timestamp"), "1700000000");
+    assert!(header("webhook-id").starts_with("batch_"));
+    assert_eq!(header("x-tenant"), "acme");
+    assert_eq!(header("content-type"), "application/json");
+    let output = Command::new("python3")
+        .args(["-c", script])
+        .arg(&path)
+        .arg(B2_SECRET)
+        .arg(WHSEC)
+        .arg(header("webhook-id"))
+        .arg(header("webhook-timestamp"))
+        .output()
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], header("x-bz-event-notification-signature"));
+    assert_eq!(lines[1], header("webhook-signature"));
+
+    // One event: the webhook-id is the event id, stable across retries.
+    let one = batch(1);
+    let first = sink.request(&one, now);
+    let again = sink.request(&one, now + Duration::from_secs(30));
+    assert_eq!(first.headers()["webhook-id"], one[0].id.as_str());
+    assert_eq!(first.headers()["webhook-id"], again.headers()["webhook-id"]);
+}
+
+fn futures_body(request: Request<Full<Bytes>>) -> Bytes {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(request.into_body().collect())
+        .unwrap()
+        .to_bytes()
+}
+
+#[tokio::test]
+async fn statuses_map_to_sink_errors() {
+    let receiver = Receiver::start(
+        free(),
+        Arc::new(|seen: &Seen| match seen.n {
+            0 => Reply::Status(204),
+            1 => Reply::Status(500),
+            2 => Reply::StatusWith(429, vec![("retry-after", "7".into())]),
+            3 => Reply::StatusWith(
+                503,
+                vec![("retry-after", "Wed, 21 Oct 2099 07:28:00 GMT".into())],
+            ),
+            4 => Reply::Status(410),
+            5 => Reply::Status(400),
+            6 => Reply::Status(404),
+            7 => Reply::Status(408),
+            _ => Reply::Status(502),
+        }),
+    )
+    .await;
+    let sink = WebhookSink::new(&receiver.url()).unwrap();
+    let events = batch(2);
+    let mut results = Vec::new();
+    for _ in 0..9 {
+        results.push(sink.deliver(&events).await);
+    }
+    assert!(results[0].is_ok());
+    assert!(matches!(
+        results[1],
+        Err(SinkError::Transient {
+            retry_after: None,
+            ..
+        })
+    ));
+    assert!(
+        matches!(results[2], Err(SinkError::Transient { retry_after: Some(d), .. }) if d == Duration::from_secs(7))
+    );
+    assert!(
+        matches!(results[3], Err(SinkError::Transient { retry_after: Some(d), .. }) if d > Duration::from_secs(3600))
+    );
+    assert!(matches!(results[4], Err(SinkError::Disabled { .. })));
+    assert!(matches!(results[5], Err(SinkError::Permanent { .. })));
+    assert!(matches!(results[6], Err(SinkError::Permanent { .. })));
+    assert!(matches!(results[7], Err(SinkError::Transient { .. })));
+    assert!(matches!(results[8], Err(SinkError::Transient { .. })));
+    // The body the receiver got is the default JSON array.
+    let first = &receiver.log.records()[0].seen;
+    assert_eq!(
+        first.ids,
+        events.iter().map(|e| e.id.to_string()).collect::<Vec<_>>()
+    );
+    assert_eq!(first.headers["content-type"], "application/json");
+    assert!(first.headers["user-agent"]
+        .to_str()
+        .unwrap()
+        .starts_with("s3tap/"));
+}
+
+#[tokio::test]
+async fn a_slow_receiver_times_out_and_a_closed_port_is_transient() {
+    let receiver = Receiver::start(free(), Arc::new(|_: &Seen| Reply::Hang)).await;
+    let sink = WebhookSink::new(&receiver.url())
+        .unwrap()
+        .timeout(Duration::from_millis(300));
+    let started = Instant::now();
+    let error = sink.deliver(&batch(1)).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(
+        matches!(error, SinkError::Transient { ref message, .. } if message.contains("no answer")),
+        "{error}"
+    );
+
+    let down = WebhookSink::new(&format!("http://{}/hook", closed_port())).unwrap();
+    let error = down.deliver(&batch(1)).await.unwrap_err();
+    assert!(matches!(error, SinkError::Transient { .. }), "{error}");
+}
+
+#[tokio::test]
+async fn https_with_an_added_root_certificate() {
+    let service = tower::service_fn(|_: Request<hyper::body::Incoming>| async {
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+    });
+    let server = TestServer::spawn_tls(service).await;
+    let url = format!("{}/hook", server.url());
+    let pem = std::fs::read(server.ca_pem().unwrap()).unwrap();
+
+    let trusting = WebhookSink::new(&url)
+        .unwrap()
+        .add_root_certificate(&pem)
+        .unwrap();
+    trusting
+        .deliver(&batch(2))
+        .await
+        .expect("TLS with the test CA");
+
+    // Only the webpki roots: the test CA is unknown.
+    let strict = WebhookSink::new(&url).unwrap();
+    let error = strict.deliver(&batch(1)).await.unwrap_err();
+    assert!(
+        matches!(error, SinkError::Transient { ref message, .. } if message.to_lowercase().contains("certificate")),
+        "{error}"
+    );
+
+    assert!(WebhookSink::new(&url)
+        .unwrap()
+        .add_root_certificate(b"not a pem")
+        .is_err());
+}
