@@ -543,3 +543,127 @@ async fn mqtt_delivers_and_survives_a_restart() {
     }
     subscriber_task.abort();
 }
+
+/// The whole path: events emitted through the [`Dispatcher`] (spool, batches,
+/// retries) while NATS is stopped, then started again. The dispatcher keeps
+/// retrying the same sink; every id ends up in the stream, each once (the
+/// retries of batches whose acks were lost are de-duplicated by
+/// `Nats-Msg-Id`).
+///
+/// [`Dispatcher`]: s3tap::notify::Dispatcher
+#[cfg(feature = "sink-nats")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dispatcher_delivers_every_event_to_nats_across_a_restart() {
+    use async_nats::jetstream::stream::{Config, StorageType};
+    use s3tap::notify::{Dispatcher, FsyncPolicy, RetryPolicy};
+    use s3tap::sink::NatsSink;
+    use std::sync::Arc;
+
+    let Some(lease) = broker_support::NATS.lease() else {
+        return;
+    };
+    let url = format!("nats://{}", lease.broker.addr());
+    let name = broker_support::unique("S3TAP_DISPATCH_");
+    let subject = format!("s3tap.dispatch.{name}");
+    let client = async_nats::connect(&url).await.expect("connect");
+    let jetstream = async_nats::jetstream::new(client);
+    jetstream
+        .get_or_create_stream(Config {
+            name: name.clone(),
+            subjects: vec![subject.clone()],
+            storage: StorageType::File,
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        })
+        .await
+        .expect("create the stream");
+
+    let sink = NatsSink::connect(&url)
+        .subject(&subject)
+        .timeout(Duration::from_secs(1))
+        .await
+        .expect("the sink connects");
+    let dir = tempfile::tempdir().unwrap();
+    let (dispatcher, task) = Dispatcher::builder()
+        .sink("nats", Arc::new(sink))
+        .batch(20, Duration::from_millis(10))
+        .retry(RetryPolicy {
+            initial: Duration::from_millis(100),
+            max: Duration::from_millis(500),
+            ..RetryPolicy::default()
+        })
+        .spool(dir.path().join("spool.redb"), FsyncPolicy::default())
+        .build()
+        .await
+        .expect("the dispatcher starts");
+
+    async fn delivered_reaches(dispatcher: &Dispatcher, n: u64, within: Duration) {
+        let deadline = Instant::now() + within;
+        while dispatcher.stats().delivered() < n {
+            assert!(
+                Instant::now() < deadline,
+                "delivered {} of {n}: {:?}",
+                dispatcher.stats().delivered(),
+                dispatcher.stats()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    let before = events("before", 40);
+    let during = events("during", 60);
+    let after = events("after", 20);
+    for event in &before {
+        dispatcher.emit("nats", event.clone()).expect("emit");
+    }
+    delivered_reaches(&dispatcher, 40, Duration::from_secs(20)).await;
+
+    let mut outage = lease.stop();
+    for (i, event) in during.iter().enumerate() {
+        // emit() never waits, broker or not.
+        let started = Instant::now();
+        dispatcher.emit("nats", event.clone()).expect("emit");
+        assert!(started.elapsed() < Duration::from_millis(100));
+        if i % 10 == 9 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stats = dispatcher.stats();
+    assert_eq!(stats.delivered(), 40, "{stats:?}");
+    assert!(
+        stats.sinks[0].retried > 0,
+        "the outage was noticed: {stats:?}"
+    );
+    assert_eq!(stats.dead_lettered(), 0, "{stats:?}");
+    outage.restart();
+    drop(outage);
+
+    for event in &after {
+        dispatcher.emit("nats", event.clone()).expect("emit");
+    }
+    delivered_reaches(&dispatcher, 120, Duration::from_secs(60)).await;
+    let stats = dispatcher.shutdown(Duration::from_secs(5)).await;
+    task.await.expect("the dispatcher task ends cleanly");
+    assert_eq!(stats.dead_lettered(), 0, "{stats:?}");
+    eprintln!(
+        "dispatcher→nats: {} delivered, {} retried",
+        stats.delivered(),
+        stats.sinks[0].retried
+    );
+
+    let sent = by_id(&[&before, &during, &after]);
+    let client = async_nats::connect(&url).await.expect("reconnect");
+    let jetstream = async_nats::jetstream::new(client);
+    let mut stream = jetstream.get_stream(&name).await.expect("the stream");
+    let state = stream.info().await.expect("info").state.clone();
+    let mut received = Vec::new();
+    for seq in state.first_sequence..=state.last_sequence {
+        let message = stream.get_raw_message(seq).await.expect("a message");
+        received.push(check_body(&message.payload, &sent));
+    }
+    let unique: BTreeSet<String> = received.iter().cloned().collect();
+    assert_eq!(unique, sent.keys().cloned().collect::<BTreeSet<_>>());
+    assert_eq!(received.len(), sent.len(), "the stream holds duplicates");
+    jetstream.delete_stream(&name).await.expect("clean up");
+}
