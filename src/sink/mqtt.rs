@@ -38,6 +38,14 @@
 //! one up to its timeout, then fails as transient. The same sink keeps
 //! working after a broker restart.
 //!
+//! # Throughput
+//!
+//! Mosquitto leaves Nagle's algorithm on for its clients unless configured
+//! with `set_tcp_nodelay true`: then, after the first `PUBACK` of a batch,
+//! the others wait for the client's delayed ACK, about 40 ms per batch
+//! whatever its size (BENCHMARKS.md, "Sinks / Brokers"). The sink disables
+//! Nagle on its own socket too; set the broker's option for batches to pay.
+//!
 //! A message larger than the packet size limit
 //! ([`max_packet_size`](MqttSinkBuilder::max_packet_size), 1 MiB by default)
 //! fails as [`SinkError::Permanent`] without being sent (sending it would
@@ -257,6 +265,10 @@ async fn drive(
         let (client, mut events) = AsyncClient::new(options.clone(), capacity);
         let mut network = NetworkOptions::new();
         network.set_connection_timeout(connect_timeout.as_secs().max(1));
+        // A batch is many small PUBLISH packets written back to back: with
+        // Nagle's algorithm each one after the first waits for the broker's
+        // (delayed) ACK, 40 ms per batch on Linux.
+        network.set_tcp_nodelay(true);
         events.set_network_options(network);
         let session = Arc::new(Session {
             client,
