@@ -1,14 +1,82 @@
-//! Where events go: the [`Sink`] trait and its contract.
+//! Where events go: the [`Sink`] trait and its contract, and the sinks
+//! s3tap ships, each behind its own cargo feature.
 //!
-//! A sink receives batches of events (never empty, at most
-//! [`Sink::max_batch`] long) from the dispatcher, which retries, backs off and
-//! spools. Delivery is at-least-once: a sink may see an event again after a
-//! timeout or a restart, so it must be idempotent by [`Event::id`] (a primary
-//! key, a de-duplication id, a message id the broker de-duplicates on).
+//! | sink | feature | delivered means | de-duplication |
+//! |---|---|---|---|
+//! | `WebhookSink` | `sink-webhook` | a 2xx answer | receivers, by the event id in the payload |
+//! | [`JsonLinesSink`] | `notify` | written (and flushed) | readers, by the `id` of each line |
+//! | `NatsSink` | `sink-nats` | the JetStream stream acked it | server-side, `Nats-Msg-Id` = event id, within the stream's duplicate window |
+//! | `RedisSink` | `sink-redis` | `XADD` ran (one `MULTI`/`EXEC` per batch) | none: consumers, by the entry's `id` field |
+//! | `RabbitMqSink` | `sink-rabbitmq` | publisher confirm (ack) | none: consumers, by `message_id` |
+//! | `MqttSink` | `sink-mqtt` | `PUBACK` (QoS 1) | none: consumers, by the body's `id` |
 //!
-//! A sink tells transient failures (retry later, maybe after `retry_after`)
-//! from permanent ones (the event can never be delivered as it is: bad
-//! credentials, payload rejected) and from a disabled endpoint (HTTP 410).
+//! The broker sinks send one event per message, CloudEvents 1.0 structured
+//! JSON by default (`.format(Encoder)` picks another
+//! [format](crate::notify::format)), and reconnect by themselves: after a
+//! broker restart the next delivery goes through on the same sink.
+//!
+//! # The contract
+//!
+//! - **Batches.** [`Sink::deliver`] gets 1 to [`Sink::max_batch`] events
+//!   from the dispatcher, which owns batching, retries, backoff and the
+//!   spool. A sink sends, waits for the receiver's acknowledgement, and
+//!   answers; it never sleeps or retries in a loop itself, and it bounds how
+//!   long a delivery may take.
+//! - **Retryable or not.** [`SinkError::Transient`] (network, timeout,
+//!   overload, the receiver restarting; `retry_after` when the receiver
+//!   asked for a wait): the events stay spooled and come again.
+//!   [`SinkError::Permanent`] (rejected payload, bad credentials): the
+//!   dispatcher retries the batch's events one at a time, then dead-letters
+//!   those that still fail. [`SinkError::Disabled`] (HTTP 410): the sink is
+//!   stopped. [`SinkError::Partial`] names the failed events of a batch
+//!   whose others were delivered.
+//! - **Idempotent by id.** Delivery is at-least-once: after a timeout, a
+//!   lost acknowledgement or a restart, a sink sees an event again. Storing
+//!   it twice must be harmless: key by [`Event::id`] (a primary key, a
+//!   de-duplication id, a message id the broker de-duplicates on, or an id
+//!   the consumers de-duplicate by).
+//!
+//! # Writing a sink
+//!
+//! ```
+//! use std::sync::Mutex;
+//! use s3tap::notify::{Event, EventId};
+//! use s3tap::sink::{BoxFuture, Sink, SinkError};
+//!
+//! /// Keeps events in memory, each id once.
+//! #[derive(Default)]
+//! struct MemorySink {
+//!     events: Mutex<std::collections::BTreeMap<EventId, Event>>,
+//! }
+//!
+//! impl Sink for MemorySink {
+//!     fn name(&self) -> &str {
+//!         "memory"
+//!     }
+//!
+//!     fn max_batch(&self) -> usize {
+//!         100
+//!     }
+//!
+//!     fn deliver<'a>(&'a self, batch: &'a [Event]) -> BoxFuture<'a, Result<(), SinkError>> {
+//!         Box::pin(async move {
+//!             let mut events = self
+//!                 .events
+//!                 .lock()
+//!                 .map_err(|_| SinkError::transient("poisoned"))?;
+//!             for event in batch {
+//!                 // Idempotent: a redelivered event replaces itself.
+//!                 events.insert(event.id.clone(), event.clone());
+//!             }
+//!             Ok(())
+//!         })
+//!     }
+//! }
+//! ```
+//!
+//! `examples/custom_sink.rs` is a complete one outside the crate: events
+//! into a PostgreSQL table, `ON CONFLICT (id) DO NOTHING`, SQLSTATE classes
+//! mapped to transient or permanent, reconnecting after a failure.
 
 mod jsonl;
 #[cfg(feature = "sink-webhook")]
@@ -103,3 +171,28 @@ pub mod sns;
 pub use kafka::{KafkaSink, KafkaSinkBuilder, KafkaSinkError};
 #[cfg(feature = "sink-sns")]
 pub use sns::{AwsSinkError, SnsSink, SqsSink};
+
+#[cfg(any(
+    feature = "sink-nats",
+    feature = "sink-redis",
+    feature = "sink-rabbitmq",
+    feature = "sink-mqtt"
+))]
+mod broker;
+#[cfg(feature = "sink-mqtt")]
+pub mod mqtt;
+#[cfg(feature = "sink-nats")]
+pub mod nats;
+#[cfg(feature = "sink-rabbitmq")]
+pub mod rabbitmq;
+#[cfg(feature = "sink-redis")]
+pub mod redis;
+
+#[cfg(feature = "sink-mqtt")]
+pub use self::mqtt::{MqttSink, MqttSinkBuilder};
+#[cfg(feature = "sink-nats")]
+pub use self::nats::{NatsSink, NatsSinkBuilder};
+#[cfg(feature = "sink-rabbitmq")]
+pub use self::rabbitmq::{RabbitMqSink, RabbitMqSinkBuilder};
+#[cfg(feature = "sink-redis")]
+pub use self::redis::{RedisSink, RedisSinkBuilder};

@@ -1,0 +1,314 @@
+//! [`NatsSink`]: events into a NATS JetStream stream, each publish awaited
+//! until the stream acknowledges it, de-duplicated by event id.
+//!
+//! ```no_run
+//! use s3tap::sink::NatsSink;
+//!
+//! # async fn run() -> Result<(), s3tap::sink::SinkError> {
+//! let sink = NatsSink::connect("nats://127.0.0.1:4222")
+//!     .subject("s3.events")
+//!     .await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Each event is one message on the subject (or `<subject>.<rule>` with
+//! [`subject_per_rule`](NatsSinkBuilder::subject_per_rule)), published
+//! through JetStream: the sink waits for the stream's `PubAck`, so `Ok` means
+//! the stream stored the message. The header `Nats-Msg-Id` carries the event
+//! id, so the server drops a redelivered event within the stream's
+//! duplicate window (`duplicate_window`, 2 minutes by default): a retry after
+//! a timed-out ack stores nothing twice. Past the window, consumers
+//! de-duplicate by the id (in the header, and in the CloudEvents body).
+//!
+//! The stream is not created by the sink: operators own its retention,
+//! replicas and limits. It must capture the subject (`s3.events`, or
+//! `s3.events.>` with per-rule subjects).
+//!
+//! Errors:
+//! - no connection, a publish or ack timeout, a broken connection:
+//!   [`SinkError::Transient`]. The client reconnects by itself in the
+//!   background; the next `deliver` after the server is back goes through
+//!   on the same sink.
+//! - `no responders` (no stream captures the subject): **transient**, with a
+//!   5-second `retry_after`. Right after a server restart JetStream answers
+//!   this way until it has recovered its streams, and a stream created late
+//!   by an operator should receive the events waiting in the spool rather
+//!   than have them dead-lettered. A stream that never appears shows as a
+//!   sink that keeps retrying (logged by the dispatcher).
+//! - a message larger than the server's `max_payload`:
+//!   [`SinkError::Permanent`] (it will never fit).
+
+use std::fmt;
+use std::future::IntoFuture;
+use std::time::Duration;
+
+use async_nats::jetstream::context::{PublishAckFuture, PublishError, PublishErrorKind};
+use async_nats::{ConnectOptions, HeaderMap};
+
+use super::broker::{self, DEFAULT_MAX_BATCH, DEFAULT_TIMEOUT};
+use super::{BoxFuture, Sink, SinkError};
+use crate::notify::format::Encoder;
+use crate::notify::Event;
+
+/// A sink that publishes events to a NATS JetStream stream. Built by
+/// [`NatsSink::connect`].
+pub struct NatsSink {
+    name: String,
+    client: async_nats::Client,
+    jetstream: async_nats::jetstream::Context,
+    subject: String,
+    per_rule: bool,
+    encoder: Encoder,
+    timeout: Duration,
+    max_batch: usize,
+}
+
+impl fmt::Debug for NatsSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NatsSink")
+            .field("name", &self.name)
+            .field("subject", &self.subject)
+            .field("per_rule", &self.per_rule)
+            .field("format", &self.encoder.format)
+            .field("timeout", &self.timeout)
+            .field("max_batch", &self.max_batch)
+            .field("connection", &self.client.connection_state())
+            .finish()
+    }
+}
+
+/// Configures a [`NatsSink`]; `.await` it to connect.
+#[must_use = "a builder does nothing until awaited"]
+pub struct NatsSinkBuilder {
+    url: String,
+    options: Option<ConnectOptions>,
+    name: String,
+    subject: String,
+    per_rule: bool,
+    encoder: Encoder,
+    timeout: Duration,
+    max_batch: usize,
+}
+
+impl fmt::Debug for NatsSinkBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The URL may carry a user and password: not printed.
+        f.debug_struct("NatsSinkBuilder")
+            .field("name", &self.name)
+            .field("subject", &self.subject)
+            .field("per_rule", &self.per_rule)
+            .field("format", &self.encoder.format)
+            .field("timeout", &self.timeout)
+            .field("max_batch", &self.max_batch)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NatsSink {
+    /// Starts building a sink for the NATS server(s) at `url`
+    /// (`nats://host:port`, several separated by commas).
+    ///
+    /// Defaults: subject `s3.events`, CloudEvents structured JSON, 5 s
+    /// timeout per `deliver`, batches of up to 100 events.
+    pub fn connect(url: impl Into<String>) -> NatsSinkBuilder {
+        NatsSinkBuilder {
+            url: url.into(),
+            options: None,
+            name: "nats".into(),
+            subject: "s3.events".into(),
+            per_rule: false,
+            encoder: broker::default_encoder(),
+            timeout: DEFAULT_TIMEOUT,
+            max_batch: DEFAULT_MAX_BATCH,
+        }
+    }
+
+    /// The subject an event is published to.
+    pub fn subject_for(&self, event: &Event) -> String {
+        match (&event.matched_rule, self.per_rule) {
+            (Some(rule), true) => format!("{}.{}", self.subject, subject_token(rule)),
+            _ => self.subject.clone(),
+        }
+    }
+
+    async fn deliver_all(&self, batch: &[Event]) -> Vec<Result<(), SinkError>> {
+        // Publish everything first, then collect the acks: the publishes
+        // are pipelined on the connection instead of one round trip each.
+        let mut pending: Vec<Result<PublishAckFuture, SinkError>> = Vec::with_capacity(batch.len());
+        for event in batch {
+            let body = self.encoder.encode_one(event);
+            let mut headers = HeaderMap::new();
+            headers.insert(async_nats::header::NATS_MESSAGE_ID, event.id.as_str());
+            headers.insert("Content-Type", body.content_type);
+            for (name, value) in &body.headers {
+                headers.insert(name.as_str(), value.as_str());
+            }
+            let published = self
+                .jetstream
+                .publish_with_headers(self.subject_for(event), headers, body.body)
+                .await
+                .map_err(|e| self.classify(e));
+            pending.push(published);
+        }
+        let mut outcomes = Vec::with_capacity(pending.len());
+        for published in pending {
+            outcomes.push(match published {
+                Ok(ack) => ack.await.map(drop).map_err(|e| self.classify(e)),
+                Err(e) => Err(e),
+            });
+        }
+        outcomes
+    }
+
+    fn classify(&self, error: PublishError) -> SinkError {
+        let message = format!("{}: publish to {}: {error}", self.name, self.subject);
+        match error.kind() {
+            PublishErrorKind::StreamNotFound => broker::misconfigured(format!(
+                "{message} (no stream captures the subject, or JetStream is not ready yet)"
+            )),
+            PublishErrorKind::MaxPayloadExceeded => SinkError::permanent(message),
+            _ => SinkError::transient(message),
+        }
+    }
+}
+
+/// A rule name as one subject token: NATS separates tokens with `.` and
+/// reserves `*` and `>` as wildcards; whitespace is not allowed.
+fn subject_token(rule: &str) -> String {
+    let token: String = rule
+        .chars()
+        .map(|c| match c {
+            '.' | '*' | '>' => '_',
+            c if c.is_whitespace() || c.is_control() => '_',
+            c => c,
+        })
+        .collect();
+    if token.is_empty() {
+        "_".into()
+    } else {
+        token
+    }
+}
+
+impl NatsSinkBuilder {
+    /// The subject to publish to (default `s3.events`).
+    pub fn subject(mut self, subject: impl Into<String>) -> Self {
+        self.subject = subject.into();
+        self
+    }
+
+    /// Publishes an event that matched a rule to `<subject>.<rule>` (the
+    /// rule name with `.`, `*`, `>` and whitespace replaced by `_`), so
+    /// consumers can filter by rule; events without a rule keep the plain
+    /// subject. The stream must then capture `<subject>.>` too.
+    pub fn subject_per_rule(mut self) -> Self {
+        self.per_rule = true;
+        self
+    }
+
+    /// The wire format (default: CloudEvents structured JSON). Every
+    /// message carries one event, whatever the format.
+    pub fn format(mut self, encoder: Encoder) -> Self {
+        self.encoder = encoder;
+        self
+    }
+
+    /// Connection options (credentials, TLS, client name, ...). Reconnection
+    /// is always left on.
+    pub fn options(mut self, options: ConnectOptions) -> Self {
+        self.options = Some(options);
+        self
+    }
+
+    /// The longest a `deliver` may take, acks included (default 5 s); also
+    /// the JetStream ack timeout.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The largest batch the dispatcher hands over (default 100).
+    pub fn max_batch(mut self, max: usize) -> Self {
+        self.max_batch = max.max(1);
+        self
+    }
+
+    /// The sink's name in logs and metrics (default `nats`).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    async fn build(self) -> Result<NatsSink, SinkError> {
+        let options = self
+            .options
+            .unwrap_or_default()
+            .connection_timeout(self.timeout)
+            .request_timeout(Some(self.timeout))
+            // Never give up reconnecting: the sink outlives broker restarts.
+            .max_reconnects(None);
+        let client = options.connect(self.url.as_str()).await.map_err(|e| {
+            use async_nats::ConnectErrorKind as K;
+            let message = format!("{}: connect: {e}", self.name);
+            match e.kind() {
+                K::ServerParse | K::Authentication | K::AuthorizationViolation | K::Tls => {
+                    SinkError::permanent(message)
+                }
+                _ => SinkError::transient(message),
+            }
+        })?;
+        let mut jetstream = async_nats::jetstream::new(client.clone());
+        jetstream.set_timeout(self.timeout);
+        Ok(NatsSink {
+            name: self.name,
+            client,
+            jetstream,
+            subject: self.subject,
+            per_rule: self.per_rule,
+            encoder: self.encoder,
+            timeout: self.timeout,
+            max_batch: self.max_batch,
+        })
+    }
+}
+
+impl IntoFuture for NatsSinkBuilder {
+    type Output = Result<NatsSink, SinkError>;
+    type IntoFuture = BoxFuture<'static, Self::Output>;
+
+    /// Connects: a server that cannot be reached now is a transient error,
+    /// a malformed URL or refused credentials a permanent one.
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.build())
+    }
+}
+
+impl Sink for NatsSink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn max_batch(&self) -> usize {
+        self.max_batch
+    }
+
+    fn deliver<'a>(&'a self, batch: &'a [Event]) -> BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(broker::within(
+            &self.name,
+            self.timeout,
+            self.deliver_all(batch),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rule_names_become_one_token() {
+        assert_eq!(subject_token("images"), "images");
+        assert_eq!(subject_token("a.b*c>d e"), "a_b_c_d_e");
+        assert_eq!(subject_token(""), "_");
+    }
+}
