@@ -45,7 +45,10 @@ pub struct Classified {
 /// Query parameters that never change what an object or bucket request is:
 /// presigned-URL auth and the `x-id` the AWS SDKs add for their own logs.
 fn is_neutral_param(name: &str) -> bool {
-    name.eq_ignore_ascii_case("x-id") || name.len() > 6 && name[..6].eq_ignore_ascii_case("x-amz-")
+    // Bytes, not a str slice: the name may hold non-ASCII (fuzzing found a
+    // panic on a char boundary here).
+    name.eq_ignore_ascii_case("x-id")
+        || name.len() > 6 && name.as_bytes()[..6].eq_ignore_ascii_case(b"x-amz-")
 }
 
 /// Sub-resources of an object that turn `GET`/`PUT`/`DELETE`/`POST` on the
