@@ -104,6 +104,59 @@ pub enum SinkSection {
         #[serde(default)]
         config: HashMap<String, String>,
     },
+    /// NATS JetStream (needs the `sink-nats` feature).
+    Nats {
+        /// Name rules refer to.
+        name: String,
+        /// Server URL, e.g. `nats://127.0.0.1:4222`.
+        url: String,
+        /// Subject (the stream must exist).
+        subject: String,
+        /// Publish to `<subject>.<rule name>`.
+        #[serde(default)]
+        subject_per_rule: bool,
+        /// Payload format (default `cloudevents`).
+        format: Option<String>,
+    },
+    /// Redis Streams (needs the `sink-redis` feature).
+    Redis {
+        /// Name rules refer to.
+        name: String,
+        /// Server URL, e.g. `redis://127.0.0.1:6379`.
+        url: String,
+        /// Stream key.
+        stream: String,
+        /// Approximate `MAXLEN` trimming.
+        max_len: Option<usize>,
+        /// Payload format (default `cloudevents`).
+        format: Option<String>,
+    },
+    /// RabbitMQ (needs the `sink-rabbitmq` feature).
+    Rabbitmq {
+        /// Name rules refer to.
+        name: String,
+        /// AMQP URL, e.g. `amqp://guest:guest@127.0.0.1:5672/%2f`.
+        url: String,
+        /// Exchange.
+        exchange: String,
+        /// Routing key.
+        routing_key: String,
+        /// Payload format (default `cloudevents`).
+        format: Option<String>,
+    },
+    /// MQTT (needs the `sink-mqtt` feature).
+    Mqtt {
+        /// Name rules refer to.
+        name: String,
+        /// Broker host.
+        host: String,
+        /// Broker port (default 1883).
+        port: Option<u16>,
+        /// Topic.
+        topic: String,
+        /// Payload format (default `cloudevents`).
+        format: Option<String>,
+    },
     /// Amazon SNS (needs the `sink-sns` feature).
     Sns {
         /// Name rules refer to.
@@ -152,6 +205,10 @@ impl SinkSection {
             SinkSection::Webhook { name, .. }
             | SinkSection::Jsonl { name, .. }
             | SinkSection::Kafka { name, .. }
+            | SinkSection::Nats { name, .. }
+            | SinkSection::Redis { name, .. }
+            | SinkSection::Rabbitmq { name, .. }
+            | SinkSection::Mqtt { name, .. }
             | SinkSection::Sns { name, .. }
             | SinkSection::Sqs { name, .. } => name,
         }
@@ -329,6 +386,10 @@ impl NotifySettings {
             SinkSection::Webhook { name, url, .. } => (name.as_str(), Some(url.as_str())),
             SinkSection::Jsonl { name, .. }
             | SinkSection::Kafka { name, .. }
+            | SinkSection::Nats { name, .. }
+            | SinkSection::Redis { name, .. }
+            | SinkSection::Rabbitmq { name, .. }
+            | SinkSection::Mqtt { name, .. }
             | SinkSection::Sns { name, .. }
             | SinkSection::Sqs { name, .. } => (name.as_str(), None),
         })
@@ -404,9 +465,6 @@ impl NotifySettings {
                     }
                     Arc::new(sink)
                 }
-                SinkSection::Kafka { .. } | SinkSection::Sns { .. } | SinkSection::Sqs { .. } => {
-                    broker_sink(section, &options)?
-                }
                 SinkSection::Jsonl { path, .. } => match path {
                     Some(path) => Arc::new(
                         JsonLinesSink::file(path)
@@ -414,6 +472,7 @@ impl NotifySettings {
                     ),
                     None => Arc::new(JsonLinesSink::stdout()),
                 },
+                _ => broker_sink(section, &options).await?,
             };
             builder = builder.sink(section.name(), sink);
         }
@@ -432,7 +491,10 @@ impl NotifySettings {
 /// Builds a Kafka, SNS or SQS sink, or explains which feature this build
 /// lacks.
 #[allow(unused_variables)]
-fn broker_sink(section: &SinkSection, options: &FormatOptions) -> Result<Arc<dyn Sink>, String> {
+async fn broker_sink(
+    section: &SinkSection,
+    options: &FormatOptions,
+) -> Result<Arc<dyn Sink>, String> {
     let encoder =
         |format: &Option<String>, default: &str, name: &str| -> Result<FormatEncoder, String> {
             let format = parse_format(
@@ -506,8 +568,71 @@ fn broker_sink(section: &SinkSection, options: &FormatOptions) -> Result<Arc<dyn
             }
             Ok(Arc::new(sink))
         }
+        #[cfg(feature = "sink-nats")]
+        SinkSection::Nats {
+            name,
+            url,
+            subject,
+            subject_per_rule,
+            format,
+        } => {
+            let mut builder = crate::sink::NatsSink::connect(url.clone())
+                .subject(subject.clone())
+                .name(name.clone())
+                .format(encoder(format, "cloudevents", name)?);
+            if *subject_per_rule {
+                builder = builder.subject_per_rule();
+            }
+            Ok(Arc::new(builder.await.map_err(|e| format!("[[sinks]] {name}: {e}"))?))
+        }
+        #[cfg(feature = "sink-redis")]
+        SinkSection::Redis {
+            name,
+            url,
+            stream,
+            max_len,
+            format,
+        } => {
+            let mut builder = crate::sink::RedisSink::connect(url.clone())
+                .stream(stream.clone())
+                .name(name.clone())
+                .format(encoder(format, "cloudevents", name)?);
+            if let Some(max_len) = max_len {
+                builder = builder.max_len(*max_len);
+            }
+            Ok(Arc::new(builder.await.map_err(|e| format!("[[sinks]] {name}: {e}"))?))
+        }
+        #[cfg(feature = "sink-rabbitmq")]
+        SinkSection::Rabbitmq {
+            name,
+            url,
+            exchange,
+            routing_key,
+            format,
+        } => {
+            let builder = crate::sink::RabbitMqSink::connect(url.clone())
+                .exchange(exchange.clone())
+                .routing_key(routing_key.clone())
+                .name(name.clone())
+                .format(encoder(format, "cloudevents", name)?);
+            Ok(Arc::new(builder.await.map_err(|e| format!("[[sinks]] {name}: {e}"))?))
+        }
+        #[cfg(feature = "sink-mqtt")]
+        SinkSection::Mqtt {
+            name,
+            host,
+            port,
+            topic,
+            format,
+        } => {
+            let builder = crate::sink::MqttSink::connect(host.clone(), port.unwrap_or(1883))
+                .topic(topic.clone())
+                .name(name.clone())
+                .format(encoder(format, "cloudevents", name)?);
+            Ok(Arc::new(builder.await.map_err(|e| format!("[[sinks]] {name}: {e}"))?))
+        }
         other => Err(format!(
-            "[[sinks]] {}: this s3tap was built without that sink; rebuild with the feature sink-kafka or sink-sns",
+            "[[sinks]] {}: this s3tap was built without that kind of sink; rebuild with its cargo feature (sink-kafka, sink-sns, sink-nats, sink-redis, sink-rabbitmq or sink-mqtt)",
             other.name()
         )),
     }
