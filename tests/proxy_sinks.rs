@@ -146,7 +146,7 @@ sinks = ["file"]
             .lines()
             .map(|line| serde_json::from_str(line).unwrap())
             .collect();
-        if (stream_ids.len() >= 1 && file_lines.len() >= 4) || Instant::now() > deadline {
+        if (!stream_ids.is_empty() && file_lines.len() >= 4) || Instant::now() > deadline {
             break (stream_ids, file_lines);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
