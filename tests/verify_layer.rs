@@ -757,3 +757,23 @@ async fn expect_100_continue_clients_get_the_error_instead_of_continue() {
         "only the valid upload reaches the inner service"
     );
 }
+
+#[tokio::test]
+async fn an_oversized_trailer_section_is_refused() {
+    let payload = vec![b'x'; 100];
+    let checksum = ChecksumAlgorithm::Crc32.checksum_base64(&payload);
+    let (request, mut body) = unsigned_trailer_upload(&payload, &checksum);
+    // A flood of extra trailer lines before the final CRLF.
+    body.truncate(body.len() - 2);
+    for i in 0..200 {
+        body.extend_from_slice(format!("x-pad-{i}:{}\r\n", "p".repeat(100)).as_bytes());
+    }
+    body.extend_from_slice(b"\r\n");
+    let outcome = run_with(layer().max_trailer_size(4096), request, &body, 512).await;
+    outcome.assert_error(400, "InvalidRequest");
+    assert!(outcome.body.contains("trailer"), "{}", outcome.body);
+    assert!(
+        outcome.received().len() < payload.len(),
+        "no complete payload"
+    );
+}
