@@ -219,3 +219,54 @@ async fn relative_uris_are_an_internal_error() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
 }
+
+/// A listener whose accept queue is full: the kernel drops further SYNs, so
+/// a connect neither succeeds nor fails (on loopback, as a black-holed
+/// address would elsewhere). The connect timeout must end it.
+#[tokio::test]
+async fn an_upstream_that_never_accepts_is_504_within_the_connect_timeout() {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Never accepted: fill the queue so the next SYN is dropped.
+    let mut fillers = Vec::new();
+    for _ in 0..8 {
+        match tokio::time::timeout(
+            Duration::from_millis(200),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
+            Ok(Ok(stream)) => fillers.push(stream),
+            _ => break,
+        }
+    }
+    let probe = tokio::time::timeout(
+        Duration::from_millis(300),
+        tokio::net::TcpStream::connect(addr),
+    )
+    .await;
+    assert!(
+        probe.is_err(),
+        "the accept queue should be full, so a further connect hangs"
+    );
+
+    let client = UpstreamClient::builder()
+        .connect_timeout(Duration::from_millis(800))
+        .response_timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let response = client
+        .oneshot(get(&format!("http://{addr}/bucket/key")))
+        .await
+        .unwrap();
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(5), "answered after {waited:?}");
+    assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+    let xml = body_text(response).await;
+    assert!(xml.contains("<Code>GatewayTimeout</Code>"), "{xml}");
+    drop(listener);
+    drop(fillers);
+}
