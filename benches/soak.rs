@@ -1,9 +1,14 @@
-//! Soak: a bounded load run through the full stack (the proxy's library: the
-//! notify, verify and re-sign layers in front of the embedded S3 store, with
-//! a webhook sink to a loopback receiver): mixed PUT/GET/LIST/DELETE from many
-//! concurrent clients for `SOAK_SECONDS` (default 600), loopback only, then
-//! it stops by itself and reports errors, resident memory and open file
-//! descriptors at start and end, and whether every event was delivered.
+//! Soak: a bounded load run through the full stack (the `s3tap` binary in its
+//! own process: the notify, verify and re-sign layers in front of the
+//! embedded S3 store, with a webhook sink to a loopback receiver in this
+//! process): mixed PUT/GET/LIST/DELETE from many concurrent clients for
+//! `SOAK_SECONDS` (default 600), loopback only, then it stops by itself and
+//! reports errors, the proxy process's resident memory and open file
+//! descriptors over time, and whether every event was delivered.
+//!
+//! The proxy runs as a separate process so that its memory is measured
+//! alone: the load generator and the receiver (which keeps every event id it
+//! sees) would otherwise grow the figures with the harness's own state.
 //!
 //! `cargo bench --features proxy --bench soak`
 
@@ -18,11 +23,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use aws_sigv4::http_request::SignableBody;
 use bytes::Bytes;
-use clap::Parser;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use s3tap::proxy::{Args, Config, Proxy};
 use signing::*;
 
 fn env_number(name: &str, default: u64) -> u64 {
@@ -32,8 +35,8 @@ fn env_number(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn status_field(name: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+fn status_field(pid: &str, name: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
@@ -43,8 +46,14 @@ fn status_field(name: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd")
+/// A loopback address with a port nothing listens on right now.
+fn free_port() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
+fn open_fds(pid: &str) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|d| d.count())
         .unwrap_or(0)
 }
@@ -95,35 +104,56 @@ fn main() {
         let receiver = notify_support::Receiver::ok().await;
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("s3tap.toml");
+        // SOAK_NOTIFY=off routes no event anywhere (one rule matching no event
+        // type), to tell the notification path's memory from the rest.
+        let notify = std::env::var("SOAK_NOTIFY").map_or(true, |v| v != "off");
+        let rule_events = if notify {
+            r#"["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]"#
+        } else {
+            r#"["s3:ObjectRestore:*"]"#
+        };
         std::fs::write(
             &config_path,
             format!(
-                "[notify]\nspool_dir = \"{spool}\"\n\n[[sinks]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"{url}\"\nformat = \"b2\"\nb2_secret = \"soak\"\n\n[[rules]]\nname = \"changes\"\nevents = [\"s3:ObjectCreated:*\", \"s3:ObjectRemoved:*\"]\nsinks = [\"hook\"]\n",
+                "[notify]\nspool_dir = \"{spool}\"\n\n[[sinks]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"{url}\"\nformat = \"b2\"\nb2_secret = \"soak\"\n\n[[rules]]\nname = \"changes\"\nevents = {rule_events}\nsinks = [\"hook\"]\n",
                 spool = dir.path().join("spool").display(),
                 url = receiver.url(),
             ),
         )
         .unwrap();
-        let args = Args::parse_from([
-            "s3tap",
-            "--config",
-            config_path.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            dir.path().join("data").to_str().unwrap(),
-        ]);
-        let config = Config::load(&args, |name| match name {
-            "AWS_ACCESS_KEY_ID" => Some(ACCESS_KEY.to_owned()),
-            "AWS_SECRET_ACCESS_KEY" => Some(SECRET.to_owned()),
-            _ => None,
-        })
-        .unwrap();
-        let proxy = Proxy::bind(config).await.unwrap();
-        let endpoint = format!("http://{}", proxy.local_addr());
-        tokio::spawn(proxy.serve(std::future::pending()));
+        let listen = free_port();
+        let admin = free_port();
+        // SOAK_PROXY_WRAPPER runs the proxy under a tool (for example
+        // `heaptrack -o /tmp/soak`); the RSS figures are then the tool's.
+        let wrapper = std::env::var("SOAK_PROXY_WRAPPER").unwrap_or_default();
+        let mut command = wrapper.split_whitespace().chain([env!("CARGO_BIN_EXE_s3tap")]);
+        let mut proxy = std::process::Command::new(command.next().unwrap())
+            .args(command)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("RUST_LOG", "warn")
+            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET)
+            .arg("--config")
+            .arg(&config_path)
+            .args(["--listen", &listen, "--admin-listen", &admin, "--data-dir"])
+            .arg(dir.path().join("data"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start the s3tap binary");
+        let pid = proxy.id().to_string();
+        let ready_url: http::Uri = format!("http://{admin}/readyz").parse().unwrap();
+        let probe: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+        let waiting = Instant::now();
+        loop {
+            match probe.get(ready_url.clone()).await {
+                Ok(response) if response.status().is_success() => break,
+                _ if waiting.elapsed() > Duration::from_secs(30) => panic!("s3tap did not become ready"),
+                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+        let endpoint = format!("http://{listen}");
 
         let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
         let response = client.request(signed(http::Method::PUT, &endpoint, "/soak", b"")).await.unwrap();
@@ -132,7 +162,7 @@ fn main() {
         let counters = Arc::new(Counters::default());
         let deadline = Instant::now() + Duration::from_secs(seconds);
         let started = Instant::now();
-        let mut samples: Vec<(u64, u64, usize)> = Vec::new();
+        let mut samples: Vec<(u64, u64, usize, u64)> = Vec::new();
         let mut tasks = Vec::new();
         for worker in 0..clients {
             let client = client.clone();
@@ -179,6 +209,7 @@ fn main() {
             }));
         }
         let sampler = {
+            let pid = pid.clone();
             let receiver_log = receiver.log.clone();
             let interval = Duration::from_secs((seconds / 20).max(1));
             async move {
@@ -188,10 +219,20 @@ fn main() {
                     // matter here, so its copies of the bodies are dropped to
                     // keep the harness's own memory out of the figures.
                     receiver_log.records.lock().unwrap().clear();
-                    samples.push((started.elapsed().as_secs(), status_field("VmRSS:"), open_fds()));
+                    samples.push((
+                        started.elapsed().as_secs(),
+                        status_field(&pid, "VmRSS:"),
+                        open_fds(&pid),
+                        status_field("self", "VmRSS:"),
+                    ));
                     tokio::time::sleep(interval).await;
                 }
-                samples.push((started.elapsed().as_secs(), status_field("VmRSS:"), open_fds()));
+                samples.push((
+                        started.elapsed().as_secs(),
+                        status_field(&pid, "VmRSS:"),
+                        open_fds(&pid),
+                        status_field("self", "VmRSS:"),
+                    ));
                 samples
             }
         };
@@ -200,7 +241,11 @@ fn main() {
             task.await.unwrap();
         }
         let load_seconds = started.elapsed().as_secs_f64();
-        let expected = counters.puts.load(Ordering::Relaxed) + counters.deletes.load(Ordering::Relaxed);
+        let expected = if notify {
+            counters.puts.load(Ordering::Relaxed) + counters.deletes.load(Ordering::Relaxed)
+        } else {
+            0
+        };
         let delivery_started = Instant::now();
         while (receiver.log.acked_ids().len() as u64) < expected && delivery_started.elapsed() < Duration::from_secs(120) {
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -220,9 +265,14 @@ fn main() {
             counters.mismatches.load(Ordering::Relaxed),
             delivery_started.elapsed().as_secs_f64()
         );
-        println!("\n| t (s) | RSS (MiB) | open fds |\n|---|---|---|");
-        for (t, rss, fds) in &samples {
-            println!("| {t} | {:.1} | {fds} |", *rss as f64 / 1024.0);
+        let proxy_peak = status_field(&pid, "VmHWM:");
+        // SIGTERM: the proxy drains its dispatcher and must exit cleanly.
+        let _ = std::process::Command::new("kill").args(["-TERM", &pid]).status();
+        let exit = proxy.wait().expect("wait for s3tap");
+        println!("\n| t (s) | proxy RSS (MiB) | proxy open fds | harness RSS (MiB) |\n|---|---|---|---|");
+        for (t, rss, fds, harness) in &samples {
+            println!("| {t} | {:.1} | {fds} | {:.1} |", *rss as f64 / 1024.0, *harness as f64 / 1024.0);
         }
+        println!("\nproxy peak RSS (VmHWM): {:.1} MiB; exit after SIGTERM: {exit}", proxy_peak as f64 / 1024.0);
     });
 }

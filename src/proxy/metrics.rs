@@ -18,6 +18,10 @@ const LATENCY_BUCKETS: [f64; 14] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
+/// How often [`ProxyMetrics::run_upkeep`] runs (the exporter's own
+/// default when it installs itself globally).
+pub const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The proxy's metrics.
 pub struct ProxyMetrics {
     recorder: PrometheusRecorder,
@@ -69,6 +73,15 @@ impl ProxyMetrics {
     /// Time from sending to the upstream to its response head.
     pub fn observe_upstream_latency(&self, seconds: f64) {
         self.upstream_latency.record(seconds);
+    }
+
+    /// Folds the latency samples recorded since the last call into the
+    /// histogram. The exporter buffers every sample until this runs (a
+    /// scrape does it too), so the proxy calls it every
+    /// [`UPKEEP_INTERVAL`]: without it, a proxy nobody scrapes grows by
+    /// each request's sample.
+    pub fn run_upkeep(&self) {
+        self.handle.run_upkeep();
     }
 
     /// One request finished with `status`.
@@ -130,5 +143,29 @@ impl Default for ProxyMetrics {
 impl std::fmt::Debug for ProxyMetrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProxyMetrics").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upkeep_folds_latency_samples_into_the_histogram_without_losing_any() {
+        let metrics = ProxyMetrics::new();
+        for _ in 0..1000 {
+            metrics.observe_upstream_latency(0.002);
+        }
+        metrics.run_upkeep();
+        metrics.observe_upstream_latency(0.2);
+        let text = metrics.render(&DispatcherStats::default());
+        assert!(
+            text.contains("s3tap_upstream_latency_seconds_count 1001"),
+            "{text}"
+        );
+        assert!(
+            text.contains("s3tap_upstream_latency_seconds_bucket{le=\"0.0025\"} 1000"),
+            "{text}"
+        );
     }
 }

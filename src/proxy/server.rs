@@ -268,6 +268,17 @@ impl Proxy {
             metrics.clone(),
             dispatcher.clone(),
         ));
+        let metrics_upkeep = tokio::spawn({
+            let metrics = metrics.clone();
+            async move {
+                let mut every = tokio::time::interval(super::metrics::UPKEEP_INTERVAL);
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    every.tick().await;
+                    metrics.run_upkeep();
+                }
+            }
+        });
         // Connections beyond the limit wait in the listen backlog until one
         // finishes, instead of exhausting memory or file descriptors.
         let connection_permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
@@ -338,6 +349,7 @@ impl Proxy {
             }
         }
         admin_task.abort();
+        metrics_upkeep.abort();
         // Events of the requests that just finished are queued; deliver what
         // can be delivered quickly, the spool keeps the rest for next start.
         let stats = dispatcher.shutdown(Duration::from_secs(5)).await;
