@@ -113,7 +113,7 @@ async fn server_errors_are_retried_until_accepted() {
         free(),
         Arc::new(move |seen: &Seen| {
             // Every other request fails, each way a server can fail.
-            if seen.n % 2 == 0 {
+            if seen.n.is_multiple_of(2) {
                 counter.fetch_add(1, Ordering::SeqCst);
                 Reply::Status([500, 502, 503, 504][seen.n / 2 % 4])
             } else {
