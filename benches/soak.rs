@@ -46,12 +46,6 @@ fn status_field(pid: &str, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// A loopback address with a port nothing listens on right now.
-fn free_port() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().to_string()
-}
-
 fn open_fds(pid: &str) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|d| d.count())
@@ -121,8 +115,8 @@ fn main() {
             ),
         )
         .unwrap();
-        let listen = free_port();
-        let admin = free_port();
+        let listen = notify_support::closed_port().to_string();
+        let admin = notify_support::closed_port().to_string();
         // SOAK_PROXY_WRAPPER runs the proxy under a tool (for example
         // `heaptrack -o /tmp/soak`); the RSS figures are then the tool's.
         let wrapper = std::env::var("SOAK_PROXY_WRAPPER").unwrap_or_default();
@@ -213,26 +207,24 @@ fn main() {
             let receiver_log = receiver.log.clone();
             let interval = Duration::from_secs((seconds / 20).max(1));
             async move {
+                let sample = || {
+                    (
+                        started.elapsed().as_secs(),
+                        status_field(&pid, "VmRSS:"),
+                        open_fds(&pid),
+                        status_field("self", "VmRSS:"),
+                    )
+                };
                 let mut samples = Vec::new();
                 while Instant::now() < deadline {
                     // The receiver keeps every message it got; only the ids
                     // matter here, so its copies of the bodies are dropped to
                     // keep the harness's own memory out of the figures.
                     receiver_log.records.lock().unwrap().clear();
-                    samples.push((
-                        started.elapsed().as_secs(),
-                        status_field(&pid, "VmRSS:"),
-                        open_fds(&pid),
-                        status_field("self", "VmRSS:"),
-                    ));
+                    samples.push(sample());
                     tokio::time::sleep(interval).await;
                 }
-                samples.push((
-                        started.elapsed().as_secs(),
-                        status_field(&pid, "VmRSS:"),
-                        open_fds(&pid),
-                        status_field("self", "VmRSS:"),
-                    ));
+                samples.push(sample());
                 samples
             }
         };
