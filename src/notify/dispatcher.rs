@@ -5,43 +5,50 @@
 //! # How an event travels
 //!
 //! ```text
-//! emit() ──try_send──► ingress queue ──► spool writer ──group commit──► redb spool
-//!    │ (full: overflow list,              │ after the commit, per sink:
-//!    │  drained first)                    ▼
-//!    │                          lane (bounded, in memory) ──► sink worker ──► Sink::deliver
-//!    │                          or, when the lane is full,        │  ack: delete from spool
-//!    │                          "spilled": the worker reads       │  transient: back off, retry
-//!    ▼                          the spool itself                  │  permanent: dead letter
-//! never awaits                                                    ▼  410: disable the sink
+//! emit() ──try_send──► ingress queue ──► spool writer ──(due and not yet acked)──► redb spool
+//!    │ (full: overflow list,               │ hands over at once                        │
+//!    │  drained first)                     ▼                                           │
+//!    ▼                           lane (bounded, in memory) ──► sink worker ◄───────────┘
+//! never awaits                   "spilled" when full: the        │    (reads the spool
+//!                                worker reads the spool          ▼     while spilled)
+//!                                                           Sink::deliver
+//!                     ack: delete from the spool, or never write it if not yet due
+//!                     transient: back off, retry · permanent: dead letter · 410: disable the sink
 //! ```
 //!
 //! - [`Dispatcher::emit`] is synchronous: a `try_send` on a bounded channel.
 //!   When the channel is full the [`OverflowPolicy`] decides; the default,
 //!   [`SpillToSpool`](OverflowPolicy::SpillToSpool), puts the event on an
-//!   overflow list that the spool writer drains first, into its next (larger,
-//!   so cheaper per event) commit. Nothing is dropped until the spool's own
-//!   bound is reached, and then `emit` says so ([`EmitError::SpoolFull`]).
+//!   overflow list that the spool writer drains first. Nothing is dropped
+//!   until the spool's own bound is reached, and then `emit` says so
+//!   ([`EmitError::SpoolFull`]).
 //! - One writer task owns all writes to the spool: new events, acks,
 //!   reschedules and dead letters go into one transaction per group commit
-//!   (see [`FsyncPolicy`]). An event reaches a sink only after it is
-//!   committed, so an ack can always delete it.
+//!   (see [`FsyncPolicy`]). It hands each event to its sink's lane as soon as
+//!   it takes it, and writes the event to the spool only once it is due: under
+//!   the default `Interval` policy, when it has waited a full interval without
+//!   an acknowledgement (at once if the lane spilled or a delivery failed). An
+//!   event acknowledged before it is due is never written: with a healthy
+//!   sink, the spool costs next to nothing, and it fills only when a sink is
+//!   slow or down, which is when it is needed.
 //! - Each sink has its own worker and its own in-memory lane. A sink that is
 //!   slow or down fills only its own lane; the writer then stops feeding the
 //!   lane ("spilled") and the worker later catches up by reading the spool
 //!   from where the lane stopped. Memory stays bounded and other sinks and
 //!   producers do not notice.
-//! - Delivery is at-least-once: an event is deleted from the spool only
-//!   after its sink acknowledged it, and everything in the spool is
-//!   delivered again after a restart (with the attempt count and next-attempt
-//!   time it had). Sinks de-duplicate by [`EventId`](crate::notify::EventId).
+//! - Delivery is at-least-once: an event is deleted from the spool (or
+//!   never written) only after its sink acknowledged it, and everything in
+//!   the spool is delivered again after a restart (with the attempt count
+//!   and next-attempt time it had). Sinks de-duplicate by [`EventId`](crate::notify::EventId).
 //! - A batch is up to `min(sink.max_batch(), batch max)` events, sent when
 //!   full or when its first event has waited `linger`. After a transient
 //!   failure the whole sink waits (exponential backoff with full jitter, at
 //!   least the `Retry-After` it was given, see [`RetryPolicy`]). A batch
 //!   refused permanently is retried one event at a time, so one poisoned
 //!   event does not dead-letter its neighbours.
-//! - [`Dispatcher::shutdown`] stops accepting, commits what is queued,
-//!   delivers until the deadline and leaves the rest in the spool.
+//! - [`Dispatcher::shutdown`] stops accepting, commits everything not yet
+//!   acknowledged, delivers until the deadline and leaves the rest in the
+//!   spool.
 //!
 //! # Example
 //!
@@ -152,7 +159,8 @@ pub enum DispatcherError {
 /// A snapshot of the dispatcher's counters.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DispatcherStats {
-    /// Accepted by `emit` and not yet committed to the spool.
+    /// Accepted by `emit` and neither committed to the spool nor
+    /// acknowledged yet.
     pub queued: u64,
     /// Events in the spool waiting for delivery (all sinks).
     pub spooled: u64,
@@ -164,6 +172,9 @@ pub struct DispatcherStats {
     pub dropped: u64,
     /// Group commits made.
     pub commits: u64,
+    /// Events their sink acknowledged before they were due for the spool:
+    /// never written to it (see [`FsyncPolicy`]).
+    pub delivered_unspooled: u64,
     /// Per sink, in the order they were added.
     pub sinks: Vec<SinkStats>,
 }
@@ -232,6 +243,7 @@ struct Counters {
     spool_full: AtomicU64,
     dropped: AtomicU64,
     commits: AtomicU64,
+    delivered_unspooled: AtomicU64,
     full_logged: AtomicBool,
     sinks: Vec<SinkCounters>,
 }
@@ -246,6 +258,7 @@ impl Counters {
             spool_full: get(&self.spool_full),
             dropped: get(&self.dropped),
             commits: get(&self.commits),
+            delivered_unspooled: get(&self.delivered_unspooled),
             sinks: names
                 .iter()
                 .zip(&self.sinks)
@@ -447,6 +460,7 @@ impl DispatcherBuilder {
                         // Start by reading whatever the spool holds.
                         spilled: last.is_some(),
                         spill_from: 0,
+                        spilled_through: last,
                         last_committed: last,
                         disabled: false,
                     }),
@@ -518,6 +532,14 @@ impl DispatcherBuilder {
             fsync: self.fsync,
             next_seq: recovered.next_seq,
             closing: None,
+            unspooled: VecDeque::new(),
+            unspooled_from: recovered.next_seq,
+            tick: 0,
+            grace_ticks: match self.fsync {
+                FsyncPolicy::Interval(_) => 1,
+                FsyncPolicy::Always | FsyncPolicy::Never => 0,
+            },
+            touched: vec![false; names.len()],
         };
         let writer = tokio::spawn(writer.run());
 
@@ -793,6 +815,10 @@ struct LaneState {
     /// worker reads the spool.
     spilled: bool,
     spill_from: u64,
+    /// The last event diverted to the spool instead of the lane: the spill
+    /// ends only once the worker has read it back, so an event diverted but
+    /// not yet committed is never skipped.
+    spilled_through: Option<u64>,
     /// The last sequence number committed for this sink.
     last_committed: Option<u64>,
     disabled: bool,
@@ -823,6 +849,23 @@ enum Cmd {
     Close(oneshot::Sender<Result<(), SpoolError>>),
 }
 
+/// An event handed to its sink (or diverted to the spool) but not yet
+/// committed.
+struct Unspooled {
+    sink: usize,
+    /// The writer's tick when it arrived; it falls due for the spool once
+    /// `grace_ticks` more ticks have passed without an acknowledgement.
+    tick: u64,
+    /// Due at the next commit whatever its age: it is not in a lane (the
+    /// lane spilled, or the sink is disabled), or its sink failed it.
+    due_now: bool,
+    spooled_ms: u64,
+    /// A copy of what went to the lane. Cloning is several times cheaper
+    /// than encoding the spool record, which only due events pay for (on
+    /// the commit's blocking thread).
+    event: Event,
+}
+
 struct Writer {
     spool: Arc<Spool>,
     names: Vec<Arc<str>>,
@@ -837,41 +880,49 @@ struct Writer {
     fsync: FsyncPolicy,
     next_seq: u64,
     closing: Option<oneshot::Sender<Result<(), SpoolError>>>,
+    /// Accepted and not yet committed, in sequence order from
+    /// `unspooled_from`; `None` once committed or acknowledged.
+    unspooled: VecDeque<Option<Unspooled>>,
+    unspooled_from: u64,
+    /// Ticks so far: one per group commit (or per interval without one).
+    tick: u64,
+    /// Ticks an event may wait for its acknowledgement before it is due:
+    /// one under `Interval`, none otherwise.
+    grace_ticks: u64,
+    /// Lanes that got events since their worker was last woken.
+    touched: Vec<bool>,
 }
 
 /// The most events in one group commit; more wait for the next.
 const MAX_COMMIT: usize = 16_384;
+/// The most events held unspooled; more wait in the queue.
+const MAX_UNSPOOLED: usize = 4 * MAX_COMMIT;
 const CHECKPOINT: Duration = Duration::from_secs(1);
+/// How often, between ticks, the writer hands arrivals to the lanes.
+const HANDOVER: Duration = Duration::from_millis(1);
 
 impl Writer {
     async fn run(mut self) -> Result<(), DispatcherError> {
-        let mut appends: Vec<Append> = Vec::new();
         let mut ops: Vec<Op> = Vec::new();
         let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
-        let mut last_commit = Instant::now();
+        let mut last_tick = Instant::now();
         let mut dirty = false; // non-durable commits since the last checkpoint
         let mut last_checkpoint = Instant::now();
         loop {
-            if appends.is_empty() && ops.is_empty() && flushes.is_empty() {
+            if self.unspooled.is_empty() && ops.is_empty() && flushes.is_empty() {
                 let checkpoint_at = last_checkpoint + CHECKPOINT;
                 tokio::select! {
                     biased;
                     cmd = self.cmds.recv() => match cmd {
-                        Some(Cmd::Ops(more)) => ops.extend(more),
-                        Some(Cmd::Flush(reply)) => flushes.push(reply),
-                        Some(Cmd::Close(reply)) => {
-                            let result = self.close(&mut appends, &mut ops).await;
-                            let _ = reply.send(result);
-                            return Ok(());
-                        }
+                        Some(cmd) => self.take_cmd(cmd, &mut ops, &mut flushes),
                         None => {
-                            let _ = self.close(&mut appends, &mut ops).await;
+                            let _ = self.close(&mut ops).await;
                             return Ok(());
                         }
                     },
                     _ = self.wake.notified() => {}
                     envelope = self.ingress.recv(), if self.ingress_open => match envelope {
-                        Some(envelope) => self.append(&mut appends, envelope),
+                        Some(envelope) => self.accept(envelope),
                         None => self.ingress_open = false,
                     },
                     _ = tokio::time::sleep_until(checkpoint_at), if dirty => {
@@ -883,27 +934,55 @@ impl Writer {
                 }
             }
             if let FsyncPolicy::Interval(interval) = self.fsync {
-                // Group commit: gather for what remains of the interval.
-                if flushes.is_empty() {
-                    tokio::time::sleep_until(last_commit + interval).await;
+                // Until the tick, hand arrivals to their lanes every
+                // `HANDOVER` step: the sooner a sink has an event, the likelier
+                // its acknowledgement beats the event's due time, while a
+                // busy proxy still wakes this task (and each worker) about
+                // once a step rather than once per event.
+                let tick_at = last_tick + interval;
+                while flushes.is_empty() && self.closing.is_none() {
+                    self.take_arrivals();
+                    self.wake_workers();
+                    let step_at = (Instant::now() + HANDOVER).min(tick_at);
+                    tokio::select! {
+                        biased;
+                        cmd = self.cmds.recv() => match cmd {
+                            Some(cmd) => self.take_cmd(cmd, &mut ops, &mut flushes),
+                            None => {
+                                let _ = self.close(&mut ops).await;
+                                return Ok(());
+                            }
+                        },
+                        _ = tokio::time::sleep_until(step_at) => {
+                            if step_at == tick_at {
+                                break;
+                            }
+                        }
+                    }
                 }
             }
-            self.gather(&mut appends, &mut ops, &mut flushes, usize::MAX);
+            self.gather(&mut ops, &mut flushes);
             if let Some(reply) = self.closing.take() {
-                let result = self.close(&mut appends, &mut ops).await;
+                let result = self.close(&mut ops).await;
                 for reply in flushes.drain(..) {
                     let _ = reply.send(());
                 }
                 let _ = reply.send(result);
                 return Ok(());
             }
+            self.settle(&mut ops);
+            // A flush asks for everything accepted so far, due or not.
+            let mut appends = self.take_due(!flushes.is_empty());
+            self.tick += 1;
+            last_tick = Instant::now();
             if appends.is_empty() && ops.is_empty() {
-                for reply in flushes.drain(..) {
-                    let _ = reply.send(());
+                if self.ingress.is_empty() && self.overflow_is_empty() {
+                    for reply in flushes.drain(..) {
+                        let _ = reply.send(());
+                    }
                 }
                 continue;
             }
-            last_commit = Instant::now();
             let durability = match self.fsync {
                 FsyncPolicy::Never => Durability::None,
                 _ => Durability::Immediate,
@@ -919,11 +998,23 @@ impl Writer {
             }
             // A flush asked for everything queued before it: gather again
             // until the queue is empty.
-            if !flushes.is_empty() && self.ingress.is_empty() && self.overflow_is_empty() {
+            if !flushes.is_empty()
+                && self.ingress.is_empty()
+                && self.overflow_is_empty()
+                && self.unspooled.is_empty()
+            {
                 for reply in flushes.drain(..) {
                     let _ = reply.send(());
                 }
             }
+        }
+    }
+
+    fn take_cmd(&mut self, cmd: Cmd, ops: &mut Vec<Op>, flushes: &mut Vec<oneshot::Sender<()>>) {
+        match cmd {
+            Cmd::Ops(more) => ops.extend(more),
+            Cmd::Flush(reply) => flushes.push(reply),
+            Cmd::Close(reply) => self.closing = Some(reply),
         }
     }
 
@@ -934,49 +1025,164 @@ impl Writer {
             .is_empty()
     }
 
-    fn append(&mut self, appends: &mut Vec<Append>, envelope: Envelope) {
-        appends.push(Append {
-            sink: envelope.sink,
-            seq: self.next_seq,
-            spooled_ms: now_ms(),
-            event: envelope.event,
-        });
+    /// Numbers the event, keeps its spool record, and hands the event to
+    /// its sink's lane, or diverts it to the spool when the lane is full
+    /// (the worker reads it back from there) or the sink is disabled.
+    fn accept(&mut self, envelope: Envelope) {
+        let seq = self.next_seq;
         self.next_seq += 1;
+        let spooled_ms = now_ms();
+        let Envelope { sink, event } = envelope;
+        let (in_lane, event) = {
+            let mut state = self.lanes[sink].lock();
+            if !state.spilled && state.queue.len() >= self.lane_capacity[sink] {
+                state.spilled = true;
+                state.spill_from = seq;
+            }
+            if state.spilled || state.disabled {
+                state.spilled_through = Some(seq);
+                (false, event)
+            } else {
+                state.queue.push_back(Entry {
+                    seq,
+                    attempts: 0,
+                    spooled_ms,
+                    solo: false,
+                    event: event.clone(),
+                });
+                (true, event)
+            }
+        };
+        self.touched[sink] |= in_lane;
+        if self.unspooled.is_empty() {
+            self.unspooled_from = seq;
+        }
+        self.unspooled.push_back(Some(Unspooled {
+            sink,
+            tick: self.tick,
+            due_now: !in_lane,
+            spooled_ms,
+            event,
+        }));
+    }
+
+    /// Accepts what is waiting, without waiting: the overflow list, then
+    /// the queue. (Order across the two is not kept; sinks see no global
+    /// order anyway once retries interleave.)
+    fn take_arrivals(&mut self) {
+        let room = MAX_UNSPOOLED.saturating_sub(self.unspooled.len());
+        if room == 0 {
+            return;
+        }
+        let spilled: Vec<Envelope> = {
+            let mut overflow = self.overflow.lock().unwrap_or_else(|e| e.into_inner());
+            let take = overflow.len().min(room);
+            overflow.drain(..take).collect()
+        };
+        for envelope in spilled {
+            self.accept(envelope);
+        }
+        while self.unspooled.len() < MAX_UNSPOOLED && self.ingress_open {
+            match self.ingress.try_recv() {
+                Ok(envelope) => self.accept(envelope),
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// Wakes the workers whose lanes got events: once per batch of
+    /// arrivals, not once per event.
+    fn wake_workers(&mut self) {
+        for (lane, touched) in self.lanes.iter().zip(self.touched.iter_mut()) {
+            if std::mem::take(touched) {
+                lane.notify.notify_one();
+            }
+        }
     }
 
     /// Takes what is waiting, without waiting: commands first, then the
-    /// overflow list, then the queue. (Order across the two is not kept;
-    /// sinks see no global order anyway once retries interleave.)
-    fn gather(
-        &mut self,
-        appends: &mut Vec<Append>,
-        ops: &mut Vec<Op>,
-        flushes: &mut Vec<oneshot::Sender<()>>,
-        limit: usize,
-    ) {
+    /// arrivals.
+    fn gather(&mut self, ops: &mut Vec<Op>, flushes: &mut Vec<oneshot::Sender<()>>) {
         while let Ok(cmd) = self.cmds.try_recv() {
-            match cmd {
-                Cmd::Ops(more) => ops.extend(more),
-                Cmd::Flush(reply) => flushes.push(reply),
-                Cmd::Close(reply) => self.closing = Some(reply),
-            }
+            self.take_cmd(cmd, ops, flushes);
         }
-        let limit = limit.min(MAX_COMMIT);
-        if appends.len() < limit {
-            let spilled: Vec<Envelope> = {
-                let mut overflow = self.overflow.lock().unwrap_or_else(|e| e.into_inner());
-                let take = overflow.len().min(limit - appends.len());
-                overflow.drain(..take).collect()
+        self.take_arrivals();
+        self.wake_workers();
+    }
+
+    fn unspooled_mut(&mut self, seq: u64) -> Option<&mut Option<Unspooled>> {
+        let index = usize::try_from(seq.checked_sub(self.unspooled_from)?).ok()?;
+        self.unspooled.get_mut(index)
+    }
+
+    /// Applies the workers' reports to events not yet committed: an
+    /// acknowledged one is dropped along with its delete (it never touches
+    /// the disk); a failed one is due now, so the reschedule or dead letter
+    /// that follows it in the same commit finds its record.
+    fn settle(&mut self, ops: &mut Vec<Op>) {
+        let mut acknowledged = 0u64;
+        ops.retain(|op| {
+            let seq = op.seq();
+            let Some(slot) = self.unspooled_mut(seq) else {
+                return true;
             };
-            for envelope in spilled {
-                self.append(appends, envelope);
+            if slot.is_none() {
+                return true;
+            }
+            match op {
+                Op::Delete { .. } => {
+                    *slot = None;
+                    acknowledged += 1;
+                    false
+                }
+                Op::Reschedule { .. } | Op::Kill { .. } => {
+                    if let Some(unspooled) = slot {
+                        unspooled.due_now = true;
+                    }
+                    true
+                }
+            }
+        });
+        if acknowledged > 0 {
+            saturating_sub(&self.counters.queued, acknowledged);
+            self.counters
+                .delivered_unspooled
+                .fetch_add(acknowledged, Ordering::Relaxed);
+        }
+        self.trim();
+    }
+
+    /// The events due for the spool (all of them with `everything`), up to
+    /// one commit's worth.
+    fn take_due(&mut self, everything: bool) -> Vec<Append> {
+        let mut appends = Vec::new();
+        let due_tick = self.tick.checked_sub(self.grace_ticks);
+        let from = self.unspooled_from;
+        for (offset, slot) in self.unspooled.iter_mut().enumerate() {
+            if appends.len() >= MAX_COMMIT {
+                break;
+            }
+            let due = slot.as_ref().is_some_and(|u| {
+                everything || u.due_now || due_tick.is_some_and(|due| u.tick <= due)
+            });
+            if due {
+                let unspooled = slot.take().expect("checked above");
+                appends.push(Append {
+                    sink: unspooled.sink,
+                    seq: from + offset as u64,
+                    spooled_ms: unspooled.spooled_ms,
+                    event: unspooled.event,
+                });
             }
         }
-        while appends.len() < limit && self.ingress_open {
-            match self.ingress.try_recv() {
-                Ok(envelope) => self.append(appends, envelope),
-                Err(_) => break,
-            }
+        self.trim();
+        appends
+    }
+
+    fn trim(&mut self) {
+        while let Some(None) = self.unspooled.front() {
+            self.unspooled.pop_front();
+            self.unspooled_from += 1;
         }
     }
 
@@ -1011,7 +1217,7 @@ impl Writer {
             batch_ops = returned_ops;
             match result {
                 Ok(applied) => {
-                    self.after_commit(batch_appends, applied);
+                    self.after_commit(&batch_appends, applied);
                     return;
                 }
                 Err(error) => {
@@ -1023,7 +1229,7 @@ impl Writer {
         }
     }
 
-    fn after_commit(&mut self, appends: Vec<Append>, applied: super::spool::Applied) {
+    fn after_commit(&mut self, appends: &[Append], applied: super::spool::Applied) {
         let c = &self.counters;
         c.commits.fetch_add(1, Ordering::Relaxed);
         let appended = appends.len() as u64;
@@ -1048,40 +1254,26 @@ impl Writer {
             c.full_logged.store(false, Ordering::Relaxed);
         }
 
-        // Hand the new events to their lanes, in sequence order per sink.
-        let mut per_sink: Vec<Vec<Append>> = (0..self.lanes.len()).map(|_| Vec::new()).collect();
+        let mut added = vec![0u64; self.lanes.len()];
+        let mut last = vec![None; self.lanes.len()];
         for append in appends {
-            per_sink[append.sink].push(append);
+            added[append.sink] += 1;
+            last[append.sink] = Some(append.seq);
         }
-        for (i, batch) in per_sink.into_iter().enumerate() {
-            if batch.is_empty() {
+        for (i, lane) in self.lanes.iter().enumerate() {
+            if added[i] == 0 {
                 continue;
             }
-            c.sinks[i]
-                .pending
-                .fetch_add(batch.len() as u64, Ordering::Relaxed);
-            let lane = &self.lanes[i];
-            let mut state = lane.lock();
-            for append in batch {
-                state.last_committed = Some(append.seq);
-                if state.spilled || state.disabled {
-                    continue;
-                }
-                if state.queue.len() >= self.lane_capacity[i] {
-                    state.spilled = true;
-                    state.spill_from = append.seq;
-                    continue;
-                }
-                state.queue.push_back(Entry {
-                    seq: append.seq,
-                    attempts: 0,
-                    spooled_ms: append.spooled_ms,
-                    solo: false,
-                    event: append.event,
-                });
+            c.sinks[i].pending.fetch_add(added[i], Ordering::Relaxed);
+            let spilled = {
+                let mut state = lane.lock();
+                state.last_committed = state.last_committed.max(last[i]);
+                state.spilled
+            };
+            if spilled {
+                // The worker may be waiting for these to read them back.
+                lane.notify.notify_one();
             }
-            drop(state);
-            lane.notify.notify_one();
         }
     }
 
@@ -1094,19 +1286,17 @@ impl Writer {
         }
     }
 
-    /// Commits everything still queued and the last acks durably.
-    async fn close(
-        &mut self,
-        appends: &mut Vec<Append>,
-        ops: &mut Vec<Op>,
-    ) -> Result<(), SpoolError> {
+    /// Commits everything not yet committed, and the last reports, durably.
+    async fn close(&mut self, ops: &mut Vec<Op>) -> Result<(), SpoolError> {
         let mut flushes = Vec::new();
         loop {
-            self.gather(appends, ops, &mut flushes, usize::MAX);
+            self.gather(ops, &mut flushes);
+            self.settle(ops);
+            let mut appends = self.take_due(true);
             if appends.is_empty() && ops.is_empty() {
                 break;
             }
-            self.commit(appends, ops, Durability::Immediate).await;
+            self.commit(&mut appends, ops, Durability::Immediate).await;
         }
         for reply in flushes {
             let _ = reply.send(());
@@ -1267,15 +1457,13 @@ impl Worker {
     async fn refill(&mut self) -> Result<bool, SpoolError> {
         let room = self.window.saturating_sub(self.in_memory());
         let spill_from = {
-            let mut state = self.lane.lock();
+            let lane = self.lane.clone();
+            let mut state = lane.lock();
             let take = state.queue.len().min(room);
-            let taken: Vec<Entry> = state.queue.drain(..take).collect();
-            let spill = (state.queue.is_empty() && state.spilled).then_some(state.spill_from);
-            drop(state);
-            for entry in taken {
+            for entry in state.queue.drain(..take) {
                 self.push_ready(entry);
             }
-            spill
+            (state.queue.is_empty() && state.spilled).then_some(state.spill_from)
         };
         let Some(from) = spill_from else {
             return Ok(false);
@@ -1333,8 +1521,8 @@ impl Worker {
         }
         let mut state = self.lane.lock();
         state.spill_from = next;
-        if read < room && state.last_committed.is_none_or(|last| last < next) {
-            // Caught up with everything committed: the writer may feed the
+        if read < room && state.spilled_through.is_none_or(|last| last < next) {
+            // Caught up with everything diverted: the writer may feed the
             // lane again.
             state.spilled = state.disabled;
             return Ok(false);

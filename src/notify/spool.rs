@@ -29,27 +29,35 @@ const NEXT_SEQ: &str = "next_seq";
 const VERSION: u8 = 1;
 const HEADER: usize = 1 + 4 + 8 + 8;
 
-/// How hard the spool writer pushes each group commit to the disk.
+/// How hard the spool writer pushes each group commit to the disk, and how
+/// long an event may wait for its sink before it must be written at all.
 ///
 /// Events are accepted by [`Dispatcher::emit`](super::Dispatcher::emit)
-/// without waiting for the disk, so under every policy the events still in
-/// memory (the queue and the commit being gathered) are lost if the process
-/// dies; the policies differ in what happens to committed ones.
+/// without waiting for the disk, and handed to their sink's lane at once.
+/// An event its sink acknowledges before it is due for the spool is never
+/// written; one still unacknowledged when it falls due is committed, and from
+/// then on it survives a crash. Under every policy the events not yet
+/// committed are lost if the process dies; the policies differ in how long
+/// that window is and in what happens to committed events.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FsyncPolicy {
     /// Commit with `fsync` (redb's [`Durability::Immediate`]) as soon as
     /// events are waiting; what arrives during one commit goes into the next
-    /// (group commit). A committed event survives a process crash and a power
-    /// loss.
+    /// (group commit). Every event is due at once, so only an acknowledgement
+    /// that beats the commit saves a write. A committed event survives a
+    /// process crash and a power loss.
     Always,
-    /// Like `Always`, but at most one commit per interval: events gather for
-    /// up to the interval, so a burst costs one `fsync`. Up to one interval
-    /// of events is in memory only.
+    /// Commit with `fsync` once per interval (group commit: a burst costs one
+    /// `fsync`). An event is due after one full interval, so it is committed
+    /// between one and two intervals after it arrived unless its sink
+    /// acknowledged it first: with a healthy sink most events never touch the
+    /// disk. Up to two intervals of events are in memory only.
     Interval(Duration),
-    /// Commit without `fsync` ([`Durability::None`]), with a durable
-    /// checkpoint every second and at shutdown. redb keeps non-durable
-    /// commits out of the file's commit slot, so a `kill -9` or a power loss
-    /// loses what was committed since the last checkpoint (up to ~1 s).
+    /// Commit without `fsync` ([`Durability::None`]) as soon as events are
+    /// waiting, with a durable checkpoint every second and at shutdown. redb
+    /// keeps non-durable commits out of the file's commit slot, so a `kill -9`
+    /// or a power loss loses what was committed since the last checkpoint
+    /// (up to ~1 s).
     Never,
 }
 
@@ -126,6 +134,15 @@ pub(crate) enum Op {
     },
 }
 
+impl Op {
+    /// The sequence number of the event the report is about.
+    pub(crate) fn seq(&self) -> u64 {
+        match self {
+            Op::Delete { seq, .. } | Op::Reschedule { seq, .. } | Op::Kill { seq, .. } => *seq,
+        }
+    }
+}
+
 /// A new event for the spool.
 #[derive(Debug)]
 pub(crate) struct Append {
@@ -175,7 +192,9 @@ pub(crate) fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn encode(attempts: u32, next_attempt_ms: u64, spooled_ms: u64, event: &Event) -> Vec<u8> {
+/// The record of a new event: no attempt yet.
+fn record(spooled_ms: u64, event: &Event) -> Vec<u8> {
+    let (attempts, next_attempt_ms) = (0u32, 0u64);
     let mut record = Vec::with_capacity(HEADER + 512);
     record.push(VERSION);
     record.extend_from_slice(&attempts.to_le_bytes());
@@ -270,7 +289,7 @@ impl Spool {
         {
             let mut events = txn.open_table(EVENTS).map_err(storage)?;
             for append in appends {
-                let record = encode(0, 0, append.spooled_ms, &append.event);
+                let record = record(append.spooled_ms, &append.event);
                 applied.bytes_added += record.len() as u64;
                 events
                     .insert((&*names[append.sink], append.seq), record.as_slice())

@@ -117,6 +117,11 @@ impl ProxyMetrics {
         gauge("s3tap_spool_bytes", stats.spool_bytes);
         gauge("s3tap_events_spool_full_total", stats.spool_full);
         gauge("s3tap_events_dropped_total", stats.dropped);
+        gauge(
+            "s3tap_events_delivered_unspooled_total",
+            stats.delivered_unspooled,
+        );
+        gauge("s3tap_spool_commits_total", stats.commits);
         for sink in &stats.sinks {
             let labelled = |name: &'static str, value: u64| {
                 let key = Key::from_parts(name, vec![Label::new("sink", sink.name.clone())]);
