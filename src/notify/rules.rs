@@ -209,17 +209,23 @@ impl Rules {
         out
     }
 
-    /// [`Rules::route`], with the copy of the event each sink gets: its
-    /// `matched_rule` set to the rule's name.
-    pub fn route_events<'a>(&'a self, event: &Event) -> Vec<(&'a str, Event)> {
-        self.route(event)
-            .into_iter()
-            .map(|(rule, sink)| {
-                let mut copy = event.clone();
-                copy.matched_rule = Some(rule.name.clone());
-                (sink, copy)
-            })
-            .collect()
+    /// [`Rules::route`], with the event each sink gets: its `matched_rule`
+    /// set to the rule's name. The last sink gets `event` itself, so the
+    /// common case of one matching sink copies nothing.
+    pub fn route_events(&self, event: Event) -> Vec<(&str, Event)> {
+        let routes = self.route(&event);
+        let mut routed = Vec::with_capacity(routes.len());
+        let mut event = Some(event);
+        for (i, (rule, sink)) in routes.iter().enumerate() {
+            let mut copy = if i + 1 == routes.len() {
+                event.take().expect("taken only for the last route")
+            } else {
+                event.clone().expect("still here before the last route")
+            };
+            copy.matched_rule = Some(rule.name.clone());
+            routed.push((*sink, copy));
+        }
+        routed
     }
 }
 
@@ -403,7 +409,7 @@ mod tests {
             (S3Operation::DeleteObject, 204),
         ] {
             let e = event(operation, Some("k"), status);
-            let routed = rules.route_events(&e);
+            let routed = rules.route_events(e.clone());
             assert_eq!(routed.len(), 1);
             assert_eq!(routed[0].0, "hook");
             assert_eq!(routed[0].1.matched_rule.as_deref(), Some("all-requests"));
@@ -429,7 +435,7 @@ mod tests {
             .map(|(rule, sink)| (rule.name.as_str(), sink))
             .collect();
         assert_eq!(routed, [("a", "hook"), ("a", "kafka"), ("b", "hook")]);
-        let copies = rules.route_events(&put);
+        let copies = rules.route_events(put.clone());
         let names: Vec<_> = copies
             .iter()
             .map(|(_, e)| e.matched_rule.clone().unwrap())

@@ -669,15 +669,15 @@ pub struct RoutingEmitter {
 
 impl EventEmitter for RoutingEmitter {
     fn emit(&self, event: Event) {
-        for (sink, routed) in self.rules.route_events(&event) {
+        for (sink, routed) in self.rules.route_events(event) {
+            // The id is copied only for the message: `emit` takes the event.
+            let id = routed.id.clone();
             if let Err(error) = self.dispatcher.emit(sink, routed) {
                 match error {
                     EmitError::SinkDisabled(_) => {
                         tracing::debug!("event for disabled sink {sink} not queued")
                     }
-                    other => {
-                        tracing::error!("event {} for sink {sink} not queued: {other}", event.id)
-                    }
+                    other => tracing::error!("event {id} for sink {sink} not queued: {other}"),
                 }
             }
         }
