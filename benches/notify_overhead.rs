@@ -38,6 +38,11 @@ use s3tap::notify::Dispatcher;
 use s3tap::proxy::{Args, Config, Proxy};
 use signing::*;
 
+/// The allocator the `s3tap` binary ships with (src/bin/s3tap.rs), so the
+/// proxy here allocates as the one operators run.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 const SMALL: usize = 4096;
 const CONNECTIONS: usize = 32;
 
