@@ -913,12 +913,9 @@ impl Writer {
                 let checkpoint_at = last_checkpoint + CHECKPOINT;
                 tokio::select! {
                     biased;
-                    cmd = self.cmds.recv() => match cmd {
-                        Some(cmd) => self.take_cmd(cmd, &mut ops, &mut flushes),
-                        None => {
-                            let _ = self.close(&mut ops).await;
-                            return Ok(());
-                        }
+                    cmd = self.cmds.recv() => if !self.take_cmd(cmd, &mut ops, &mut flushes) {
+                        let _ = self.close(&mut ops).await;
+                        return Ok(());
                     },
                     _ = self.wake.notified() => {}
                     envelope = self.ingress.recv(), if self.ingress_open => match envelope {
@@ -946,12 +943,9 @@ impl Writer {
                     let step_at = (Instant::now() + HANDOVER).min(tick_at);
                     tokio::select! {
                         biased;
-                        cmd = self.cmds.recv() => match cmd {
-                            Some(cmd) => self.take_cmd(cmd, &mut ops, &mut flushes),
-                            None => {
-                                let _ = self.close(&mut ops).await;
-                                return Ok(());
-                            }
+                        cmd = self.cmds.recv() => if !self.take_cmd(cmd, &mut ops, &mut flushes) {
+                            let _ = self.close(&mut ops).await;
+                            return Ok(());
                         },
                         _ = tokio::time::sleep_until(step_at) => {
                             if step_at == tick_at {
@@ -1010,12 +1004,21 @@ impl Writer {
         }
     }
 
-    fn take_cmd(&mut self, cmd: Cmd, ops: &mut Vec<Op>, flushes: &mut Vec<oneshot::Sender<()>>) {
+    /// Takes one command; `false` once the channel is closed (the
+    /// supervisor and every worker are gone).
+    fn take_cmd(
+        &mut self,
+        cmd: Option<Cmd>,
+        ops: &mut Vec<Op>,
+        flushes: &mut Vec<oneshot::Sender<()>>,
+    ) -> bool {
         match cmd {
-            Cmd::Ops(more) => ops.extend(more),
-            Cmd::Flush(reply) => flushes.push(reply),
-            Cmd::Close(reply) => self.closing = Some(reply),
+            Some(Cmd::Ops(more)) => ops.extend(more),
+            Some(Cmd::Flush(reply)) => flushes.push(reply),
+            Some(Cmd::Close(reply)) => self.closing = Some(reply),
+            None => return false,
         }
+        true
     }
 
     fn overflow_is_empty(&self) -> bool {
@@ -1104,7 +1107,7 @@ impl Writer {
     /// arrivals.
     fn gather(&mut self, ops: &mut Vec<Op>, flushes: &mut Vec<oneshot::Sender<()>>) {
         while let Ok(cmd) = self.cmds.try_recv() {
-            self.take_cmd(cmd, ops, flushes);
+            self.take_cmd(Some(cmd), ops, flushes);
         }
         self.take_arrivals();
         self.wake_workers();
