@@ -898,8 +898,11 @@ const MAX_COMMIT: usize = 16_384;
 /// The most events held unspooled; more wait in the queue.
 const MAX_UNSPOOLED: usize = 4 * MAX_COMMIT;
 const CHECKPOINT: Duration = Duration::from_secs(1);
-/// How often, between ticks, the writer hands arrivals to the lanes.
-const HANDOVER: Duration = Duration::from_millis(1);
+/// How often, between ticks, the writer hands arrivals to the lanes. Well
+/// inside the default 5 ms grace, and however busy the proxy is, hand-overs
+/// wake the writer and each worker at most 500 times a second (1 ms measured
+/// the same on/off ratio with twice the wake-ups).
+const HANDOVER: Duration = Duration::from_millis(2);
 
 impl Writer {
     async fn run(mut self) -> Result<(), DispatcherError> {
