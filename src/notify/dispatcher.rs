@@ -461,7 +461,6 @@ impl DispatcherBuilder {
                         spilled: last.is_some(),
                         spill_from: 0,
                         spilled_through: last,
-                        last_committed: last,
                         disabled: false,
                     }),
                     notify: Notify::new(),
@@ -819,8 +818,6 @@ struct LaneState {
     /// ends only once the worker has read it back, so an event diverted but
     /// not yet committed is never skipped.
     spilled_through: Option<u64>,
-    /// The last sequence number committed for this sink.
-    last_committed: Option<u64>,
     disabled: bool,
 }
 
@@ -973,11 +970,7 @@ impl Writer {
             self.tick += 1;
             last_tick = Instant::now();
             if appends.is_empty() && ops.is_empty() {
-                if self.ingress.is_empty() && self.overflow_is_empty() {
-                    for reply in flushes.drain(..) {
-                        let _ = reply.send(());
-                    }
-                }
+                self.answer_flushes_once_drained(&mut flushes);
                 continue;
             }
             let durability = match self.fsync {
@@ -993,16 +986,21 @@ impl Writer {
                     last_checkpoint = Instant::now();
                 }
             }
-            // A flush asked for everything queued before it: gather again
-            // until the queue is empty.
-            if !flushes.is_empty()
-                && self.ingress.is_empty()
-                && self.overflow_is_empty()
-                && self.unspooled.is_empty()
-            {
-                for reply in flushes.drain(..) {
-                    let _ = reply.send(());
-                }
+            self.answer_flushes_once_drained(&mut flushes);
+        }
+    }
+
+    /// A flush asked for everything accepted before it: it is answered once
+    /// the queue, the overflow list and the uncommitted events are all
+    /// empty; until then the loop gathers and commits again.
+    fn answer_flushes_once_drained(&self, flushes: &mut Vec<oneshot::Sender<()>>) {
+        if !flushes.is_empty()
+            && self.ingress.is_empty()
+            && self.overflow_is_empty()
+            && self.unspooled.is_empty()
+        {
+            for reply in flushes.drain(..) {
+                let _ = reply.send(());
             }
         }
     }
@@ -1031,7 +1029,7 @@ impl Writer {
             .is_empty()
     }
 
-    /// Numbers the event, keeps its spool record, and hands the event to
+    /// Numbers the event, keeps a copy for the spool, and hands the event to
     /// its sink's lane, or diverts it to the spool when the lane is full
     /// (the worker reads it back from there) or the sink is disabled.
     fn accept(&mut self, envelope: Envelope) {
@@ -1261,22 +1259,15 @@ impl Writer {
         }
 
         let mut added = vec![0u64; self.lanes.len()];
-        let mut last = vec![None; self.lanes.len()];
         for append in appends {
             added[append.sink] += 1;
-            last[append.sink] = Some(append.seq);
         }
         for (i, lane) in self.lanes.iter().enumerate() {
             if added[i] == 0 {
                 continue;
             }
             c.sinks[i].pending.fetch_add(added[i], Ordering::Relaxed);
-            let spilled = {
-                let mut state = lane.lock();
-                state.last_committed = state.last_committed.max(last[i]);
-                state.spilled
-            };
-            if spilled {
+            if lane.lock().spilled {
                 // The worker may be waiting for these to read them back.
                 lane.notify.notify_one();
             }
@@ -1779,11 +1770,10 @@ impl Worker {
         self.counters().disabled.store(true, Ordering::Relaxed);
         {
             let mut state = self.lane.lock();
+            // This worker stops; from now on the writer diverts every event
+            // of this sink to the spool, where the next start finds it.
             state.disabled = true;
-            if !state.spilled {
-                state.spilled = true;
-                state.spill_from = state.last_committed.map_or(0, |l| l + 1);
-            }
+            state.spilled = true;
             state.queue.clear();
         }
         let kept = self.counters().pending.load(Ordering::Relaxed);
