@@ -14,10 +14,10 @@
 //! The two configurations alternate for `NOTIFY_ROUNDS` rounds (default 3) of
 //! `NOTIFY_SECONDS` each (default 5), so drift in the shared machine's load
 //! hits both; many short rounds (`NOTIFY_ROUNDS=40 NOTIFY_SECONDS=2`) give a
-//! tighter figure than a few long ones on a noisy machine. Everything runs in this process on loopback: the upstream (it
-//! drains PUTs and answers 200; it checks no signature), both proxies, the
-//! webhook receiver and the load generator (32 keep-alive connections
-//! replaying one signed request).
+//! tighter figure than a few long ones on a noisy machine. Everything runs
+//! in this process on loopback: the upstream (it drains PUTs and answers
+//! 200; it checks no signature), both proxies, the webhook receiver and the
+//! load generator (32 keep-alive connections replaying one signed request).
 //!
 //! `cargo bench --bench notify_overhead --features proxy`
 
