@@ -363,3 +363,44 @@ async fn sigterm_lets_an_upload_in_flight_finish_then_exits_0() {
     assert!(logs.contains("SIGTERM received"), "{logs}");
     assert!(logs.contains("all requests finished"), "{logs}");
 }
+
+/// The embedded store answers listings as AWS does: a key with `+`, a space
+/// and `%` lists as itself for boto3 (which asks for `encoding-type=url`),
+/// and rclone's recursive listing (which sends an empty `delimiter=`) sees
+/// every object. s3s-fs alone fails both.
+#[tokio::test]
+async fn embedded_store_lists_odd_keys_and_recursive_listings_as_aws_does() {
+    let Some(peers) = Peers::get() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = RunningProxy::start(&dir.path().join("data"), &[]);
+    let (file, _) = random_file(dir.path(), "payload.bin", 1000, 9);
+    let key = "odd names/a+b c%20d.txt";
+    let output = python(peers, dir.path(), &proxy.access_key_id, &proxy.secret)
+        .arg(script("boto3_roundtrip.py"))
+        .args([proxy.endpoint.as_str(), "listing", key])
+        .arg(&file)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "boto3 must list {key:?} as itself:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+
+    let creds = support::clients::Creds::new(&proxy.access_key_id, &proxy.secret);
+    let listed = support::clients::rclone(
+        peers,
+        &proxy.endpoint,
+        &creds,
+        &["lsf".as_ref(), "-R".as_ref(), "e2e:listing".as_ref()],
+    )
+    .await;
+    listed.assert_success("rclone lsf -R");
+    let names: Vec<&str> = listed.stdout.lines().collect();
+    assert!(
+        names.contains(&key),
+        "rclone's recursive listing must see {key:?}: {names:?}"
+    );
+}

@@ -19,6 +19,8 @@ use super::config::ClientKey;
 use super::server::StartError;
 use crate::credentials::Secret;
 
+mod listing;
+
 const CREDENTIALS_FILE: &str = "client-credentials.toml";
 
 /// A running embedded store. Dropping it stops the store.
@@ -49,7 +51,7 @@ impl EmbeddedStore {
         let internal_key_id = format!("S3TAPINTERNAL{}", random_token(7, UPPER));
         let internal_secret = Secret::new(random_token(40, MIXED));
         let service = {
-            let mut builder = s3s::service::S3ServiceBuilder::new(fs);
+            let mut builder = s3s::service::S3ServiceBuilder::new(listing::EmbeddedS3(fs));
             builder.set_auth(s3s::auth::SimpleAuth::from_single(
                 internal_key_id.clone(),
                 internal_secret.expose().to_owned(),
