@@ -37,21 +37,25 @@
 
 mod body;
 pub mod classify;
+#[cfg(feature = "dispatcher")]
 pub mod dispatcher;
 mod event;
 pub mod event_types;
 pub mod format;
 mod future;
 mod layer;
+#[cfg(feature = "dispatcher")]
 mod retry;
 pub mod rules;
 mod service;
+#[cfg(feature = "dispatcher")]
 mod spool;
 
 pub use body::NotifyBody;
 pub use classify::{
     classify, parse_delete_objects_result, Classified, DeleteResultScanner, DeletedKey,
 };
+#[cfg(feature = "dispatcher")]
 pub use dispatcher::{
     Dispatcher, DispatcherBuilder, DispatcherError, DispatcherStats, DispatcherTask, EmitError,
     OverflowPolicy, SinkStats,
@@ -59,7 +63,9 @@ pub use dispatcher::{
 pub use event::{Event, EventId, S3Operation};
 pub use future::ResponseFuture;
 pub use layer::{EmitOn, EventEmitter, NotifyLayer};
+#[cfg(feature = "dispatcher")]
 pub use retry::RetryPolicy;
 pub use rules::{Rule, Rules, StatusFilter};
 pub use service::Notify;
+#[cfg(feature = "dispatcher")]
 pub use spool::{DeadLetter, FsyncPolicy, SpoolError};

@@ -213,6 +213,19 @@ impl SinkSection {
             | SinkSection::Sqs { name, .. } => name,
         }
     }
+
+    /// The cargo feature that builds this kind of sink into the binary.
+    fn feature(&self) -> &'static str {
+        match self {
+            SinkSection::Webhook { .. } | SinkSection::Jsonl { .. } => "proxy",
+            SinkSection::Kafka { .. } => "sink-kafka",
+            SinkSection::Nats { .. } => "sink-nats",
+            SinkSection::Redis { .. } => "sink-redis",
+            SinkSection::Rabbitmq { .. } => "sink-rabbitmq",
+            SinkSection::Mqtt { .. } => "sink-mqtt",
+            SinkSection::Sns { .. } | SinkSection::Sqs { .. } => "sink-sns",
+        }
+    }
 }
 
 /// What the notification settings resolved to, checked.
@@ -632,8 +645,12 @@ async fn broker_sink(
             Ok(Arc::new(builder.await.map_err(|e| format!("[[sinks]] {name}: {e}"))?))
         }
         other => Err(format!(
-            "[[sinks]] {}: this s3tap was built without that kind of sink; rebuild with its cargo feature (sink-kafka, sink-sns, sink-nats, sink-redis, sink-rabbitmq or sink-mqtt)",
-            other.name()
+            "[[sinks]] {}: this s3tap was built without the `{}` feature that this kind of sink needs; \
+             install one that knows every sink with `cargo install s3tap --features full` \
+             (or add `--features {}`)",
+            other.name(),
+            other.feature(),
+            other.feature(),
         )),
     }
 }
