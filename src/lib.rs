@@ -116,6 +116,7 @@
 pub mod body;
 pub mod credentials;
 pub mod crypto;
+mod hop_by_hop;
 #[cfg(feature = "notify")]
 pub mod notify;
 #[cfg(feature = "proxy")]

@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::header::{self, HeaderName};
+use http::header;
 use http::{HeaderMap, HeaderValue, Request, Response, Uri};
 use tower_service::Service;
 
@@ -13,6 +13,7 @@ use super::body::{FramingPlan, ResignBody};
 use super::future::ResponseFuture;
 use super::layer::{Addressing, CredentialsSource, ResignConfig};
 use crate::body::ResponseBody;
+use crate::hop_by_hop::{is_hop_by_hop, remove_hop_by_hop};
 use crate::s3error::{S3Error, S3ErrorCode};
 use crate::sigv4::{
     authorization_value, sign_request, AmzDate, CanonicalRequest, ChunkSigner, PayloadMode,
@@ -79,22 +80,10 @@ where
     }
 }
 
-/// Headers that describe one hop, never the message (RFC 9110 §7.6.1), plus
-/// those a signer must not cover because something on the way may change
-/// them.
-const NEVER_FORWARDED: [&str; 11] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "expect",
-    "authorization",
-];
+/// Request headers never forwarded beside the hop-by-hop ones: `Expect`
+/// belongs to the client's exchange with this proxy (a signer must not cover
+/// it), and the client's `Authorization` is replaced by a new signature.
+const NEVER_FORWARDED: [&str; 2] = ["expect", "authorization"];
 
 /// Headers forwarded but never signed: they may be rewritten on the way
 /// (compression negotiation, tracing, client identification).
@@ -258,18 +247,8 @@ fn resign<B>(
         })?;
 
     // Headers: drop what belongs to this hop, then decide what gets signed.
-    let connection_listed: Vec<HeaderName> = parts
-        .headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in NEVER_FORWARDED.iter().copied() {
-        parts.headers.remove(name);
-    }
-    for name in connection_listed {
+    remove_hop_by_hop(&mut parts.headers);
+    for name in NEVER_FORWARDED {
         parts.headers.remove(name);
     }
     for name in ["x-amz-date", "x-amz-security-token", "x-amz-content-sha256"] {
@@ -360,7 +339,9 @@ fn resign<B>(
             .collect(),
     };
     signed.retain(|name| {
-        !NEVER_SIGNED.contains(&name.as_str()) && !NEVER_FORWARDED.contains(&name.as_str())
+        !NEVER_SIGNED.contains(&name.as_str())
+            && !NEVER_FORWARDED.contains(&name.as_str())
+            && !is_hop_by_hop(name)
     });
     for required in ["host", "x-amz-date", "x-amz-content-sha256"] {
         signed.push(required.to_owned());
@@ -441,9 +422,7 @@ fn resign<B>(
 /// Removes every hop-by-hop header from a response before it goes back to
 /// the client (useful to upstream clients that return raw responses).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    for name in &NEVER_FORWARDED[..9] {
-        headers.remove(*name);
-    }
+    remove_hop_by_hop(headers);
 }
 
 #[cfg(test)]

@@ -21,8 +21,8 @@ use tower_service::Service;
 use super::body::UpstreamBody;
 use super::error::{BuildError, UpstreamError};
 use super::future::{ErrorContext, ResponseFuture};
-use super::headers::remove_hop_by_hop;
 use crate::body::BoxError;
+use crate::hop_by_hop::remove_hop_by_hop;
 use crate::s3error::RequestId;
 
 // Boxing the request body once per request keeps the client (and its pool)

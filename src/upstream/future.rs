@@ -14,7 +14,7 @@ use tokio::time::Sleep;
 
 use super::body::UpstreamBody;
 use super::error::UpstreamError;
-use super::headers::remove_hop_by_hop;
+use crate::hop_by_hop::remove_hop_by_hop;
 use crate::s3error::RequestId;
 
 /// What an error response needs to say, kept aside while waiting.

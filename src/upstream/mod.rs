@@ -30,7 +30,6 @@ mod body;
 mod client;
 mod error;
 mod future;
-mod headers;
 
 pub use body::UpstreamBody;
 pub use client::{UpstreamClient, UpstreamClientBuilder};

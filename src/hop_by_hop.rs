@@ -1,18 +1,26 @@
 //! Hop-by-hop headers: they describe one connection, so a proxy must not pass
-//! them from one side to the other (RFC 9110, section 7.6.1).
+//! them from one side to the other. The one list every layer uses.
 
 use http::header::{self, HeaderMap, HeaderName};
 
-const HOP_BY_HOP: [HeaderName; 8] = [
+/// The hop-by-hop headers of RFC 9110 §7.6.1 (and RFC 7230's `trailer`,
+/// which announces the chunked trailers of this hop's framing).
+pub(crate) const HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
     header::PROXY_AUTHENTICATE,
     header::PROXY_AUTHORIZATION,
     header::TE,
+    header::TRAILER,
     header::TRANSFER_ENCODING,
     header::UPGRADE,
 ];
+
+/// Whether `name` is one of [`HOP_BY_HOP`].
+pub(crate) fn is_hop_by_hop(name: &str) -> bool {
+    HOP_BY_HOP.iter().any(|h| h.as_str() == name)
+}
 
 /// Removes the standard hop-by-hop headers and any header the `Connection`
 /// header names.
@@ -40,9 +48,11 @@ mod tests {
         headers.insert("x-private", "1".parse().unwrap());
         headers.insert("keep-alive", "timeout=5".parse().unwrap());
         headers.insert("transfer-encoding", "chunked".parse().unwrap());
+        headers.insert("trailer", "x-amz-checksum-crc32".parse().unwrap());
         headers.insert("etag", "\"abc\"".parse().unwrap());
         remove_hop_by_hop(&mut headers);
         assert_eq!(headers.len(), 1);
         assert!(headers.contains_key("etag"));
+        assert!(is_hop_by_hop("te") && !is_hop_by_hop("etag"));
     }
 }
