@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::notify::format::{CloudEventsMode, Encoder, Format, FormatOptions};
 
-use super::SinkError;
+use super::{outcome, SinkError};
 
 /// How long `deliver` may take before it gives up with a transient error,
 /// unless a sink's builder says otherwise.
@@ -42,28 +42,16 @@ pub(crate) fn default_encoder() -> Encoder {
     )
 }
 
-/// Folds the outcome of each message of a batch into the batch's outcome:
-/// all delivered → `Ok`; all failed → the first failure (transient when any
-/// is transient, so the batch is retried whole); some failed →
-/// [`SinkError::Partial`] naming them.
+/// Folds the outcome of each message of a batch into the batch's outcome,
+/// by the one policy every sink follows ([`outcome::fold`]).
 pub(crate) fn fold(outcomes: Vec<Result<(), SinkError>>) -> Result<(), SinkError> {
     let total = outcomes.len();
-    let failed: Vec<(usize, SinkError)> = outcomes
+    let failed = outcomes
         .into_iter()
         .enumerate()
         .filter_map(|(i, r)| r.err().map(|e| (i, e)))
         .collect();
-    if failed.is_empty() {
-        return Ok(());
-    }
-    if failed.len() < total {
-        return Err(SinkError::Partial { failed });
-    }
-    let transient = failed
-        .iter()
-        .position(|(_, e)| matches!(e, SinkError::Transient { .. }));
-    let index = transient.unwrap_or(0);
-    Err(failed.into_iter().nth(index).expect("index in range").1)
+    outcome::fold(total, failed)
 }
 
 /// A transient error for a destination that is missing or misconfigured.
@@ -109,11 +97,13 @@ mod tests {
             Err(SinkError::Partial { failed }) => assert_eq!(failed[0].0, 1),
             other => panic!("{other:?}"),
         }
+        // Mixed kinds stay per event: the dispatcher retries the transient
+        // one and dead-letters the permanent one.
         match fold(vec![
             Err(SinkError::permanent("p")),
             Err(SinkError::transient("t")),
         ]) {
-            Err(SinkError::Transient { message, .. }) => assert_eq!(message, "t"),
+            Err(SinkError::Partial { failed }) => assert_eq!(failed.len(), 2),
             other => panic!("{other:?}"),
         }
         match fold(vec![Err(SinkError::permanent("p"))]) {

@@ -162,7 +162,14 @@ pub trait Sink: Send + Sync + 'static {
 mod aws_query;
 #[cfg(feature = "sink-kafka")]
 pub mod kafka;
-#[cfg(any(feature = "sink-kafka", feature = "sink-sns"))]
+#[cfg(any(
+    feature = "sink-kafka",
+    feature = "sink-sns",
+    feature = "sink-nats",
+    feature = "sink-redis",
+    feature = "sink-rabbitmq",
+    feature = "sink-mqtt"
+))]
 mod outcome;
 #[cfg(feature = "sink-sns")]
 pub mod sns;

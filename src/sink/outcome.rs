@@ -1,6 +1,6 @@
 //! Folding per-event failures of one batch into the one [`SinkError`] the
 //! dispatcher expects (shared by the sinks that send a batch as many
-//! messages).
+//! messages, and by the broker sinks through `broker::fold`).
 
 use super::SinkError;
 
@@ -27,6 +27,9 @@ pub(crate) fn fold(len: usize, mut failed: Vec<(usize, SinkError)>) -> Result<()
     let all_permanent = failed
         .iter()
         .all(|(_, e)| matches!(e, SinkError::Permanent { .. }));
+    let all_disabled = failed
+        .iter()
+        .all(|(_, e)| matches!(e, SinkError::Disabled { .. }));
     let first = match &failed[0].1 {
         SinkError::Transient { message, .. }
         | SinkError::Permanent { message }
@@ -52,6 +55,8 @@ pub(crate) fn fold(len: usize, mut failed: Vec<(usize, SinkError)>) -> Result<()
         })
     } else if all_permanent {
         Err(SinkError::Permanent { message })
+    } else if all_disabled {
+        Err(SinkError::Disabled { message })
     } else {
         Err(SinkError::Partial { failed })
     }
