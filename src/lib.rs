@@ -113,6 +113,7 @@
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod addressing;
 pub mod body;
 pub mod credentials;
 pub mod crypto;

@@ -8,6 +8,7 @@ use tower_layer::Layer;
 
 use super::service::Resign;
 use super::upstream::Upstream;
+use crate::addressing::ClientAddressing;
 use crate::credentials::UpstreamCredentials;
 use crate::sigv4::SigningKeyCache;
 
@@ -32,7 +33,7 @@ pub(crate) struct ResignConfig {
     pub(crate) region: String,
     pub(crate) service: String,
     pub(crate) addressing: Addressing,
-    pub(crate) client_virtual_host_suffix: Option<String>,
+    pub(crate) client_addressing: ClientAddressing,
     pub(crate) credentials: CredentialsSource,
     pub(crate) clock: Arc<dyn Fn() -> SystemTime + Send + Sync>,
     pub(crate) key_cache: Arc<SigningKeyCache>,
@@ -57,7 +58,7 @@ impl ResignLayer {
                 upstream,
                 service: "s3".to_owned(),
                 addressing: Addressing::Path,
-                client_virtual_host_suffix: None,
+                client_addressing: ClientAddressing::default(),
                 credentials: CredentialsSource::Client,
                 clock: Arc::new(SystemTime::now),
                 key_cache: Arc::new(SigningKeyCache::default()),
@@ -86,8 +87,17 @@ impl ResignLayer {
     /// Recognises clients that address buckets as `bucket.<suffix>` in their
     /// Host header (virtual-hosted style towards the proxy).
     pub fn client_virtual_host_suffix(mut self, suffix: impl Into<String>) -> Self {
-        self.config.client_virtual_host_suffix =
-            Some(suffix.into().trim_start_matches('.').to_ascii_lowercase());
+        self.config
+            .client_addressing
+            .set_virtual_host_suffix(suffix);
+        self
+    }
+
+    /// Takes S3 requests under `prefix` (an app's `/s3/bucket/key` route):
+    /// the bucket is the segment after it, and the upstream never sees the
+    /// prefix. The client's signature still covers the whole path.
+    pub fn client_path_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.config.client_addressing.set_path_prefix(prefix);
         self
     }
 
@@ -146,10 +156,7 @@ impl fmt::Debug for ResignLayer {
             .field("upstream", &self.config.upstream)
             .field("region", &self.config.region)
             .field("addressing", &self.config.addressing)
-            .field(
-                "client_virtual_host_suffix",
-                &self.config.client_virtual_host_suffix,
-            )
+            .field("client_addressing", &self.config.client_addressing)
             .field("credentials", &credentials)
             .finish()
     }

@@ -151,34 +151,8 @@ fn client_target<'a>(
     host: Option<&str>,
     path: &'a str,
 ) -> (Option<String>, &'a str) {
-    if let (Some(suffix), Some(host)) = (&config.client_virtual_host_suffix, host) {
-        let host = host.rsplit_once(':').map_or(host, |(name, port)| {
-            if port.bytes().all(|b| b.is_ascii_digit()) {
-                name
-            } else {
-                host
-            }
-        });
-        let host = host.to_ascii_lowercase();
-        if let Some(bucket) = host
-            .strip_suffix(suffix.as_str())
-            .and_then(|b| b.strip_suffix('.'))
-        {
-            if !bucket.is_empty() {
-                let key_path = if path.is_empty() { "/" } else { path };
-                return (Some(bucket.to_owned()), key_path);
-            }
-        }
-    }
-    // Path style: /bucket/key...
-    let trimmed = path.strip_prefix('/').unwrap_or(path);
-    match trimmed.split_once('/') {
-        Some((bucket, _)) if !bucket.is_empty() => {
-            (Some(bucket.to_owned()), &path[1 + bucket.len()..])
-        }
-        None if !trimmed.is_empty() => (Some(trimmed.to_owned()), ""),
-        _ => (None, path),
-    }
+    let target = config.client_addressing.target(host, path);
+    (target.bucket, target.key_path)
 }
 
 fn strip_presign_params(query: &str) -> String {
