@@ -51,14 +51,19 @@ impl fmt::Debug for SigningKey {
     }
 }
 
-#[derive(PartialEq, Eq, Hash)]
-struct CacheKey {
-    // A digest rather than the secret itself, so the cache holds no copy of
-    // the secret and a rotated secret misses instead of hitting a stale key.
-    secret_digest: [u8; 32],
-    date: String,
-    region: String,
-    service: String,
+/// One digest of the secret and the scope: the cache holds no copy of the
+/// secret, a rotated secret misses instead of hitting a stale key, and a hit
+/// allocates nothing (this runs twice per proxied request). Each part is
+/// length-prefixed, so no two scopes hash the same bytes.
+type CacheKey = [u8; 32];
+
+fn cache_key(secret: &str, date: &str, region: &str, service: &str) -> CacheKey {
+    let mut hasher = Sha256::new();
+    for part in [secret, date, region, service] {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part.as_bytes());
+    }
+    hasher.finalize().into()
 }
 
 /// A bounded cache of derived signing keys, keyed by a digest of the secret
@@ -80,12 +85,7 @@ impl SigningKeyCache {
 
     /// The signing key for this secret and scope, derived once and reused.
     pub fn get(&self, secret: &str, date: &str, region: &str, service: &str) -> SigningKey {
-        let cache_key = CacheKey {
-            secret_digest: Sha256::digest(secret.as_bytes()).into(),
-            date: date.to_owned(),
-            region: region.to_owned(),
-            service: service.to_owned(),
-        };
+        let cache_key = cache_key(secret, date, region, service);
         if let Some(key) = self.lock().get(&cache_key) {
             return key.clone();
         }
@@ -150,6 +150,15 @@ mod tests {
             "f4780e2d9f65fa895f9c67b32ce1baf0b0d8a43505a000a1a9e090d414db404d"
         );
         assert_eq!(format!("{key:?}"), "SigningKey(<redacted>)");
+    }
+
+    #[test]
+    fn cache_keys_keep_parts_apart() {
+        assert_ne!(
+            cache_key("ab", "c", "r", "s"),
+            cache_key("a", "bc", "r", "s")
+        );
+        assert_eq!(cache_key("a", "b", "c", "d"), cache_key("a", "b", "c", "d"));
     }
 
     #[test]
