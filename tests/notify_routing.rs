@@ -609,3 +609,21 @@ fn misspelt_routing_keys_are_refused() {
         assert!(stderr.contains(expected), "{expected:?} not in {stderr:?}");
     }
 }
+
+#[test]
+fn the_readme_toml_example_shows_the_routing_keys_and_parses() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let example = readme
+        .split("```toml\n")
+        .skip(1)
+        .filter_map(|block| block.split("```").next())
+        .find(|block| block.contains("[[clients]]") && block.contains("[[rules]]"))
+        .expect("the README's configuration example");
+    let file: s3tap::proxy::config::FileConfig =
+        toml::from_str(example).unwrap_or_else(|e| panic!("the README example: {e}"));
+    let rule = &file.rules[0];
+    assert_eq!(rule.buckets, ["photos", "raw-*"]);
+    assert_eq!(rule.clients, ["alice", "AKID*"]);
+    assert!(file.clients[0].manage_notifications);
+}
