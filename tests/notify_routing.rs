@@ -13,6 +13,7 @@
 #![cfg(feature = "proxy")]
 
 mod notify_support;
+mod signing;
 mod support;
 
 use std::collections::BTreeSet;
@@ -626,4 +627,138 @@ fn the_readme_toml_example_shows_the_routing_keys_and_parses() {
     assert_eq!(rule.buckets, ["photos", "raw-*"]);
     assert_eq!(rule.clients, ["alice", "AKID*"]);
     assert!(file.clients[0].manage_notifications);
+}
+
+// ---- what aws-cli does not send ---------------------------------------------
+
+/// Sends `request` (already signed) to the in-process proxy; status and body.
+async fn send(request: http::Request<bytes::Bytes>) -> (u16, String) {
+    use http_body_util::{BodyExt, Full};
+    let client: hyper_util::client::legacy::Client<_, Full<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http();
+    let response = client.request(request.map(Full::new)).await.unwrap();
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// A request to `/bucket?notification` signed with the test key over
+/// `signed_body` (which need not be `body`).
+fn notification_request(
+    address: std::net::SocketAddr,
+    method: &str,
+    body: &[u8],
+    signed_body: &[u8],
+) -> http::Request<bytes::Bytes> {
+    let mut request = http::Request::builder()
+        .method(method)
+        .uri(format!("http://{address}/bkt?notification"))
+        .header("host", address.to_string())
+        .header("content-length", body.len())
+        .body(bytes::Bytes::copy_from_slice(body))
+        .unwrap();
+    signing::sign_with(
+        &mut request,
+        aws_sigv4::http_request::SignableBody::Bytes(signed_body),
+        &signing::SignOptions {
+            time: std::time::SystemTime::now(),
+            ..Default::default()
+        },
+    );
+    request
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hashes_are_checked_when_deferred_and_other_methods_are_refused() {
+    use clap::Parser;
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("s3tap.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            r#"
+[verify]
+payload_hashing = "defer"
+
+[notify]
+spool_dir = "{spool}"
+
+[[sinks]]
+name = "log"
+type = "jsonl"
+path = "{events}"
+
+[[clients]]
+access_key_id = "{key}"
+secret_access_key = "{secret}"
+manage_notifications = true
+"#,
+            spool = dir.path().join("spool").display(),
+            events = dir.path().join("events.jsonl").display(),
+            key = signing::ACCESS_KEY,
+            secret = signing::SECRET,
+        ),
+    )
+    .unwrap();
+    let args = s3tap::proxy::Args::parse_from([
+        "s3tap",
+        "--config",
+        config_path.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        dir.path().join("data").to_str().unwrap(),
+    ]);
+    let config = s3tap::proxy::Config::load(&args, |_| None).unwrap();
+    let proxy = s3tap::proxy::Proxy::bind(config).await.unwrap();
+    let address = proxy.local_addr();
+    tokio::spawn(proxy.serve(std::future::pending()));
+
+    let good = br#"<NotificationConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><TopicConfiguration><Id>t</Id><Topic>arn:s3tap:sqs::1:log</Topic><Event>s3:ObjectRemoved:*</Event></TopicConfiguration></NotificationConfiguration>"#;
+    let other = br#"<NotificationConfiguration/>"#;
+    // The verifier left the hash to the upstream, which never sees this
+    // request: the layer checks it.
+    let (status, body) = send(notification_request(address, "PUT", good, other)).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("<Code>XAmzContentSHA256Mismatch</Code>"),
+        "{body}"
+    );
+    let (status, body) = send(notification_request(address, "GET", b"", b"")).await;
+    assert_eq!(status, 200);
+    assert!(
+        !body.contains("TopicConfiguration"),
+        "nothing was stored: {body}"
+    );
+
+    let (status, body) = send(notification_request(address, "DELETE", b"", b"")).await;
+    assert_eq!(status, 405, "{body}");
+    assert!(body.contains("<Code>MethodNotAllowed</Code>"), "{body}");
+
+    let (status, body) = send(notification_request(address, "PUT", good, good)).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = send(notification_request(address, "GET", b"", b"")).await;
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("<TopicConfiguration><Id>t</Id><Topic>arn:s3tap:sqs::1:log</Topic><Event>s3:ObjectRemoved:*</Event></TopicConfiguration>"),
+        "{body}"
+    );
+
+    let unknown = String::from_utf8_lossy(good)
+        .replace("sqs::1:log", "sqs::1:gone")
+        .into_bytes();
+    let (status, body) = send(notification_request(address, "PUT", &unknown, &unknown)).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("<Code>InvalidArgument</Code>")
+            && body.contains("<ArgumentName1>arn:s3tap:sqs::1:gone</ArgumentName1>"),
+        "{body}"
+    );
+    let malformed = b"<NotificationConfiguration><Nope/></NotificationConfiguration>";
+    let (status, body) = send(notification_request(address, "PUT", malformed, malformed)).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("<Code>MalformedXML</Code>"), "{body}");
 }

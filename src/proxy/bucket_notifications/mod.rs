@@ -26,8 +26,8 @@
 //! - They are stored in `<spool dir>/bucket-notifications.json`
 //!   ([`store`]), so they survive a restart.
 //! - Only clients with `manage_notifications = true` in `[[clients]]` may
-//!   read or change them (the embedded store's own key may too); others get
-//!   `AccessDenied`. The bucket's existence is not checked: nothing of these
+//!   read or change them (the key the embedded store generates may too);
+//!   others get `AccessDenied`. The bucket's existence is not checked: nothing of these
 //!   requests reaches the upstream.
 //! - Other methods on `?notification` get `MethodNotAllowed`, also without
 //!   reaching the upstream.
