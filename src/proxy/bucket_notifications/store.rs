@@ -52,7 +52,11 @@ const VERSION: u32 = 1;
 pub struct NotificationStore {
     path: PathBuf,
     sinks: HashSet<String>,
-    buckets: Mutex<BTreeMap<String, Vec<TargetConfig>>>,
+    /// What GETs read: never held across file I/O.
+    buckets: RwLock<BTreeMap<String, Vec<TargetConfig>>>,
+    /// Held by one PUT at a time, across its write of the file, so that
+    /// concurrent PUTs cannot lose each other's buckets.
+    writer: Mutex<()>,
     rules: ApiRules,
 }
 
@@ -90,10 +94,11 @@ impl NotificationStore {
         let store = NotificationStore {
             path,
             sinks: sinks.into_iter().collect(),
-            buckets: Mutex::new(document.buckets),
+            buckets: RwLock::new(document.buckets),
+            writer: Mutex::new(()),
             rules,
         };
-        let buckets = store.lock();
+        let buckets = store.read();
         for (bucket, configs) in buckets.iter() {
             for config in configs.iter().filter(|c| !store.sinks.contains(&c.sink)) {
                 tracing::warn!(
@@ -115,15 +120,15 @@ impl NotificationStore {
 
     /// A bucket's configurations, as last stored.
     pub fn get(&self, bucket: &str) -> Vec<TargetConfig> {
-        self.lock().get(bucket).cloned().unwrap_or_default()
+        self.read().get(bucket).cloned().unwrap_or_default()
     }
 
     /// Replaces a bucket's configurations (none: removes them), writes the
     /// file and then switches routing over. Blocking file I/O: call it off
     /// the async workers. On a write error nothing changes.
     pub fn put(&self, bucket: &str, configs: Vec<TargetConfig>) -> std::io::Result<()> {
-        let mut buckets = self.lock();
-        let mut next = buckets.clone();
+        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut next = self.read().clone();
         if configs.is_empty() {
             next.remove(bucket);
         } else {
@@ -134,13 +139,13 @@ impl NotificationStore {
             buckets: next,
         };
         write_atomically(&self.path, &serde_json::to_vec_pretty(&document)?)?;
-        *buckets = document.buckets;
-        self.rules.replace(self.to_rules(&buckets));
+        self.rules.replace(self.to_rules(&document.buckets));
+        *self.buckets.write().unwrap_or_else(|p| p.into_inner()) = document.buckets;
         Ok(())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Vec<TargetConfig>>> {
-        self.buckets.lock().unwrap_or_else(|p| p.into_inner())
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Vec<TargetConfig>>> {
+        self.buckets.read().unwrap_or_else(|p| p.into_inner())
     }
 
     /// One rule per configuration: its events and key filters, for its
