@@ -117,7 +117,7 @@ pub struct Rule {
 /// `*` matches any run of characters, `?` one character, anything else
 /// itself. Works on bytes but steps over whole UTF-8 characters, so `?`
 /// never matches half of one.
-fn glob(pattern: &str, text: &str) -> bool {
+pub(crate) fn glob(pattern: &str, text: &str) -> bool {
     // Length of the UTF-8 character starting with this byte.
     fn char_len(lead: u8) -> usize {
         match lead {

@@ -211,6 +211,14 @@ pub fn parse(
             suffix,
         });
     }
+    if let Some((a, b)) = overlapping(&configs) {
+        return Err(S3Error::new(
+            S3ErrorCode::InvalidArgument,
+            "Configuration is ambiguously defined. Cannot have overlapping suffixes in two rules if the prefixes are overlapping for the same event type.",
+        )
+        .with_detail("ArgumentName1", a)
+        .with_detail("ArgumentName2", b));
+    }
     if !unknown_arns.is_empty() {
         // S3's answer for destinations it cannot use, one pair per ARN.
         let mut error = S3Error::new(
@@ -226,6 +234,36 @@ pub fn parse(
         return Err(error);
     }
     Ok(configs)
+}
+
+/// The ids of two configurations that could both match one event, if any:
+/// S3 refuses such a document, since it would notify one upload twice.
+/// Two configurations overlap when an event pattern of one matches an event
+/// pattern of the other (`s3:ObjectCreated:*` and `s3:ObjectCreated:Put`),
+/// one prefix starts the other, and one suffix ends the other (a missing
+/// filter is the empty one, which overlaps every other).
+fn overlapping(configs: &[TargetConfig]) -> Option<(&str, &str)> {
+    let events_meet = |a: &TargetConfig, b: &TargetConfig| {
+        a.events.iter().any(|x| {
+            b.events
+                .iter()
+                .any(|y| crate::notify::rules::glob(x, y) || crate::notify::rules::glob(y, x))
+        })
+    };
+    let text = |filter: &Option<String>| filter.clone().unwrap_or_default();
+    for (i, a) in configs.iter().enumerate() {
+        for b in &configs[i + 1..] {
+            let (pa, pb) = (text(&a.prefix), text(&b.prefix));
+            let (sa, sb) = (text(&a.suffix), text(&b.suffix));
+            if events_meet(a, b)
+                && (pa.starts_with(&pb) || pb.starts_with(&pa))
+                && (sa.ends_with(&sb) || sb.ends_with(&sa))
+            {
+                return Some((&a.id, &b.id));
+            }
+        }
+    }
+    None
 }
 
 fn read_filter(
@@ -356,7 +394,7 @@ mod tests {
                 <Id>uploads</Id>
                 <Queue>arn:s3tap:sqs::1:hook</Queue>
                 <Event>s3:ObjectCreated:*</Event>
-                <Event>s3:ObjectRemoved:Delete</Event>
+                <Event>s3:ObjectTagging:*</Event>
                 <Filter><S3Key>
                   <FilterRule><Name>prefix</Name><Value>photos/ </Value></FilterRule>
                   <FilterRule><Name>Suffix</Name><Value>.jpg</Value></FilterRule>
@@ -381,10 +419,7 @@ mod tests {
                     id: "uploads".into(),
                     kind: TargetKind::Queue,
                     sink: "hook".into(),
-                    events: vec![
-                        "s3:ObjectCreated:*".into(),
-                        "s3:ObjectRemoved:Delete".into()
-                    ],
+                    events: vec!["s3:ObjectCreated:*".into(), "s3:ObjectTagging:*".into()],
                     prefix: Some("photos/ ".into()),
                     suffix: Some(".jpg".into()),
                 },
@@ -511,6 +546,55 @@ mod tests {
             parse(deep.as_bytes(), sinks, ids()).unwrap_err().code(),
             S3ErrorCode::MalformedXML
         );
+    }
+
+    #[test]
+    fn overlapping_configurations_are_refused() {
+        let document = |a: (&str, &str, &str), b: (&str, &str, &str)| {
+            let one = |(id, event, prefix): (&str, &str, &str)| {
+                format!(
+                    "<QueueConfiguration><Id>{id}</Id><Queue>arn:s3tap:sqs::1:hook</Queue><Event>{event}</Event><Filter><S3Key><FilterRule><Name>prefix</Name><Value>{prefix}</Value></FilterRule></S3Key></Filter></QueueConfiguration>"
+                )
+            };
+            format!(
+                "<NotificationConfiguration>{}{}</NotificationConfiguration>",
+                one(a),
+                one(b)
+            )
+        };
+        let cases = [
+            (
+                ("a", "s3:ObjectCreated:*", "in/"),
+                ("b", "s3:ObjectCreated:Put", "in/x/"),
+                true,
+            ),
+            (
+                ("a", "s3:ObjectCreated:*", ""),
+                ("b", "s3:ObjectCreated:*", "in/"),
+                true,
+            ),
+            (
+                ("a", "s3:ObjectCreated:*", "in/"),
+                ("b", "s3:ObjectCreated:*", "out/"),
+                false,
+            ),
+            (
+                ("a", "s3:ObjectCreated:*", "in/"),
+                ("b", "s3:ObjectRemoved:*", "in/"),
+                false,
+            ),
+        ];
+        for (a, b, overlap) in cases {
+            let result = parse(document(a, b).as_bytes(), sinks, ids());
+            match result {
+                Err(error) if overlap => {
+                    assert_eq!(error.code(), S3ErrorCode::InvalidArgument);
+                    assert!(error.message().contains("overlapping"), "{error}");
+                }
+                Ok(configs) if !overlap => assert_eq!(configs.len(), 2),
+                other => panic!("{a:?} {b:?}: {other:?}"),
+            }
+        }
     }
 
     #[test]

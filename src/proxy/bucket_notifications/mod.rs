@@ -18,6 +18,8 @@
 //!   `Filter/S3Key/FilterRule` prefix and suffix, `buckets = [<bucket>]`,
 //!   successful requests only, its `Id` as the rule's name (S3's
 //!   `configurationId`; one is generated when missing).
+//! - Two configurations that could both match one event (overlapping event
+//!   types, prefixes and suffixes) are refused, as S3 refuses them.
 //! - A PUT replaces all of the bucket's API-made rules; an empty
 //!   `<NotificationConfiguration/>` removes them. A GET returns only the
 //!   API-made ones: `[[rules]]` from the TOML file keep routing beside them
