@@ -563,11 +563,11 @@ sinks = ["all"]
 // ---- misspelt keys ----------------------------------------------------------
 
 /// Runs the binary on `config` and returns its exit code and stderr; it
-/// must refuse to start.
+/// must refuse to start (within 20 s, else the test fails).
 fn refused(dir: &Path, config: &str) -> (Option<i32>, String) {
     let path = dir.join("bad.toml");
     std::fs::write(&path, config).unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_s3tap"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_s3tap"))
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .arg("--config")
@@ -578,8 +578,18 @@ fn refused(dir: &Path, config: &str) -> (Option<i32>, String) {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
-        .output()
+        .spawn()
         .expect("run s3tap");
+    let started = std::time::Instant::now();
+    while child.try_wait().expect("wait for s3tap").is_none() {
+        if started.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("s3tap started with {config:?}; it should have refused");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().unwrap();
     (
         output.status.code(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
