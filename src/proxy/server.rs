@@ -1,7 +1,8 @@
 //! The proxy server: binds the listeners, composes
-//! `SigV4VerifyLayer → ResignLayer → UpstreamClient` behind a request log,
-//! serves HTTP or HTTPS, answers `/healthz` and `/readyz` on the admin
-//! address, and drains in-flight requests on shutdown.
+//! `SigV4VerifyLayer → BucketNotificationsLayer → ResignLayer →
+//! UpstreamClient` behind a request log, serves HTTP or HTTPS, answers
+//! `/healthz`, `/readyz` and `/admin/sinks` on the admin address, and drains
+//! in-flight requests on shutdown.
 
 use std::convert::Infallible;
 use std::future::Future;
