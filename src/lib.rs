@@ -133,3 +133,5 @@ pub mod verified;
 pub mod verify;
 #[cfg(feature = "webhook")]
 pub mod webhook;
+#[cfg(any(feature = "sink-sns", feature = "proxy"))]
+mod xml;

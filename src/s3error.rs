@@ -54,6 +54,10 @@ pub enum S3ErrorCode {
     InvalidURI,
     /// 400: the client stopped sending in the middle of the request.
     RequestTimeout,
+    /// 400: the XML body is not well-formed or not S3's schema.
+    MalformedXML,
+    /// 405: the method is not allowed on this resource.
+    MethodNotAllowed,
 }
 
 impl S3ErrorCode {
@@ -81,6 +85,8 @@ impl S3ErrorCode {
             S3ErrorCode::GatewayTimeout => "GatewayTimeout",
             S3ErrorCode::InvalidURI => "InvalidURI",
             S3ErrorCode::RequestTimeout => "RequestTimeout",
+            S3ErrorCode::MalformedXML => "MalformedXML",
+            S3ErrorCode::MethodNotAllowed => "MethodNotAllowed",
         }
     }
 
@@ -101,7 +107,9 @@ impl S3ErrorCode {
             | S3ErrorCode::InvalidToken
             | S3ErrorCode::XAmzContentSHA256Mismatch
             | S3ErrorCode::InvalidURI
-            | S3ErrorCode::RequestTimeout => StatusCode::BAD_REQUEST,
+            | S3ErrorCode::RequestTimeout
+            | S3ErrorCode::MalformedXML => StatusCode::BAD_REQUEST,
+            S3ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             S3ErrorCode::MissingContentLength => StatusCode::LENGTH_REQUIRED,
             S3ErrorCode::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
             S3ErrorCode::NotImplemented => StatusCode::NOT_IMPLEMENTED,

@@ -128,6 +128,8 @@ pub struct Observed(Arc<Mutex<ObservedFacts>>);
 pub struct ObservedFacts {
     /// The verified client's access key id.
     pub access_key_id: Option<String>,
+    /// The verified client's identity name.
+    pub identity: Option<String>,
     /// The client's signing time (`x-amz-date`).
     pub signature_timestamp: Option<String>,
     /// The decoded payload length of an aws-chunked upload.

@@ -132,6 +132,11 @@ pub struct Event {
     /// `ObjectRemoved:Delete` and `ObjectRemoved:DeleteMarkerCreated`.
     #[serde(default)]
     pub delete_marker: bool,
+    /// Who the verified client is: the credential store's identity name
+    /// (a `[[clients]]` entry's `identity`, else its access key id). Rules
+    /// match `clients` against it and against [`Event::access_key_id`].
+    #[serde(default)]
+    pub identity: Option<String>,
 }
 
 impl Event {
@@ -175,6 +180,7 @@ impl Event {
             aborted: false,
             matched_rule: None,
             delete_marker: false,
+            identity: None,
         }
     }
 }

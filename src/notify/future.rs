@@ -115,6 +115,7 @@ impl PendingEvent {
             matched_rule: None,
             delete_marker: header_text(headers, "x-amz-delete-marker")
                 .is_some_and(|v| v.eq_ignore_ascii_case("true")),
+            identity: facts.identity,
         }
     }
 }

@@ -1,5 +1,5 @@
-//! Which events go to which sinks: [`Rule`]s by event type, key prefix and
-//! suffix, and response status.
+//! Which events go to which sinks: [`Rule`]s by event type, bucket, client,
+//! key prefix and suffix, and response status.
 //!
 //! Event-type patterns may use either vocabulary (see
 //! [`event_types`](super::event_types)):
@@ -13,8 +13,14 @@
 //! - `*` alone matches every event.
 //!
 //! `*` matches any run of characters (colons included) and may stand anywhere
-//! (`b2:*:Copy`, `s3:ObjectCreated:*Upload`). Matching is case-sensitive, as
-//! S3 and B2 names are.
+//! (`b2:*:Copy`, `s3:ObjectCreated:*Upload`); `?` matches one character.
+//! Matching is case-sensitive, as S3 and B2 names are.
+//!
+//! `buckets` and `clients` use the same globs. A rule with `buckets` only
+//! sees events of a bucket one of them matches (events without a bucket,
+//! such as ListBuckets, never); a rule with `clients` only sees events of a
+//! verified client whose identity or access key id one of them matches.
+//! Left out (or empty), either one matches everything, as before.
 //!
 //! In the proxy's TOML:
 //!
@@ -24,6 +30,8 @@
 //! events = ["s3:ObjectCreated:*"]
 //! prefix = "photos/"
 //! suffix = ".jpg"
+//! buckets = ["photos", "raw-*"]
+//! clients = ["alice", "AKIAIOSFODNN7EXAMPLE"]
 //! status = "success"   # or "all", or a list of codes: [200, 204]
 //! sinks = ["hook"]
 //! ```
@@ -97,10 +105,28 @@ pub struct Rule {
     pub statuses: StatusFilter,
     /// Names of the sinks that get the matching events.
     pub sinks: Vec<String>,
+    /// Bucket globs; the bucket must match one. Empty: every bucket.
+    #[serde(default)]
+    pub buckets: Vec<String>,
+    /// Client globs, matched against the verified identity and the access
+    /// key id; one must match either. Empty: every client.
+    #[serde(default)]
+    pub clients: Vec<String>,
 }
 
-/// `*` matches any run of characters, anything else itself.
-fn glob(pattern: &str, text: &str) -> bool {
+/// `*` matches any run of characters, `?` one character, anything else
+/// itself. Works on bytes but steps over whole UTF-8 characters, so `?`
+/// never matches half of one.
+pub(crate) fn glob(pattern: &str, text: &str) -> bool {
+    // Length of the UTF-8 character starting with this byte.
+    fn char_len(lead: u8) -> usize {
+        match lead {
+            0xF0..=0xFF => 4,
+            0xE0..=0xEF => 3,
+            0xC0..=0xDF => 2,
+            _ => 1,
+        }
+    }
     let (p, t) = (pattern.as_bytes(), text.as_bytes());
     let (mut pi, mut ti) = (0, 0);
     // Where the last `*` was, and where in `text` it started matching.
@@ -109,13 +135,18 @@ fn glob(pattern: &str, text: &str) -> bool {
         if pi < p.len() && p[pi] == b'*' {
             star = Some((pi, ti));
             pi += 1;
+        } else if pi < p.len() && p[pi] == b'?' {
+            pi += 1;
+            ti += char_len(t[ti]);
         } else if pi < p.len() && p[pi] == t[ti] {
             pi += 1;
             ti += 1;
         } else if let Some((star_pi, star_ti)) = star {
+            // The `*` swallows one more character and the rest is tried again.
+            let next = star_ti + char_len(t[star_ti]);
             pi = star_pi + 1;
-            ti = star_ti + 1;
-            star = Some((star_pi, star_ti + 1));
+            ti = next;
+            star = Some((star_pi, next));
         } else {
             return false;
         }
@@ -145,11 +176,30 @@ pub fn pattern_matches(pattern: &str, event: &Event) -> bool {
     }
 }
 
+/// Whether a client glob matches the event's identity or access key id.
+fn client_matches(pattern: &str, event: &Event) -> bool {
+    [event.identity.as_deref(), event.access_key_id.as_deref()]
+        .into_iter()
+        .flatten()
+        .any(|name| glob(pattern, name))
+}
+
 impl Rule {
-    /// Whether the event passes this rule's event types, key filters and
-    /// status filter.
+    /// Whether the event passes this rule's event types, bucket and client
+    /// filters, key filters and status filter.
     pub fn matches(&self, event: &Event) -> bool {
         if !self.statuses.allows(event.status) {
+            return false;
+        }
+        if !self.buckets.is_empty()
+            && !event
+                .bucket
+                .as_deref()
+                .is_some_and(|bucket| self.buckets.iter().any(|g| glob(g, bucket)))
+        {
+            return false;
+        }
+        if !self.clients.is_empty() && !self.clients.iter().any(|g| client_matches(g, event)) {
             return false;
         }
         if !self.event_types.iter().any(|p| pattern_matches(p, event)) {
@@ -190,6 +240,8 @@ impl Rules {
             suffix: None,
             statuses: StatusFilter::All,
             sinks: vec![sink.into()],
+            buckets: Vec::new(),
+            clients: Vec::new(),
         }])
     }
 
@@ -214,19 +266,33 @@ impl Rules {
     /// common case of one matching sink copies nothing.
     pub fn route_events(&self, event: Event) -> Vec<(&str, Event)> {
         let routes = self.route(&event);
-        let mut routed = Vec::with_capacity(routes.len());
-        let mut event = Some(event);
-        for (i, (rule, sink)) in routes.iter().enumerate() {
-            let mut copy = if i + 1 == routes.len() {
-                event.take().expect("taken only for the last route")
-            } else {
-                event.clone().expect("still here before the last route")
-            };
-            copy.matched_rule = Some(rule.name.clone());
-            routed.push((*sink, copy));
-        }
-        routed
+        copies_for(routes, event)
     }
+
+    /// [`Rules::route_events`] through this rule set and then `more`, as if
+    /// they were one (the proxy's `[[rules]]` and the rules made through the
+    /// S3 notification API).
+    pub fn route_events_with<'a>(&'a self, more: &'a Rules, event: Event) -> Vec<(&'a str, Event)> {
+        let mut routes = self.route(&event);
+        routes.extend(more.route(&event));
+        copies_for(routes, event)
+    }
+}
+
+/// One copy of `event` per route, each naming its rule.
+fn copies_for<'a>(routes: Vec<(&'a Rule, &'a str)>, event: Event) -> Vec<(&'a str, Event)> {
+    let mut routed = Vec::with_capacity(routes.len());
+    let mut event = Some(event);
+    for (i, (rule, sink)) in routes.iter().enumerate() {
+        let mut copy = if i + 1 == routes.len() {
+            event.take().expect("taken only for the last route")
+        } else {
+            event.clone().expect("still here before the last route")
+        };
+        copy.matched_rule = Some(rule.name.clone());
+        routed.push((*sink, copy));
+    }
+    routed
 }
 
 #[cfg(test)]
@@ -249,6 +315,8 @@ mod tests {
             suffix: None,
             statuses: StatusFilter::All,
             sinks: vec!["s".into()],
+            buckets: Vec::new(),
+            clients: Vec::new(),
         }
     }
 
@@ -264,6 +332,59 @@ mod tests {
         assert!(!glob("abc", "ab"));
         assert!(glob("*a*a*a", "aaaa"));
         assert!(!glob("*a*a*a*b", "aaaa"));
+        assert!(glob("raw-?", "raw-1"));
+        assert!(!glob("raw-?", "raw-"));
+        assert!(!glob("raw-?", "raw-12"));
+        assert!(glob("r?w-*", "raw-2026"));
+        // `?` is one character, not one byte.
+        assert!(glob("ф?то", "фото"));
+        assert!(!glob("ф??то", "фото"));
+        assert!(glob("*?", "é"));
+        assert!(glob("*é", "ééé"));
+        assert!(!glob("*ê", "ééé"));
+    }
+
+    #[test]
+    fn buckets_and_clients() {
+        let mut r = rule(&["*"]);
+        r.buckets = vec!["photos".into(), "raw-*".into()];
+        let mut e = event(S3Operation::PutObject, Some("k"), 200);
+        for (bucket, want) in [
+            (Some("photos"), true),
+            (Some("raw-2026"), true),
+            (Some("raw-"), true),
+            (Some("photos2"), false),
+            (Some("Photos"), false),
+            (Some("b"), false),
+            (None, false),
+        ] {
+            e.bucket = bucket.map(Into::into);
+            assert_eq!(r.matches(&e), want, "{bucket:?}");
+        }
+        // No bucket filter: events without a bucket pass too.
+        assert!(rule(&["*"]).matches(&e));
+
+        let mut r = rule(&["*"]);
+        r.clients = vec!["alice".into(), "AKIDBOB*".into()];
+        let mut e = event(S3Operation::PutObject, Some("k"), 200);
+        for (identity, key, want) in [
+            (Some("alice"), Some("AKIDALICE"), true),
+            (Some("bob"), Some("AKIDBOB01"), true),
+            (Some("carol"), Some("AKIDCAROL"), false),
+            (None, Some("alice"), true),
+            (None, None, false),
+        ] {
+            e.identity = identity.map(Into::into);
+            e.access_key_id = key.map(Into::into);
+            assert_eq!(r.matches(&e), want, "{identity:?} {key:?}");
+        }
+        // Both filters: both must hold.
+        r.buckets = vec!["a".into()];
+        e.identity = Some("alice".into());
+        e.bucket = Some("a".into());
+        assert!(r.matches(&e));
+        e.bucket = Some("b".into());
+        assert!(!r.matches(&e));
     }
 
     #[test]
@@ -442,6 +563,29 @@ mod tests {
             .collect();
         assert_eq!(names, ["a", "a", "b"]);
         assert_eq!(put.matched_rule, None);
+
+        // Two rule sets route as one, the first one's rules first.
+        let mut api = rule(&["s3:ObjectCreated:Put"]);
+        api.name = "api".into();
+        api.sinks = vec!["hook".into()];
+        let api = Rules::new(vec![api]);
+        let both: Vec<_> = rules
+            .route_events_with(&api, put.clone())
+            .into_iter()
+            .map(|(sink, e)| (sink, e.matched_rule.unwrap()))
+            .collect();
+        assert_eq!(
+            both,
+            [
+                ("hook", "a".to_owned()),
+                ("kafka", "a".to_owned()),
+                ("hook", "b".to_owned()),
+                ("hook", "api".to_owned())
+            ]
+        );
+        assert!(Rules::default()
+            .route_events_with(&Rules::default(), put)
+            .is_empty());
     }
 
     #[test]
@@ -455,7 +599,9 @@ mod tests {
                 {"name": "everything", "events": ["*"], "status": "all", "sinks": ["log"]},
                 {"name": "misses", "events": ["s3tap:ObjectAccessed:Get"], "status": [404],
                  "sinks": ["log"]},
-                {"name": "defaults", "events": ["b2:*"], "sinks": []}
+                {"name": "defaults", "events": ["b2:*"], "sinks": []},
+                {"name": "scoped", "events": ["*"], "sinks": [], "buckets": ["a", "raw-*"],
+                 "clients": ["alice"]}
             ]"#,
         )
         .unwrap();
@@ -464,6 +610,9 @@ mod tests {
         assert_eq!(rules.rules[1].statuses, StatusFilter::All);
         assert_eq!(rules.rules[2].statuses, StatusFilter::Codes(vec![404]));
         assert_eq!(rules.rules[3].statuses, StatusFilter::SuccessOnly);
+        assert!(rules.rules[3].buckets.is_empty() && rules.rules[3].clients.is_empty());
+        assert_eq!(rules.rules[4].buckets, ["a", "raw-*"]);
+        assert_eq!(rules.rules[4].clients, ["alice"]);
         assert!(serde_json::from_str::<Rule>(
             r#"{"name":"x","events":["*"],"status":"sometimes","sinks":[]}"#
         )

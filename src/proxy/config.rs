@@ -324,6 +324,10 @@ pub struct ClientSection {
     pub upstream_access_key_id: Option<String>,
     /// Upstream secret for `credentials = "mapped"`.
     pub upstream_secret_access_key: Option<String>,
+    /// May configure buckets' notifications through S3's own API
+    /// (`PutBucketNotificationConfiguration`, `GetBucketNotificationConfiguration`).
+    #[serde(default)]
+    pub manage_notifications: bool,
 }
 
 impl fmt::Debug for ClientSection {
@@ -332,6 +336,7 @@ impl fmt::Debug for ClientSection {
             .field("access_key_id", &self.access_key_id)
             .field("identity", &self.identity)
             .field("upstream_access_key_id", &self.upstream_access_key_id)
+            .field("manage_notifications", &self.manage_notifications)
             .finish_non_exhaustive()
     }
 }
@@ -421,6 +426,8 @@ pub struct ClientKey {
     pub identity: Option<String>,
     /// Mapped upstream key.
     pub upstream: Option<(String, Secret)>,
+    /// May configure bucket notifications through the S3 API.
+    pub manage_notifications: bool,
 }
 
 /// Verification settings.
@@ -665,6 +672,7 @@ impl Config {
                 secret: Secret::new(c.secret_access_key),
                 identity: c.identity,
                 upstream,
+                manage_notifications: c.manage_notifications,
             });
         }
 
@@ -825,6 +833,7 @@ fn add_env_client(
         secret,
         identity: None,
         upstream: None,
+        manage_notifications: false,
     });
 }
 

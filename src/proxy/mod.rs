@@ -15,6 +15,7 @@
 //! # }
 //! ```
 
+pub mod bucket_notifications;
 pub mod config;
 pub mod embedded;
 pub mod limits;

@@ -25,6 +25,7 @@ use crate::sink::webhook::{Encoded, WebhookSink};
 use crate::sink::JsonLinesSink;
 use crate::sink::Sink;
 
+use super::bucket_notifications::ApiRules;
 use super::config::ConfigError;
 
 fn invalid(message: impl Into<String>) -> ConfigError {
@@ -369,6 +370,8 @@ impl NotifySettings {
                     suffix: None,
                     statuses: StatusFilter::All,
                     sinks: vec![sink.name().to_owned()],
+                    buckets: Vec::new(),
+                    clients: Vec::new(),
                 })
                 .collect();
         }
@@ -413,6 +416,11 @@ impl NotifySettings {
         &self.rules
     }
 
+    /// The spool directory: `[notify] spool_dir`, else `default`.
+    pub fn spool_dir_or(&self, default: PathBuf) -> PathBuf {
+        self.spool_dir.clone().unwrap_or(default)
+    }
+
     /// Whether events are emitted at body end.
     pub fn emit_on_body_end(&self) -> bool {
         self.emit_on_body_end
@@ -430,7 +438,7 @@ impl NotifySettings {
             aws_region: region.to_owned(),
             ..FormatOptions::default()
         };
-        let spool_dir = self.spool_dir.clone().unwrap_or(default_spool_dir);
+        let spool_dir = self.spool_dir_or(default_spool_dir);
         std::fs::create_dir_all(&spool_dir).map_err(|e| {
             format!(
                 "cannot create the event spool directory {}: {e}",
@@ -495,6 +503,7 @@ impl NotifySettings {
             .map_err(|e| format!("event spool: {e}"))?;
         let emitter = Arc::new(RoutingEmitter {
             rules: Rules::new(self.rules.clone()),
+            api_rules: ApiRules::default(),
             dispatcher: dispatcher.clone(),
         });
         Ok((emitter, dispatcher, task))
@@ -677,16 +686,27 @@ fn encode(encoder: &FormatEncoder, events: &[Event]) -> Encoded {
     }
 }
 
-/// Routes each event through the rules and queues a copy per matching sink.
+/// Routes each event through the rules (the `[[rules]]`, then those made
+/// through the S3 notification API) and queues a copy per matching sink.
 /// Never blocks: the dispatcher queues, spills to its spool, or refuses.
 pub struct RoutingEmitter {
     rules: Rules,
+    api_rules: ApiRules,
     dispatcher: Dispatcher,
+}
+
+impl RoutingEmitter {
+    /// The rules made through the S3 notification API, which this emitter
+    /// routes by as well.
+    pub fn api_rules(&self) -> ApiRules {
+        self.api_rules.clone()
+    }
 }
 
 impl EventEmitter for RoutingEmitter {
     fn emit(&self, event: Event) {
-        for (sink, routed) in self.rules.route_events(event) {
+        let api_rules = self.api_rules.read();
+        for (sink, routed) in self.rules.route_events_with(&api_rules, event) {
             // The id is copied only for the message: `emit` takes the event.
             let id = routed.id.clone();
             if let Err(error) = self.dispatcher.emit(sink, routed) {

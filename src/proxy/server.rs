@@ -1,7 +1,8 @@
 //! The proxy server: binds the listeners, composes
-//! `SigV4VerifyLayer → ResignLayer → UpstreamClient` behind a request log,
-//! serves HTTP or HTTPS, answers `/healthz` and `/readyz` on the admin
-//! address, and drains in-flight requests on shutdown.
+//! `SigV4VerifyLayer → BucketNotificationsLayer → ResignLayer →
+//! UpstreamClient` behind a request log, serves HTTP or HTTPS, answers
+//! `/healthz`, `/readyz` and `/admin/sinks` on the admin address, and drains
+//! in-flight requests on shutdown.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -26,6 +27,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 use tracing::Instrument;
 
+use super::bucket_notifications::{self, BucketNotifications, BucketNotificationsLayer};
 use super::config::Limits;
 use super::config::{
     Addressing, ClientKey, Config, CredentialsMode, PayloadHashingMode, RemoteUpstream,
@@ -57,8 +59,10 @@ impl StartError {
     }
 }
 
-/// The verify → record identity → re-sign → upstream stack.
-type Stack = SigV4Verify<RecordAccessKey<Resign<UpstreamClient>>, StaticCredentials>;
+/// The verify → bucket notification API → record identity → re-sign →
+/// upstream stack.
+type Stack =
+    SigV4Verify<BucketNotifications<RecordAccessKey<Resign<UpstreamClient>>>, StaticCredentials>;
 
 /// A bound, not yet serving, proxy.
 pub struct Proxy {
@@ -73,6 +77,8 @@ pub struct Proxy {
     dispatcher_task: DispatcherTask,
     metrics: Arc<ProxyMetrics>,
     limits: Limits,
+    /// `GET /admin/sinks`: each sink's name and ARN.
+    sinks_json: Arc<str>,
     // Held so the embedded store lives as long as the proxy.
     _embedded: Option<EmbeddedStore>,
 }
@@ -176,9 +182,17 @@ impl Proxy {
             .unwrap_or_else(|| remote.endpoint.region());
         let (emitter, dispatcher, dispatcher_task) = config
             .notify
-            .start(default_spool, &region)
+            .start(default_spool.clone(), &region)
             .await
             .map_err(StartError::new)?;
+        let (notifications, sinks_json) = bucket_notifications::start(
+            &config.notify,
+            default_spool,
+            &emitter,
+            &clients,
+            &config.verify,
+            config.virtual_host_suffix.as_deref(),
+        )?;
         let mut notify = NotifyLayer::from_arc(emitter);
         if config.notify.emit_on_body_end() {
             notify = notify.emit_on_body_end();
@@ -194,6 +208,7 @@ impl Proxy {
                 &config.verify,
                 config.virtual_host_suffix.clone(),
                 metrics.clone(),
+                notifications,
             )?),
             peer: None,
             metrics: metrics.clone(),
@@ -212,6 +227,7 @@ impl Proxy {
             dispatcher_task,
             metrics,
             limits: config.limits,
+            sinks_json: Arc::from(sinks_json),
             _embedded: embedded.map(|(store, _)| store),
         })
     }
@@ -247,6 +263,7 @@ impl Proxy {
             dispatcher_task,
             metrics,
             limits,
+            sinks_json,
             _embedded,
         } = self;
         let graceful = GracefulShutdown::new();
@@ -267,6 +284,7 @@ impl Proxy {
             Arc::from(ready_target),
             metrics.clone(),
             dispatcher.clone(),
+            sinks_json,
         ));
         let metrics_upkeep = tokio::spawn({
             let metrics = metrics.clone();
@@ -379,6 +397,7 @@ fn stack(
     verify: &super::config::VerifyConfig,
     virtual_host_suffix: Option<String>,
     metrics: Arc<ProxyMetrics>,
+    notifications: BucketNotificationsLayer,
 ) -> Result<Stack, StartError> {
     let mut store = StaticCredentials::new();
     for client in clients {
@@ -430,10 +449,10 @@ fn stack(
             PayloadHashingMode::Verify => PayloadHashing::Verify,
             PayloadHashingMode::Defer => PayloadHashing::DeferToUpstream,
         });
-    Ok(verify_layer.layer(RecordAccessKey {
+    Ok(verify_layer.layer(notifications.layer(RecordAccessKey {
         inner: resign.layer(client),
         metrics,
-    }))
+    })))
 }
 
 // ---- request log ------------------------------------------------------------
@@ -636,6 +655,7 @@ async fn serve_admin(
     ready_target: Arc<str>,
     metrics: Arc<ProxyMetrics>,
     dispatcher: Dispatcher,
+    sinks_json: Arc<str>,
 ) {
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
@@ -644,12 +664,23 @@ async fn serve_admin(
         let ready_target = ready_target.clone();
         let metrics = metrics.clone();
         let dispatcher = dispatcher.clone();
+        let sinks_json = sinks_json.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request: Request<Incoming>| {
                 let ready_target = ready_target.clone();
                 let metrics = metrics.clone();
                 let dispatcher = dispatcher.clone();
+                let sinks_json = sinks_json.clone();
                 async move {
+                    if request.uri().path() == "/admin/sinks" {
+                        let mut response =
+                            Response::new(Full::new(Bytes::from(sinks_json.as_bytes().to_vec())));
+                        response.headers_mut().insert(
+                            http::header::CONTENT_TYPE,
+                            http::HeaderValue::from_static("application/json"),
+                        );
+                        return Ok::<_, Infallible>(response);
+                    }
                     if request.uri().path() == "/metrics" {
                         let text = metrics.render(&dispatcher.stats());
                         let mut response = Response::new(Full::new(Bytes::from(text)));

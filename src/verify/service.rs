@@ -436,6 +436,7 @@ pub(crate) fn complete<B>(
     if let Some(observed) = parts.extensions.get::<crate::verified::Observed>() {
         observed.record(|facts| {
             facts.access_key_id = Some(verified.access_key_id.clone());
+            facts.identity = Some(verified.identity.name().to_owned());
             facts.signature_timestamp = Some(verified.signing_time.to_string());
             facts.decoded_content_length = verified.decoded_content_length;
         });

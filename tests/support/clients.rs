@@ -181,6 +181,33 @@ pub async fn aws_cli_s3(
     run(cmd, "aws s3").await
 }
 
+/// `aws s3api ARGS... --endpoint-url ENDPOINT --output json` with aws-cli
+/// v1, path-style, one attempt per request.
+pub async fn aws_cli_s3api(
+    peers: &Peers,
+    endpoint: &str,
+    creds: &Creds,
+    args: &[&str],
+) -> ClientOutput {
+    let home = tempfile::tempdir().expect("client temp dir");
+    let config = home.path().join("aws-config");
+    std::fs::write(
+        &config,
+        format!(
+            "[default]\nregion = {}\ns3 =\n    addressing_style = path\n",
+            creds.region
+        ),
+    )
+    .expect("write aws-cli config");
+    let mut cmd = client_command(peers.aws_cli(), home.path(), creds);
+    cmd.env("AWS_CONFIG_FILE", &config)
+        .env("AWS_MAX_ATTEMPTS", "1")
+        .arg("s3api")
+        .args(args)
+        .args(["--endpoint-url", endpoint, "--output", "json"]);
+    run(cmd, "aws s3api").await
+}
+
 /// boto3's everyday calls (`tests/clients/boto3_ops.py`): put `file` under
 /// `prefix`, head, GET, range GETs, copy, list, delete; stdout is a JSON
 /// report of what must not depend on the path taken.

@@ -129,6 +129,9 @@ pub fn client_key(data_dir: &Path, from_env: Option<&ClientKey>) -> Result<Clien
                 secret: Secret::new(random_token(40, MIXED)),
                 identity: None,
                 upstream: None,
+                // The store's own key, the only one it has: its holder owns
+                // the store and may configure its notifications.
+                manage_notifications: true,
             };
             save_key(&path, &key)?;
             Ok(key)
@@ -153,6 +156,7 @@ fn parse_saved_key(text: &str) -> Option<ClientKey> {
         secret: Secret::new(saved.secret_access_key),
         identity: None,
         upstream: None,
+        manage_notifications: true,
     })
 }
 
