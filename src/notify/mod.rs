@@ -62,4 +62,4 @@ pub use layer::{EmitOn, EventEmitter, NotifyLayer};
 pub use retry::RetryPolicy;
 pub use rules::{Rule, Rules, StatusFilter};
 pub use service::Notify;
-pub use spool::{DeadLetter, FsyncPolicy, SpoolError};
+pub use spool::{DeadLetter, DeadLetterFilter, FsyncPolicy, SpoolError};

@@ -105,6 +105,16 @@ impl ProxyMetrics {
         self.recorder.register_counter(&key, &METADATA).increment(1);
     }
 
+    /// How long the oldest event still waiting for `sink` has waited
+    /// (`s3tap_oldest_undelivered_seconds{sink}`; 0 when none waits).
+    pub fn oldest_undelivered(&self, sink: &str, seconds: f64) {
+        let key = Key::from_parts(
+            "s3tap_oldest_undelivered_seconds",
+            vec![Label::new("sink", sink.to_owned())],
+        );
+        self.recorder.register_gauge(&key, &METADATA).set(seconds);
+    }
+
     /// The Prometheus text exposition, with the dispatcher's current figures.
     pub fn render(&self, stats: &DispatcherStats) -> String {
         let gauge = |name: &'static str, value: u64| {
@@ -133,6 +143,8 @@ impl ProxyMetrics {
             labelled("s3tap_sink_retried_total", sink.retried);
             labelled("s3tap_sink_failed_permanent_total", sink.failed_permanent);
             labelled("s3tap_sink_dead_lettered_total", sink.dead_lettered);
+            labelled("s3tap_sink_dead_letters", sink.dead_letters);
+            labelled("s3tap_sink_redriven_total", sink.redriven);
             labelled("s3tap_sink_disabled", u64::from(sink.disabled));
         }
         self.handle.render()
