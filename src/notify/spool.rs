@@ -513,7 +513,7 @@ impl Spool {
         &self,
         filter: &DeadLetterFilter,
         mut next_seq: u64,
-    ) -> Result<(Vec<(String, u64, u64)>, u64), SpoolError> {
+    ) -> Result<(Vec<Redriven>, u64), SpoolError> {
         let now = now_ms();
         let txn = self.db.begin_write().map_err(storage)?;
         let mut moved = Vec::new();
@@ -585,6 +585,9 @@ impl Spool {
         Ok(out)
     }
 }
+
+/// A dead letter moved back: its sink, new sequence number and record size.
+pub(crate) type Redriven = (String, u64, u64);
 
 /// The keys of the dead letters `filter` selects.
 fn select(

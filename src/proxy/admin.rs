@@ -104,8 +104,8 @@ pub(crate) async fn handle(
     state: &AdminState,
     request: Request<hyper::body::Incoming>,
 ) -> Response<Full<Bytes>> {
-    if let Err(response) = authorize(state, request.headers()) {
-        return response;
+    if let Err(error) = authorize(state, request.headers()) {
+        return error.into_response();
     }
     let (parts, body) = request.into_parts();
     let mut selectors = query(parts.uri.query().unwrap_or(""));
@@ -130,6 +130,7 @@ pub(crate) async fn handle(
                                 "bad_body",
                                 format!("the body must be a JSON object of selectors: {e}"),
                             )
+                            .into_response()
                         }
                     }
                 }
@@ -140,6 +141,7 @@ pub(crate) async fn handle(
                     "bad_body",
                     format!("cannot read the body (at most {MAX_BODY} bytes): {e}"),
                 )
+                .into_response()
             }
         }
     }
@@ -175,7 +177,7 @@ pub(crate) async fn handle(
     };
     match result {
         Ok(value) => json_response(StatusCode::OK, &value),
-        Err(response) => response,
+        Err(error) => error.into_response(),
     }
 }
 
@@ -189,9 +191,45 @@ fn known_path(segments: &[&str], path: &str) -> bool {
     }
 }
 
-type Answer = Result<Value, Response<Full<Bytes>>>;
+/// Why an admin request failed: its status, a stable code and a readable
+/// message, answered as `{"error":code,"message":...}`.
+#[derive(Debug)]
+struct AdminError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    /// `WWW-Authenticate: Bearer` on 401s.
+    challenge: bool,
+}
 
-fn authorize(state: &AdminState, headers: &HeaderMap) -> Result<(), Response<Full<Bytes>>> {
+impl AdminError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        AdminError {
+            status,
+            code,
+            message: message.into(),
+            challenge: false,
+        }
+    }
+
+    fn into_response(self) -> Response<Full<Bytes>> {
+        let mut response = json_response(
+            self.status,
+            &json!({ "error": self.code, "message": self.message }),
+        );
+        if self.challenge {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
+    }
+}
+
+type Answer = Result<Value, AdminError>;
+
+fn authorize(state: &AdminState, headers: &HeaderMap) -> Result<(), AdminError> {
     let Some(token) = &state.token else {
         return Err(error(
             StatusCode::FORBIDDEN,
@@ -222,13 +260,11 @@ fn authorize(state: &AdminState, headers: &HeaderMap) -> Result<(), Response<Ful
     }
 }
 
-fn unauthorized(code: &str, message: &str) -> Response<Full<Bytes>> {
-    let mut response = error(StatusCode::UNAUTHORIZED, code, message.into());
-    response.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        http::HeaderValue::from_static("Bearer"),
-    );
-    response
+fn unauthorized(code: &'static str, message: &str) -> AdminError {
+    AdminError {
+        challenge: true,
+        ..AdminError::new(StatusCode::UNAUTHORIZED, code, message)
+    }
 }
 
 async fn list(state: &AdminState, selectors: &BTreeMap<String, String>) -> Answer {
@@ -329,7 +365,7 @@ async fn enable(state: &AdminState, sink: &str, selectors: &BTreeMap<String, Str
     Ok(json!({ "sink": sink, "enabled": true, "was_disabled": was_disabled, "redriven": redriven }))
 }
 
-fn filter(selectors: &BTreeMap<String, String>) -> Result<DeadLetterFilter, Response<Full<Bytes>>> {
+fn filter(selectors: &BTreeMap<String, String>) -> Result<DeadLetterFilter, AdminError> {
     let mut filter = DeadLetterFilter::all();
     for (name, value) in selectors {
         match name.as_str() {
@@ -399,7 +435,7 @@ fn letter_json(letter: &DeadLetter) -> Value {
     })
 }
 
-fn dispatcher_error(error_: DispatcherError) -> Response<Full<Bytes>> {
+fn dispatcher_error(error_: DispatcherError) -> AdminError {
     match error_ {
         DispatcherError::UnknownSink(name) => error(
             StatusCode::NOT_FOUND,
@@ -419,8 +455,8 @@ fn dispatcher_error(error_: DispatcherError) -> Response<Full<Bytes>> {
     }
 }
 
-fn error(status: StatusCode, code: &str, message: String) -> Response<Full<Bytes>> {
-    json_response(status, &json!({ "error": code, "message": message }))
+fn error(status: StatusCode, code: &'static str, message: String) -> AdminError {
+    AdminError::new(status, code, message)
 }
 
 fn json_response(status: StatusCode, value: &Value) -> Response<Full<Bytes>> {
