@@ -1,7 +1,8 @@
 //! Prometheus metrics of one proxy: requests by operation and status,
 //! verification failures by reason, upstream latency, bytes in and out, and
-//! the dispatcher's queue, spool and per-sink deliveries, retries and
-//! failures, rendered on the admin address at `/metrics`.
+//! the dispatcher's queue, spool and per-sink deliveries, retries,
+//! failures, dead letters and the age of the oldest undelivered event,
+//! rendered on the admin address at `/metrics`.
 //!
 //! Each proxy owns its recorder (no global one), so several proxies in one
 //! process, as in tests, keep separate figures.
@@ -166,6 +167,29 @@ impl std::fmt::Debug for ProxyMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_operations_gauges_are_exported_per_sink() {
+        let metrics = ProxyMetrics::new();
+        metrics.oldest_undelivered("hook", 12.5);
+        let stats = DispatcherStats {
+            sinks: vec![crate::notify::SinkStats {
+                name: "hook".into(),
+                dead_letters: 3,
+                redriven: 7,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let text = metrics.render(&stats);
+        for line in [
+            "s3tap_oldest_undelivered_seconds{sink=\"hook\"} 12.5",
+            "s3tap_sink_dead_letters{sink=\"hook\"} 3",
+            "s3tap_sink_redriven_total{sink=\"hook\"} 7",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+    }
 
     #[test]
     fn upkeep_folds_latency_samples_into_the_histogram_without_losing_any() {
