@@ -75,7 +75,7 @@ pub enum Sinks {
     /// Enable a sink that a 410 Gone disabled, without a restart; what
     /// waited in the spool for it is delivered.
     Enable {
-        /// The sink's name in [[sinks]].
+        /// The sink's name in `[[sinks]]`.
         name: String,
         /// Also redrive the sink's dead letters.
         #[arg(long)]
@@ -105,11 +105,11 @@ pub struct Select {
 /// Where the running proxy is.
 #[derive(Debug, Default, clap::Args)]
 pub struct Remote {
-    /// The proxy's admin address [default: [admin] address of --config,
+    /// The proxy's admin address [default: `[admin] address` of --config,
     /// else http://127.0.0.1:9090].
     #[arg(long, value_name = "URL")]
     pub admin: Option<String>,
-    /// The admin token [default: S3TAP_ADMIN_TOKEN, else [admin] token of
+    /// The admin token [default: S3TAP_ADMIN_TOKEN, else `[admin] token` of
     /// --config]. Prefer the environment: flags show in process lists.
     #[arg(long)]
     pub token: Option<String>,
