@@ -1080,6 +1080,8 @@ struct Writer {
     admin: Vec<Admin>,
 }
 
+/// The most dead letters redriven in one transaction.
+const REDRIVE_CHUNK: usize = 10_000;
 /// The most events in one group commit; more wait for the next.
 const MAX_COMMIT: usize = 16_384;
 /// The most events held unspooled; more wait in the queue.
@@ -1226,15 +1228,34 @@ impl Writer {
         }
     }
 
+    /// Redrives in transactions of at most `REDRIVE_CHUNK` events, so a
+    /// large dead-letter table never makes one huge transaction.
     async fn redrive(
         &mut self,
         filter: DeadLetterFilter,
     ) -> Result<BTreeMap<String, u64>, SpoolError> {
+        let filter = Arc::new(filter);
+        let mut by_sink = BTreeMap::new();
+        loop {
+            let moved = self.redrive_chunk(filter.clone(), &mut by_sink).await?;
+            if moved < REDRIVE_CHUNK {
+                return Ok(by_sink);
+            }
+        }
+    }
+
+    async fn redrive_chunk(
+        &mut self,
+        filter: Arc<DeadLetterFilter>,
+        by_sink: &mut BTreeMap<String, u64>,
+    ) -> Result<usize, SpoolError> {
         let spool = self.spool.clone();
         let from = self.next_seq;
-        let (moved, next_seq) = tokio::task::spawn_blocking(move || spool.redrive(&filter, from))
-            .await
-            .map_err(|_| SpoolError::Task)??;
+        let (moved, next_seq) =
+            tokio::task::spawn_blocking(move || spool.redrive(&filter, REDRIVE_CHUNK, from))
+                .await
+                .map_err(|_| SpoolError::Task)??;
+        let count = moved.len();
         // The redriven events took the numbers `from..next_seq`: keep the
         // window of uncommitted events contiguous across them.
         for _ in from..next_seq {
@@ -1244,7 +1265,6 @@ impl Writer {
         }
         self.next_seq = next_seq;
         let c = &self.counters;
-        let mut by_sink = BTreeMap::new();
         for (name, seq, bytes) in moved {
             c.spooled.fetch_add(1, Ordering::Relaxed);
             c.spool_bytes.fetch_add(bytes, Ordering::Relaxed);
@@ -1266,7 +1286,7 @@ impl Writer {
             *by_sink.entry(name).or_default() += 1;
         }
         self.wake_workers();
-        Ok(by_sink)
+        Ok(count)
     }
 
     /// Lets the worker of sink `index` deliver again, from the start of its

@@ -505,13 +505,15 @@ impl Spool {
         Ok(out)
     }
 
-    /// Moves the dead letters `filter` selects back to the events table,
-    /// numbered from `next_seq` on, with no attempt made and accepted now,
-    /// in one durable transaction. Returns, per moved event, its sink, new
-    /// sequence number and record size, and the next free sequence number.
+    /// Moves up to `limit` of the dead letters `filter` selects back to the
+    /// events table, numbered from `next_seq` on, with no attempt made and
+    /// accepted now, in one durable transaction. Returns, per moved event,
+    /// its sink, new sequence number and record size, and the next free
+    /// sequence number.
     pub(crate) fn redrive(
         &self,
         filter: &DeadLetterFilter,
+        limit: usize,
         mut next_seq: u64,
     ) -> Result<(Vec<Redriven>, u64), SpoolError> {
         let now = now_ms();
@@ -521,7 +523,7 @@ impl Spool {
             let mut dead = txn.open_table(DEAD).map_err(storage)?;
             let mut events = txn.open_table(EVENTS).map_err(storage)?;
             let mut meta = txn.open_table(META).map_err(storage)?;
-            let selected = select(&dead, filter, now)?;
+            let selected = select(&dead, filter, now, limit)?;
             for (sink, seq) in selected {
                 let Some(old) = dead.remove((sink.as_str(), seq)).map_err(storage)? else {
                     continue;
@@ -552,7 +554,7 @@ impl Spool {
         let mut purged = HashMap::new();
         {
             let mut dead = txn.open_table(DEAD).map_err(storage)?;
-            for (sink, seq) in select(&dead, filter, now)? {
+            for (sink, seq) in select(&dead, filter, now, usize::MAX)? {
                 if dead
                     .remove((sink.as_str(), seq))
                     .map_err(storage)?
@@ -589,11 +591,12 @@ impl Spool {
 /// A dead letter moved back: its sink, new sequence number and record size.
 pub(crate) type Redriven = (String, u64, u64);
 
-/// The keys of the dead letters `filter` selects.
+/// The keys of up to `limit` of the dead letters `filter` selects.
 fn select(
     dead: &redb::Table<'_, (&'static str, u64), &'static [u8]>,
     filter: &DeadLetterFilter,
     now: u64,
+    limit: usize,
 ) -> Result<Vec<(String, u64)>, SpoolError> {
     let range = match &filter.sink {
         Some(sink) => dead.range((sink.as_str(), 0)..=(sink.as_str(), u64::MAX)),
@@ -602,6 +605,9 @@ fn select(
     .map_err(storage)?;
     let mut keys = Vec::new();
     for entry in range {
+        if keys.len() >= limit {
+            break;
+        }
         let (key, value) = entry.map_err(storage)?;
         let (sink, seq) = key.value();
         if let Some(letter) = decode_letter(sink, seq, value.value()) {
