@@ -674,3 +674,115 @@ async fn kill_9_loses_no_spooled_event() {
     task.await.unwrap();
     assert_eq!(stats.spooled, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_selected_redriven_purged_and_a_gone_sink_enabled_again() {
+    use s3tap::notify::{DeadLetterFilter, DispatcherError};
+    use std::sync::atomic::AtomicU16;
+    let status = Arc::new(AtomicU16::new(400));
+    let answer = status.clone();
+    let hook = Receiver::start(
+        free(),
+        Arc::new(move |_: &Seen| Reply::Status(answer.load(Ordering::SeqCst))),
+    )
+    .await;
+    let other = Receiver::start(free(), Arc::new(|_: &Seen| Reply::Status(400))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (dispatcher, task) = Dispatcher::builder()
+        .sink("a", webhook(&hook.url()))
+        .sink("b", webhook(&other.url()))
+        .batch(100, Duration::from_millis(2))
+        .retry(fast_retry())
+        .spool(dir.path().join("spool.redb"), FsyncPolicy::default())
+        .build()
+        .await
+        .unwrap();
+    let ids_a = emit_all(&dispatcher, "a", 3, "a");
+    emit_all(&dispatcher, "b", 2, "b");
+    assert!(
+        wait_until(Duration::from_secs(10), || dispatcher
+            .stats()
+            .dead_lettered()
+            == 5)
+        .await
+    );
+
+    let all = DeadLetterFilter::all();
+    assert_eq!(
+        dispatcher
+            .dead_letters_matching(&all, 100)
+            .await
+            .unwrap()
+            .len(),
+        5
+    );
+    let young = all.clone().sink("a").newer_than(Duration::from_secs(3600));
+    let listed = dispatcher.dead_letters_matching(&young, 100).await.unwrap();
+    let listed_ids: HashSet<String> = listed.iter().map(|l| l.event.id.to_string()).collect();
+    assert_eq!(listed_ids, ids_a);
+    assert!(listed
+        .iter()
+        .all(|l| l.dead_since_ms >= l.spooled_at_ms && l.attempts == 1));
+    let one = ids_a.iter().next().unwrap();
+    assert_eq!(
+        dispatcher.dead_letter(one).await.unwrap().unwrap().sink,
+        "a"
+    );
+    assert!(dispatcher
+        .dead_letter("no-such-id")
+        .await
+        .unwrap()
+        .is_none());
+
+    // Nothing is an hour old yet.
+    let old = all.clone().older_than(Duration::from_secs(3600));
+    assert!(dispatcher.redrive(&old).await.unwrap().is_empty());
+    assert!(matches!(
+        dispatcher.redrive(&all.clone().sink("nope")).await,
+        Err(DispatcherError::UnknownSink(_))
+    ));
+
+    let purged = dispatcher.purge(&all.clone().sink("b")).await.unwrap();
+    assert_eq!(purged.get("b"), Some(&2));
+    status.store(200, Ordering::SeqCst);
+    let moved = dispatcher.redrive(&all.clone().sink("a")).await.unwrap();
+    assert_eq!(moved.get("a"), Some(&3));
+    assert!(wait_until(Duration::from_secs(10), || hook.log.acked_ids() == ids_a).await);
+    let stats = dispatcher.stats();
+    assert_eq!(stats.sinks[0].redriven, 3);
+    assert_eq!(stats.sinks[0].dead_letters, 0);
+    assert_eq!(stats.sinks[1].dead_letters, 0);
+    assert!(dispatcher.dead_letters(10).await.unwrap().is_empty());
+
+    // 410: disabled; enabled again, what waited is delivered and emit works.
+    status.store(410, Ordering::SeqCst);
+    let parked = emit_all(&dispatcher, "a", 2, "parked");
+    assert!(
+        wait_until(Duration::from_secs(10), || dispatcher.stats().sinks[0]
+            .disabled)
+        .await
+    );
+    assert_eq!(
+        dispatcher.emit("a", event("refused")),
+        Err(EmitError::SinkDisabled("a".into()))
+    );
+    status.store(200, Ordering::SeqCst);
+    assert!(dispatcher.enable_sink("a").await.unwrap());
+    assert!(
+        !dispatcher.enable_sink("a").await.unwrap(),
+        "already enabled"
+    );
+    let after = emit_all(&dispatcher, "a", 2, "after");
+    let expected: HashSet<String> = ids_a.iter().chain(&parked).chain(&after).cloned().collect();
+    assert!(
+        wait_until(Duration::from_secs(10), || hook.log.acked_ids() == expected).await,
+        "missing: {:?}",
+        expected
+            .difference(&hook.log.acked_ids())
+            .collect::<Vec<_>>()
+    );
+    let stats = dispatcher.shutdown(Duration::from_secs(1)).await;
+    task.await.unwrap();
+    assert_eq!(stats.spooled, 0);
+    assert!(!stats.sinks[0].disabled);
+}

@@ -62,6 +62,7 @@ impl RunningProxy {
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("RUST_LOG", "info")
+            .env("S3TAP_ADMIN_TOKEN", ADMIN_TOKEN)
             .arg("--config")
             .arg(config)
             .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
@@ -130,13 +131,20 @@ impl Drop for RunningProxy {
     }
 }
 
+/// The admin API's token (`/admin/sinks` needs it like every `/admin/` route).
+const ADMIN_TOKEN: &str = "routing-test-admin-token";
+
 async fn get(url: &str) -> (u16, String) {
     use http_body_util::{BodyExt, Full};
     let client: hyper_util::client::legacy::Client<_, Full<bytes::Bytes>> =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .build_http();
+    let request = http::Request::get(url)
+        .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+        .body(Full::default())
+        .unwrap();
     let response = client
-        .get(url.parse().unwrap())
+        .request(request)
         .await
         .unwrap_or_else(|e| panic!("GET {url}: {e}"));
     let status = response.status().as_u16();

@@ -16,6 +16,14 @@
 //!                     transient: back off, retry · permanent: dead letter · 410: disable the sink
 //! ```
 //!
+//! Operators act on what failed through the handle: list and inspect the
+//! dead letters ([`Dispatcher::dead_letters_matching`],
+//! [`Dispatcher::dead_letter`]), deliver them again
+//! ([`Dispatcher::redrive`]) or drop them ([`Dispatcher::purge`]), chosen
+//! by a [`DeadLetterFilter`] (sink, event id, age), and enable a sink a
+//! `410` disabled ([`Dispatcher::enable_sink`]). These run in the spool
+//! writer between two group commits, so they see every accepted event.
+//!
 //! - [`Dispatcher::emit`] is synchronous: a `try_send` on a bounded channel.
 //!   When the channel is full the [`OverflowPolicy`] decides; the default,
 //!   [`SpillToSpool`](OverflowPolicy::SpillToSpool), puts the event on an
@@ -96,7 +104,9 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::retry::RetryPolicy;
-use super::spool::{now_ms, Append, DeadLetter, FsyncPolicy, Op, Spool, SpoolError, Stored};
+use super::spool::{
+    now_ms, Append, DeadLetter, DeadLetterFilter, FsyncPolicy, Op, Spool, SpoolError, Stored,
+};
 use crate::notify::Event;
 use crate::sink::{Sink, SinkError};
 
@@ -125,7 +135,8 @@ pub enum EmitError {
     /// No sink of that name was configured.
     #[error("no sink named {0:?}")]
     UnknownSink(String),
-    /// The sink answered 410 Gone and was disabled.
+    /// The sink answered 410 Gone and was disabled (until
+    /// [`Dispatcher::enable_sink`]).
     #[error("sink {0:?} is disabled")]
     SinkDisabled(String),
     /// The queue is full and the policy is `DropNewest`.
@@ -148,6 +159,9 @@ pub enum DispatcherError {
     /// Two sinks have the same name.
     #[error("sink {0:?} is configured twice")]
     DuplicateSink(String),
+    /// No sink of that name was configured.
+    #[error("no sink named {0:?}")]
+    UnknownSink(String),
     /// The dispatcher was shut down.
     #[error("the dispatcher is shut down")]
     Closed,
@@ -217,9 +231,14 @@ pub struct SinkStats {
     pub failed_permanent: u64,
     /// Events moved to the dead-letter table (refused, or given up on).
     pub dead_lettered: u64,
+    /// Events in the dead-letter table now.
+    pub dead_letters: u64,
+    /// Dead letters moved back for delivery by [`Dispatcher::redrive`].
+    pub redriven: u64,
     /// Refused by `emit` because the sink is disabled.
     pub rejected_disabled: u64,
-    /// The sink answered 410 Gone and gets nothing more until a restart.
+    /// The sink answered 410 Gone and gets nothing more until
+    /// [`Dispatcher::enable_sink`] or a restart.
     pub disabled: bool,
 }
 
@@ -231,6 +250,8 @@ struct SinkCounters {
     retried: AtomicU64,
     failed_permanent: AtomicU64,
     dead_lettered: AtomicU64,
+    dead_letters: AtomicU64,
+    redriven: AtomicU64,
     rejected_disabled: AtomicU64,
     disabled: AtomicBool,
 }
@@ -270,6 +291,8 @@ impl Counters {
                     retried: get(&c.retried),
                     failed_permanent: get(&c.failed_permanent),
                     dead_lettered: get(&c.dead_lettered),
+                    dead_letters: get(&c.dead_letters),
+                    redriven: get(&c.redriven),
                     rejected_disabled: get(&c.rejected_disabled),
                     disabled: c.disabled.load(Ordering::Relaxed),
                 })
@@ -447,6 +470,9 @@ impl DispatcherBuilder {
                 counters.sinks[i]
                     .dead_lettered
                     .store(*dead, Ordering::Relaxed);
+                counters.sinks[i]
+                    .dead_letters
+                    .store(*dead, Ordering::Relaxed);
             }
         }
 
@@ -539,6 +565,7 @@ impl DispatcherBuilder {
                 FsyncPolicy::Always | FsyncPolicy::Never => 0,
             },
             touched: vec![false; names.len()],
+            admin: Vec::new(),
         };
         let writer = tokio::spawn(writer.run());
 
@@ -550,6 +577,7 @@ impl DispatcherBuilder {
             .enumerate()
             .map(|(i, n)| (n.clone(), i))
             .collect();
+        let admin_tx = cmd_tx.clone();
         let supervisor = Supervisor {
             writer,
             workers,
@@ -575,6 +603,7 @@ impl DispatcherBuilder {
                 max_events: self.max_spool_events,
                 max_bytes: self.max_spool_bytes,
                 spool: slot,
+                cmds: admin_tx,
                 requests: request_tx,
                 done: done_rx,
             }),
@@ -619,6 +648,9 @@ struct Inner {
     max_bytes: u64,
     /// Emptied at shutdown, so the file is closed once the tasks are done.
     spool: Arc<Mutex<Option<Arc<Spool>>>>,
+    /// To the spool writer, for the operator's changes (redrive, purge,
+    /// enable): only the writer writes to the spool.
+    cmds: mpsc::Sender<Cmd>,
     requests: mpsc::Sender<Instant>,
     done: watch::Receiver<Option<DispatcherStats>>,
 }
@@ -771,6 +803,132 @@ impl Dispatcher {
     /// Up to `limit` events in the dead-letter table. After a shutdown the
     /// spool is closed and this answers [`DispatcherError::Closed`].
     pub async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, DispatcherError> {
+        self.dead_letters_matching(&DeadLetterFilter::all(), limit)
+            .await
+    }
+
+    /// Up to `limit` dead letters that `filter` selects, by sink and
+    /// sequence number.
+    pub async fn dead_letters_matching(
+        &self,
+        filter: &DeadLetterFilter,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, DispatcherError> {
+        let filter = filter.clone();
+        self.read_spool(move |spool| spool.dead_letters(&filter, limit))
+            .await
+    }
+
+    /// The dead letter of the event with id `id`, if there is one (with
+    /// several sinks, the first sink's).
+    pub async fn dead_letter(&self, id: &str) -> Result<Option<DeadLetter>, DispatcherError> {
+        let filter = DeadLetterFilter::all().id(id);
+        Ok(self
+            .dead_letters_matching(&filter, 1)
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    /// Moves the dead letters `filter` selects back into the spool, as if
+    /// just accepted (no attempt made, a fresh retry budget), and delivers
+    /// them again; they keep their event id, so receivers can de-duplicate.
+    /// A disabled sink's redriven events wait until it is enabled. Returns
+    /// how many were moved, per sink.
+    pub async fn redrive(
+        &self,
+        filter: &DeadLetterFilter,
+    ) -> Result<BTreeMap<String, u64>, DispatcherError> {
+        self.check_sink(filter)?;
+        let (reply, answer) = oneshot::channel();
+        self.admin(Admin::Redrive(filter.clone(), reply), answer)
+            .await
+    }
+
+    /// Deletes the dead letters `filter` selects. Returns how many, per
+    /// sink.
+    pub async fn purge(
+        &self,
+        filter: &DeadLetterFilter,
+    ) -> Result<BTreeMap<String, u64>, DispatcherError> {
+        self.check_sink(filter)?;
+        let (reply, answer) = oneshot::channel();
+        self.admin(Admin::Purge(filter.clone(), reply), answer)
+            .await
+    }
+
+    /// Enables again a sink that was disabled by a `410 Gone`, without a
+    /// restart: `emit` accepts its events again and its worker delivers
+    /// what waited in the spool meanwhile. Returns whether it was disabled.
+    /// Its dead letters stay where they are; [`redrive`](Self::redrive)
+    /// them if they should go too.
+    pub async fn enable_sink(&self, sink: &str) -> Result<bool, DispatcherError> {
+        let Some(&index) = self.inner.index.get(sink) else {
+            return Err(DispatcherError::UnknownSink(sink.to_owned()));
+        };
+        let (reply, answer) = oneshot::channel();
+        self.admin(Admin::Enable(index, reply), answer).await
+    }
+
+    /// How full the spool is: the larger of events held over the event
+    /// limit and record bytes over the byte limit (see
+    /// [`DispatcherBuilder::spool_limits`]), from 0 up (past 1 when the
+    /// spool overshot its bound).
+    pub fn spool_fill(&self) -> f64 {
+        let inner = &*self.inner;
+        let c = &inner.counters;
+        let held = c.queued.load(Ordering::Relaxed) + c.spooled.load(Ordering::Relaxed);
+        let bytes = c.spool_bytes.load(Ordering::Relaxed);
+        let ratio = |value: u64, max: u64| {
+            if max == 0 {
+                f64::INFINITY
+            } else {
+                value as f64 / max as f64
+            }
+        };
+        ratio(held, inner.max_events).max(ratio(bytes, inner.max_bytes))
+    }
+
+    /// Per sink, in the order they were added: how long its oldest event
+    /// still waiting for delivery has waited (`None` when it waits for
+    /// nothing). Events not yet committed to the spool are at most a group
+    /// commit old and are not counted.
+    pub async fn oldest_undelivered(
+        &self,
+    ) -> Result<Vec<(String, Option<Duration>)>, DispatcherError> {
+        let names = self.inner.names.clone();
+        let oldest = self
+            .read_spool({
+                let names = names.clone();
+                move |spool| spool.oldest(&names)
+            })
+            .await?;
+        let now = now_ms();
+        Ok(names
+            .iter()
+            .zip(oldest)
+            .map(|(name, at)| {
+                (
+                    name.to_string(),
+                    at.map(|at| Duration::from_millis(now.saturating_sub(at))),
+                )
+            })
+            .collect())
+    }
+
+    fn check_sink(&self, filter: &DeadLetterFilter) -> Result<(), DispatcherError> {
+        match &filter.sink {
+            Some(sink) if !self.inner.index.contains_key(sink.as_str()) => {
+                Err(DispatcherError::UnknownSink(sink.clone()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn read_spool<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Spool) -> Result<T, SpoolError> + Send + 'static,
+    ) -> Result<T, DispatcherError> {
         let spool = self
             .inner
             .spool
@@ -778,9 +936,28 @@ impl Dispatcher {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
             .ok_or(DispatcherError::Closed)?;
-        tokio::task::spawn_blocking(move || spool.dead_letters(limit))
+        tokio::task::spawn_blocking(move || read(&spool))
             .await
             .map_err(|e| DispatcherError::Task(e.to_string()))?
+            .map_err(DispatcherError::from)
+    }
+
+    async fn admin<T>(
+        &self,
+        command: Admin,
+        answer: oneshot::Receiver<Result<T, SpoolError>>,
+    ) -> Result<T, DispatcherError> {
+        if self.inner.closed.load(Ordering::Relaxed) {
+            return Err(DispatcherError::Closed);
+        }
+        self.inner
+            .cmds
+            .send(Cmd::Admin(command))
+            .await
+            .map_err(|_| DispatcherError::Closed)?;
+        answer
+            .await
+            .map_err(|_| DispatcherError::Closed)?
             .map_err(DispatcherError::from)
     }
 
@@ -844,6 +1021,17 @@ enum Cmd {
     Ops(Vec<Op>),
     Flush(oneshot::Sender<()>),
     Close(oneshot::Sender<Result<(), SpoolError>>),
+    Admin(Admin),
+}
+
+type Reply<T> = oneshot::Sender<Result<T, SpoolError>>;
+
+/// An operator's change to the spool, run by the writer between commits.
+enum Admin {
+    Redrive(DeadLetterFilter, Reply<BTreeMap<String, u64>>),
+    Purge(DeadLetterFilter, Reply<BTreeMap<String, u64>>),
+    /// Enable the sink of this index again; answers whether it was disabled.
+    Enable(usize, Reply<bool>),
 }
 
 /// An event handed to its sink (or diverted to the spool) but not yet
@@ -888,8 +1076,12 @@ struct Writer {
     grace_ticks: u64,
     /// Lanes that got events since their worker was last woken.
     touched: Vec<bool>,
+    /// Operator commands waiting for the end of the current commit.
+    admin: Vec<Admin>,
 }
 
+/// The most dead letters redriven in one transaction.
+const REDRIVE_CHUNK: usize = 10_000;
 /// The most events in one group commit; more wait for the next.
 const MAX_COMMIT: usize = 16_384;
 /// The most events held unspooled; more wait in the queue.
@@ -937,7 +1129,7 @@ impl Writer {
                 // busy proxy still wakes this task (and each worker) about
                 // once a step rather than once per event.
                 let tick_at = last_tick + interval;
-                while flushes.is_empty() && self.closing.is_none() {
+                while flushes.is_empty() && self.closing.is_none() && self.admin.is_empty() {
                     self.take_arrivals();
                     self.wake_workers();
                     let step_at = (Instant::now() + HANDOVER).min(tick_at);
@@ -965,11 +1157,14 @@ impl Writer {
                 return Ok(());
             }
             self.settle(&mut ops);
-            // A flush asks for everything accepted so far, due or not.
-            let mut appends = self.take_due(!flushes.is_empty());
+            // A flush asks for everything accepted so far, due or not; so
+            // does an operator's command, which then sees every event in
+            // the spool.
+            let mut appends = self.take_due(!flushes.is_empty() || !self.admin.is_empty());
             self.tick += 1;
             last_tick = Instant::now();
             if appends.is_empty() && ops.is_empty() {
+                self.run_admin().await;
                 self.answer_flushes_once_drained(&mut flushes);
                 continue;
             }
@@ -978,6 +1173,7 @@ impl Writer {
                 _ => Durability::Immediate,
             };
             self.commit(&mut appends, &mut ops, durability).await;
+            self.run_admin().await;
             if matches!(durability, Durability::None) {
                 dirty = true;
                 if last_checkpoint.elapsed() >= CHECKPOINT {
@@ -988,6 +1184,136 @@ impl Writer {
             }
             self.answer_flushes_once_drained(&mut flushes);
         }
+    }
+
+    /// Runs the operators' commands, after a commit that left nothing
+    /// accepted uncommitted (see `take_due`): what they read and move in
+    /// the spool is then everything. An `Enable` whose sink still has
+    /// uncommitted events waits for the next commit.
+    async fn run_admin(&mut self) {
+        let pending = std::mem::take(&mut self.admin);
+        for admin in pending {
+            match admin {
+                Admin::Redrive(filter, reply) => {
+                    let result = self.redrive(filter).await;
+                    let _ = reply.send(result);
+                }
+                Admin::Purge(filter, reply) => {
+                    let spool = self.spool.clone();
+                    let result = tokio::task::spawn_blocking(move || spool.purge(&filter))
+                        .await
+                        .unwrap_or(Err(SpoolError::Task))
+                        .map(|purged| {
+                            for (name, n) in &purged {
+                                if let Some(i) = self.names.iter().position(|x| **x == **name) {
+                                    saturating_sub(&self.counters.sinks[i].dead_letters, *n);
+                                }
+                            }
+                            purged.into_iter().collect()
+                        });
+                    let _ = reply.send(result);
+                }
+                Admin::Enable(index, reply) => {
+                    let uncommitted = self
+                        .unspooled
+                        .iter()
+                        .any(|u| u.as_ref().is_some_and(|u| u.sink == index));
+                    if uncommitted {
+                        self.admin.push(Admin::Enable(index, reply));
+                        continue;
+                    }
+                    let _ = reply.send(Ok(self.enable(index)));
+                }
+            }
+        }
+    }
+
+    /// Redrives in transactions of at most `REDRIVE_CHUNK` events, so a
+    /// large dead-letter table never makes one huge transaction.
+    async fn redrive(
+        &mut self,
+        filter: DeadLetterFilter,
+    ) -> Result<BTreeMap<String, u64>, SpoolError> {
+        let filter = Arc::new(filter);
+        let mut by_sink = BTreeMap::new();
+        loop {
+            let moved = self.redrive_chunk(filter.clone(), &mut by_sink).await?;
+            if moved < REDRIVE_CHUNK {
+                return Ok(by_sink);
+            }
+        }
+    }
+
+    async fn redrive_chunk(
+        &mut self,
+        filter: Arc<DeadLetterFilter>,
+        by_sink: &mut BTreeMap<String, u64>,
+    ) -> Result<usize, SpoolError> {
+        let spool = self.spool.clone();
+        let from = self.next_seq;
+        let (moved, next_seq) =
+            tokio::task::spawn_blocking(move || spool.redrive(&filter, REDRIVE_CHUNK, from))
+                .await
+                .map_err(|_| SpoolError::Task)??;
+        let count = moved.len();
+        // The redriven events took the numbers `from..next_seq`: keep the
+        // window of uncommitted events contiguous across them.
+        for _ in from..next_seq {
+            if !self.unspooled.is_empty() {
+                self.unspooled.push_back(None);
+            }
+        }
+        self.next_seq = next_seq;
+        let c = &self.counters;
+        for (name, seq, bytes) in moved {
+            c.spooled.fetch_add(1, Ordering::Relaxed);
+            c.spool_bytes.fetch_add(bytes, Ordering::Relaxed);
+            if let Some(i) = self.names.iter().position(|x| **x == *name) {
+                let sink = &c.sinks[i];
+                sink.pending.fetch_add(1, Ordering::Relaxed);
+                sink.redriven.fetch_add(1, Ordering::Relaxed);
+                saturating_sub(&sink.dead_letters, 1);
+                // As for an event diverted from a full lane: the worker
+                // reads it back from the spool.
+                let mut state = self.lanes[i].lock();
+                if !state.spilled {
+                    state.spilled = true;
+                    state.spill_from = seq;
+                }
+                state.spilled_through = Some(state.spilled_through.map_or(seq, |s| s.max(seq)));
+                self.touched[i] = true;
+            }
+            *by_sink.entry(name).or_default() += 1;
+        }
+        self.wake_workers();
+        Ok(count)
+    }
+
+    /// Lets the worker of sink `index` deliver again, from the start of its
+    /// events in the spool (everything it held was dropped when it was
+    /// disabled, and everything accepted since is committed).
+    fn enable(&mut self, index: usize) -> bool {
+        let was = self.counters.sinks[index]
+            .disabled
+            .swap(false, Ordering::Relaxed);
+        let lane = &self.lanes[index];
+        {
+            let mut state = lane.lock();
+            if !state.disabled {
+                return was;
+            }
+            state.disabled = false;
+            state.spilled = true;
+            state.spill_from = 0;
+            let last = self.next_seq.checked_sub(1);
+            state.spilled_through = match (state.spilled_through, last) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        tracing::warn!(sink = %self.names[index], "sink enabled again by the operator");
+        lane.notify.notify_one();
+        true
     }
 
     /// A flush asked for everything accepted before it: it is answered once
@@ -1017,6 +1343,7 @@ impl Writer {
             Some(Cmd::Ops(more)) => ops.extend(more),
             Some(Cmd::Flush(reply)) => flushes.push(reply),
             Some(Cmd::Close(reply)) => self.closing = Some(reply),
+            Some(Cmd::Admin(admin)) => self.admin.push(admin),
             None => return false,
         }
         true
@@ -1252,6 +1579,7 @@ impl Writer {
         for (name, n) in &applied.killed {
             if let Some(i) = self.names.iter().position(|x| x == name) {
                 c.sinks[i].dead_lettered.fetch_add(*n, Ordering::Relaxed);
+                c.sinks[i].dead_letters.fetch_add(*n, Ordering::Relaxed);
             }
         }
         if c.full_logged.load(Ordering::Relaxed) && removed > 0 {
@@ -1359,6 +1687,26 @@ impl Worker {
             let now = Instant::now();
             if draining.is_some_and(|deadline| now >= deadline) {
                 return;
+            }
+            if self.lane.lock().disabled {
+                // Disabled by a 410: park until the operator enables the
+                // sink again (`Dispatcher::enable_sink`) or shutdown.
+                if draining.is_some() {
+                    return;
+                }
+                tokio::select! {
+                    _ = self.lane.notify.notified() => {}
+                    changed = self.shutdown.changed() => {
+                        if changed.is_err() && self.shutdown.borrow().is_none() {
+                            return;
+                        }
+                    }
+                }
+                if !self.lane.lock().disabled {
+                    self.failures = 0;
+                    self.blocked_until = None;
+                }
+                continue;
             }
             let more_in_spool = match self.refill().await {
                 Ok(more) => more,
@@ -1612,8 +1960,9 @@ impl Worker {
                 self.acknowledge(delivered).await;
                 self.dead_letter(permanent).await;
                 if let Some(message) = disabled {
+                    // The worker parks (see `run`) until enabled again.
                     self.disable(&message);
-                    return Outcome::Stop;
+                    return Outcome::Continue;
                 }
                 if !transient.is_empty() {
                     let retry_after = transient.iter().filter_map(|t| t.1).max();
@@ -1651,7 +2000,7 @@ impl Worker {
             }
             Err(SinkError::Disabled { message }) => {
                 self.disable(&message);
-                Outcome::Stop
+                Outcome::Continue
             }
         }
     }
@@ -1782,7 +2131,7 @@ impl Worker {
             kind = self.sink.name(),
             error = %message,
             kept_in_spool = kept,
-            "SINK DISABLED: the endpoint answered 410 Gone; its events stay in the spool and new ones are refused until a restart"
+            "SINK DISABLED: the endpoint answered 410 Gone; its events stay in the spool and new ones are refused until it is enabled again (POST /admin/sinks/NAME/enable, `s3tap sinks enable NAME`) or a restart"
         );
         self.ready.clear();
         self.waiting.clear();

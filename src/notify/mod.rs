@@ -68,4 +68,4 @@ pub use retry::RetryPolicy;
 pub use rules::{Rule, Rules, StatusFilter};
 pub use service::Notify;
 #[cfg(feature = "dispatcher")]
-pub use spool::{DeadLetter, FsyncPolicy, SpoolError};
+pub use spool::{DeadLetter, DeadLetterFilter, FsyncPolicy, SpoolError};

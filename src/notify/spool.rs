@@ -86,6 +86,7 @@ fn storage(error: impl Into<redb::Error>) -> SpoolError {
 
 /// An event that was given up on, as kept in the dead-letter table.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct DeadLetter {
     /// The sink it was meant for.
     pub sink: String,
@@ -95,8 +96,76 @@ pub struct DeadLetter {
     pub attempts: u32,
     /// Why it was given up on.
     pub reason: String,
+    /// When it was accepted (or last redriven), ms since the Unix epoch.
+    pub spooled_at_ms: u64,
+    /// When it was moved to the dead letters, ms since the Unix epoch.
+    pub dead_since_ms: u64,
     /// The event.
     pub event: Event,
+}
+
+/// Which dead letters an operation applies to: every condition given must
+/// hold; none given selects them all.
+///
+/// Ages are counted from the moment an event was moved to the dead letters
+/// (what an operator sees fail), not from when it was first accepted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeadLetterFilter {
+    /// Only this sink's.
+    pub sink: Option<String>,
+    /// Only the one with this event id.
+    pub id: Option<String>,
+    /// Only those dead for at least this long.
+    pub older_than: Option<Duration>,
+    /// Only those dead for less than this long.
+    pub newer_than: Option<Duration>,
+}
+
+impl DeadLetterFilter {
+    /// Every dead letter.
+    pub fn all() -> Self {
+        Self::default()
+    }
+
+    /// Only `sink`'s dead letters.
+    pub fn sink(mut self, sink: impl Into<String>) -> Self {
+        self.sink = Some(sink.into());
+        self
+    }
+
+    /// Only the dead letter of event `id`.
+    pub fn id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// Only those dead for at least `age`.
+    pub fn older_than(mut self, age: Duration) -> Self {
+        self.older_than = Some(age);
+        self
+    }
+
+    /// Only those dead for less than `age`.
+    pub fn newer_than(mut self, age: Duration) -> Self {
+        self.newer_than = Some(age);
+        self
+    }
+
+    /// Whether no condition is set (the filter selects everything).
+    pub fn is_everything(&self) -> bool {
+        *self == Self::default()
+    }
+
+    fn matches(&self, letter: &DeadLetter, now_ms: u64) -> bool {
+        let age = Duration::from_millis(now_ms.saturating_sub(letter.dead_since_ms));
+        self.sink.as_ref().is_none_or(|s| *s == letter.sink)
+            && self
+                .id
+                .as_ref()
+                .is_none_or(|id| id == letter.event.id.as_str())
+            && self.older_than.is_none_or(|min| age >= min)
+            && self.newer_than.is_none_or(|max| age < max)
+    }
 }
 
 /// An event read back from the spool.
@@ -404,38 +473,171 @@ impl Spool {
         Ok(out)
     }
 
-    /// Up to `limit` dead letters, by sink and sequence number.
-    pub(crate) fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, SpoolError> {
+    /// Up to `limit` dead letters that `filter` selects, by sink and
+    /// sequence number. Records that no longer decode are skipped.
+    pub(crate) fn dead_letters(
+        &self,
+        filter: &DeadLetterFilter,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, SpoolError> {
         let txn = self.db.begin_read().map_err(storage)?;
         let dead = txn.open_table(DEAD).map_err(storage)?;
+        let now = now_ms();
         let mut out = Vec::new();
-        for entry in dead.iter().map_err(storage)? {
+        let range = match &filter.sink {
+            Some(sink) => dead.range((sink.as_str(), 0)..=(sink.as_str(), u64::MAX)),
+            None => dead.iter(),
+        }
+        .map_err(storage)?;
+        for entry in range {
             if out.len() >= limit {
                 break;
             }
             let (key, value) = entry.map_err(storage)?;
             let (sink, seq) = key.value();
-            let record = value.value();
-            if record.len() < 25 || record[0] != VERSION {
+            let Some(letter) = decode_letter(sink, seq, value.value()) else {
                 continue;
+            };
+            if filter.matches(&letter, now) {
+                out.push(letter);
             }
-            let attempts = u32::from_le_bytes(record[1..5].try_into().expect("4 bytes"));
-            let reason_len =
-                u32::from_le_bytes(record[21..25].try_into().expect("4 bytes")) as usize;
-            let Some(reason) = record.get(25..25 + reason_len) else {
-                continue;
-            };
-            let Ok(event) = serde_json::from_slice(&record[25 + reason_len..]) else {
-                continue;
-            };
-            out.push(DeadLetter {
-                sink: sink.to_owned(),
-                seq,
-                attempts,
-                reason: String::from_utf8_lossy(reason).into_owned(),
-                event,
-            });
         }
         Ok(out)
     }
+
+    /// Moves up to `limit` of the dead letters `filter` selects back to the
+    /// events table, numbered from `next_seq` on, with no attempt made and
+    /// accepted now, in one durable transaction. Returns, per moved event,
+    /// its sink, new sequence number and record size, and the next free
+    /// sequence number.
+    pub(crate) fn redrive(
+        &self,
+        filter: &DeadLetterFilter,
+        limit: usize,
+        mut next_seq: u64,
+    ) -> Result<(Vec<Redriven>, u64), SpoolError> {
+        let now = now_ms();
+        let txn = self.db.begin_write().map_err(storage)?;
+        let mut moved = Vec::new();
+        {
+            let mut dead = txn.open_table(DEAD).map_err(storage)?;
+            let mut events = txn.open_table(EVENTS).map_err(storage)?;
+            let mut meta = txn.open_table(META).map_err(storage)?;
+            let selected = select(&dead, filter, now, limit)?;
+            for (sink, seq) in selected {
+                let Some(old) = dead.remove((sink.as_str(), seq)).map_err(storage)? else {
+                    continue;
+                };
+                let letter = decode_letter(&sink, seq, old.value());
+                drop(old);
+                let Some(letter) = letter else { continue };
+                let record = record(now, &letter.event);
+                events
+                    .insert((sink.as_str(), next_seq), record.as_slice())
+                    .map_err(storage)?;
+                moved.push((sink, next_seq, record.len() as u64));
+                next_seq += 1;
+            }
+            meta.insert(NEXT_SEQ, next_seq).map_err(storage)?;
+        }
+        txn.commit().map_err(storage)?;
+        Ok((moved, next_seq))
+    }
+
+    /// Deletes the dead letters `filter` selects; returns how many per sink.
+    pub(crate) fn purge(
+        &self,
+        filter: &DeadLetterFilter,
+    ) -> Result<HashMap<String, u64>, SpoolError> {
+        let now = now_ms();
+        let txn = self.db.begin_write().map_err(storage)?;
+        let mut purged = HashMap::new();
+        {
+            let mut dead = txn.open_table(DEAD).map_err(storage)?;
+            for (sink, seq) in select(&dead, filter, now, usize::MAX)? {
+                if dead
+                    .remove((sink.as_str(), seq))
+                    .map_err(storage)?
+                    .is_some()
+                {
+                    *purged.entry(sink).or_default() += 1;
+                }
+            }
+        }
+        txn.commit().map_err(storage)?;
+        Ok(purged)
+    }
+
+    /// Per sink: when its oldest event still waiting in the spool was
+    /// accepted, ms since the epoch. Sequence numbers grow with acceptance,
+    /// so that is each sink's first record.
+    pub(crate) fn oldest(&self, sinks: &[Arc<str>]) -> Result<Vec<Option<u64>>, SpoolError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let events = txn.open_table(EVENTS).map_err(storage)?;
+        let mut out = Vec::with_capacity(sinks.len());
+        for sink in sinks {
+            let first = events
+                .range((&**sink, 0)..=(&**sink, u64::MAX))
+                .map_err(storage)?
+                .next()
+                .transpose()
+                .map_err(storage)?;
+            out.push(first.and_then(|(_, value)| header(value.value()).map(|h| h.2)));
+        }
+        Ok(out)
+    }
+}
+
+/// A dead letter moved back: its sink, new sequence number and record size.
+pub(crate) type Redriven = (String, u64, u64);
+
+/// The keys of up to `limit` of the dead letters `filter` selects.
+fn select(
+    dead: &redb::Table<'_, (&'static str, u64), &'static [u8]>,
+    filter: &DeadLetterFilter,
+    now: u64,
+    limit: usize,
+) -> Result<Vec<(String, u64)>, SpoolError> {
+    let range = match &filter.sink {
+        Some(sink) => dead.range((sink.as_str(), 0)..=(sink.as_str(), u64::MAX)),
+        None => dead.iter(),
+    }
+    .map_err(storage)?;
+    let mut keys = Vec::new();
+    for entry in range {
+        if keys.len() >= limit {
+            break;
+        }
+        let (key, value) = entry.map_err(storage)?;
+        let (sink, seq) = key.value();
+        if let Some(letter) = decode_letter(sink, seq, value.value()) {
+            if filter.matches(&letter, now) {
+                keys.push((sink.to_owned(), seq));
+            }
+        }
+    }
+    Ok(keys)
+}
+
+/// Reads a dead-letter record: `v1`, attempts, spooled at, dead since,
+/// reason length, reason, event JSON.
+fn decode_letter(sink: &str, seq: u64, record: &[u8]) -> Option<DeadLetter> {
+    if record.len() < 25 || record[0] != VERSION {
+        return None;
+    }
+    let attempts = u32::from_le_bytes(record[1..5].try_into().ok()?);
+    let spooled_at_ms = u64::from_le_bytes(record[5..13].try_into().ok()?);
+    let dead_since_ms = u64::from_le_bytes(record[13..21].try_into().ok()?);
+    let reason_len = u32::from_le_bytes(record[21..25].try_into().ok()?) as usize;
+    let reason = record.get(25..25 + reason_len)?;
+    let event = serde_json::from_slice(&record[25 + reason_len..]).ok()?;
+    Some(DeadLetter {
+        sink: sink.to_owned(),
+        seq,
+        attempts,
+        reason: String::from_utf8_lossy(reason).into_owned(),
+        spooled_at_ms,
+        dead_since_ms,
+        event,
+    })
 }

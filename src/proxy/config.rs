@@ -33,7 +33,7 @@ pub const DEFAULT_DATA_DIR: &str = "./s3tap-data";
 )]
 pub struct Args {
     /// TOML configuration file.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", global = true)]
     pub config: Option<PathBuf>,
     /// Address of the S3 listener [env: S3TAP_LISTEN] [default: 127.0.0.1:8080].
     #[arg(long, value_name = "ADDR")]
@@ -61,6 +61,10 @@ pub struct Args {
     /// Log format (filter with RUST_LOG).
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Instead of running the proxy, operate a running one through its
+    /// admin API.
+    #[command(subcommand)]
+    pub command: Option<super::cli::Command>,
 }
 
 /// How log lines are written (to stderr).
@@ -175,11 +179,23 @@ pub struct TlsSection {
 }
 
 /// `[admin]`
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminSection {
     /// Address of the admin listener.
     pub address: Option<String>,
+    /// Bearer token of the `/admin/...` endpoints (env `S3TAP_ADMIN_TOKEN`);
+    /// without one they answer 403.
+    pub token: Option<String>,
+}
+
+impl fmt::Debug for AdminSection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminSection")
+            .field("address", &self.address)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// `[upstream]`
@@ -350,6 +366,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Admin listener.
     pub admin_listen: SocketAddr,
+    /// Bearer token of the `/admin/...` endpoints (`None`: they answer 403).
+    pub admin_token: Option<Secret>,
     /// HTTPS on the S3 listener.
     pub tls: Option<TlsFiles>,
     /// Log format.
@@ -545,6 +563,14 @@ impl Config {
         )
         .unwrap_or((DEFAULT_ADMIN_LISTEN.to_owned(), Source::Flag));
         let admin_listen = parse_addr(&admin, "admin listen address")?;
+        let admin_token = pick(
+            &mut notes,
+            "admin token",
+            None,
+            fc.admin.token.clone().map(|v| (v, "[admin] token")),
+            env("S3TAP_ADMIN_TOKEN").map(|v| (v, "S3TAP_ADMIN_TOKEN")),
+        )
+        .map(|(v, _)| Secret::new(v));
         if admin_listen == listen && listen.port() != 0 {
             return Err(invalid(format!(
                 "the admin listen address {admin_listen} must differ from the listen address"
@@ -802,6 +828,7 @@ impl Config {
         Ok(Config {
             listen,
             admin_listen,
+            admin_token,
             tls,
             log_format,
             upstream,
@@ -837,7 +864,7 @@ fn add_env_client(
     });
 }
 
-fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+pub(crate) fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
         path: path.to_owned(),
         source,

@@ -1,7 +1,8 @@
 //! Prometheus metrics of one proxy: requests by operation and status,
 //! verification failures by reason, upstream latency, bytes in and out, and
-//! the dispatcher's queue, spool and per-sink deliveries, retries and
-//! failures, rendered on the admin address at `/metrics`.
+//! the dispatcher's queue, spool and per-sink deliveries, retries,
+//! failures, dead letters and the age of the oldest undelivered event,
+//! rendered on the admin address at `/metrics`.
 //!
 //! Each proxy owns its recorder (no global one), so several proxies in one
 //! process, as in tests, keep separate figures.
@@ -105,6 +106,16 @@ impl ProxyMetrics {
         self.recorder.register_counter(&key, &METADATA).increment(1);
     }
 
+    /// How long the oldest event still waiting for `sink` has waited
+    /// (`s3tap_oldest_undelivered_seconds{sink}`; 0 when none waits).
+    pub fn oldest_undelivered(&self, sink: &str, seconds: f64) {
+        let key = Key::from_parts(
+            "s3tap_oldest_undelivered_seconds",
+            vec![Label::new("sink", sink.to_owned())],
+        );
+        self.recorder.register_gauge(&key, &METADATA).set(seconds);
+    }
+
     /// The Prometheus text exposition, with the dispatcher's current figures.
     pub fn render(&self, stats: &DispatcherStats) -> String {
         let gauge = |name: &'static str, value: u64| {
@@ -133,6 +144,8 @@ impl ProxyMetrics {
             labelled("s3tap_sink_retried_total", sink.retried);
             labelled("s3tap_sink_failed_permanent_total", sink.failed_permanent);
             labelled("s3tap_sink_dead_lettered_total", sink.dead_lettered);
+            labelled("s3tap_sink_dead_letters", sink.dead_letters);
+            labelled("s3tap_sink_redriven_total", sink.redriven);
             labelled("s3tap_sink_disabled", u64::from(sink.disabled));
         }
         self.handle.render()
@@ -154,6 +167,29 @@ impl std::fmt::Debug for ProxyMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_operations_gauges_are_exported_per_sink() {
+        let metrics = ProxyMetrics::new();
+        metrics.oldest_undelivered("hook", 12.5);
+        let stats = DispatcherStats {
+            sinks: vec![crate::notify::SinkStats {
+                name: "hook".into(),
+                dead_letters: 3,
+                redriven: 7,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let text = metrics.render(&stats);
+        for line in [
+            "s3tap_oldest_undelivered_seconds{sink=\"hook\"} 12.5",
+            "s3tap_sink_dead_letters{sink=\"hook\"} 3",
+            "s3tap_sink_redriven_total{sink=\"hook\"} 7",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+    }
 
     #[test]
     fn upkeep_folds_latency_samples_into_the_histogram_without_losing_any() {

@@ -15,7 +15,9 @@
 //! # }
 //! ```
 
+mod admin;
 pub mod bucket_notifications;
+pub mod cli;
 pub mod config;
 pub mod embedded;
 pub mod limits;
@@ -39,6 +41,9 @@ pub const EXIT_BAD_SETTINGS: u8 = 2;
 /// stderr and exit with code 2.
 pub fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(command) = &args.command {
+        return cli::run(command, &args);
+    }
     let config = match Config::load(&args, |name| std::env::var(name).ok()) {
         Ok(config) => config,
         Err(error) => return fail(&error),

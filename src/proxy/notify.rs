@@ -56,6 +56,14 @@ pub struct NotifySection {
     /// B2 identity for the `b2` format.
     #[serde(default)]
     pub b2: crate::notify::format::B2Identity,
+    /// Most events the spool holds (default 10 000 000); beyond it new
+    /// events are refused and counted.
+    pub spool_max_events: Option<u64>,
+    /// Most bytes of event records the spool holds (default 1 GiB).
+    pub spool_max_bytes: Option<u64>,
+    /// `/readyz` answers 503 once the spool is fuller than this fraction of
+    /// its limits (0 < fill <= 1; default: off).
+    pub readyz_max_spool_fill: Option<f64>,
 }
 
 /// One `[[sinks]]` entry. Its `Debug` shows the name only: entries hold
@@ -238,6 +246,9 @@ pub struct NotifySettings {
     emit_on_body_end: bool,
     queue_capacity: usize,
     b2: crate::notify::format::B2Identity,
+    spool_max_events: u64,
+    spool_max_bytes: u64,
+    readyz_max_spool_fill: Option<f64>,
 }
 
 impl std::fmt::Debug for NotifySettings {
@@ -306,6 +317,18 @@ impl NotifySettings {
                 )))
             }
         };
+        if let Some(fill) = section.readyz_max_spool_fill {
+            if !(fill > 0.0 && fill <= 1.0) {
+                return Err(invalid(format!(
+                    "[notify] readyz_max_spool_fill = {fill} is out of range; expected a fraction of the spool limits above 0 and at most 1"
+                )));
+            }
+        }
+        if section.spool_max_events == Some(0) || section.spool_max_bytes == Some(0) {
+            return Err(invalid(
+                "[notify] spool_max_events and spool_max_bytes must be greater than 0",
+            ));
+        }
         let mut rules = rules;
         if let Some(url) = section.webhook_url {
             let format = section
@@ -393,6 +416,9 @@ impl NotifySettings {
             emit_on_body_end,
             queue_capacity: section.queue_capacity.unwrap_or(10_000),
             b2: section.b2,
+            spool_max_events: section.spool_max_events.unwrap_or(10_000_000),
+            spool_max_bytes: section.spool_max_bytes.unwrap_or(1 << 30),
+            readyz_max_spool_fill: section.readyz_max_spool_fill,
         })
     }
 
@@ -421,6 +447,11 @@ impl NotifySettings {
         self.spool_dir.clone().unwrap_or(default)
     }
 
+    /// The spool fill above which `/readyz` fails, if any.
+    pub fn readyz_max_spool_fill(&self) -> Option<f64> {
+        self.readyz_max_spool_fill
+    }
+
     /// Whether events are emitted at body end.
     pub fn emit_on_body_end(&self) -> bool {
         self.emit_on_body_end
@@ -447,6 +478,7 @@ impl NotifySettings {
         })?;
         let mut builder = Dispatcher::builder()
             .queue_capacity(self.queue_capacity)
+            .spool_limits(self.spool_max_events, self.spool_max_bytes)
             .spool(spool_dir.join("events.redb"), self.fsync);
         for section in &self.sinks {
             let sink: Arc<dyn Sink> = match section {

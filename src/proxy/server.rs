@@ -27,6 +27,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 use tracing::Instrument;
 
+use super::admin::AdminState;
 use super::bucket_notifications::{self, BucketNotifications, BucketNotificationsLayer};
 use super::config::Limits;
 use super::config::{
@@ -77,8 +78,7 @@ pub struct Proxy {
     dispatcher_task: DispatcherTask,
     metrics: Arc<ProxyMetrics>,
     limits: Limits,
-    /// `GET /admin/sinks`: each sink's name and ARN.
-    sinks_json: Arc<str>,
+    admin_state: Arc<AdminState>,
     // Held so the embedded store lives as long as the proxy.
     _embedded: Option<EmbeddedStore>,
 }
@@ -201,6 +201,18 @@ impl Proxy {
             notify = notify.client_virtual_host_suffix(suffix.clone());
         }
         let metrics = Arc::new(ProxyMetrics::new());
+        let admin_state = Arc::new(AdminState {
+            dispatcher: dispatcher.clone(),
+            sinks_json: Arc::from(sinks_json),
+            token: config.admin_token.clone(),
+            rules: config
+                .notify
+                .rules()
+                .iter()
+                .map(|rule| (rule.name.clone(), rule.sinks.clone()))
+                .collect(),
+            readyz_max_spool_fill: config.notify.readyz_max_spool_fill(),
+        });
         let service = RequestLog {
             inner: notify.layer(stack(
                 &remote,
@@ -227,7 +239,7 @@ impl Proxy {
             dispatcher_task,
             metrics,
             limits: config.limits,
-            sinks_json: Arc::from(sinks_json),
+            admin_state,
             _embedded: embedded.map(|(store, _)| store),
         })
     }
@@ -263,7 +275,7 @@ impl Proxy {
             dispatcher_task,
             metrics,
             limits,
-            sinks_json,
+            admin_state,
             _embedded,
         } = self;
         let graceful = GracefulShutdown::new();
@@ -283,8 +295,7 @@ impl Proxy {
             admin,
             Arc::from(ready_target),
             metrics.clone(),
-            dispatcher.clone(),
-            sinks_json,
+            admin_state,
         ));
         let metrics_upkeep = tokio::spawn({
             let metrics = metrics.clone();
@@ -654,8 +665,7 @@ async fn serve_admin(
     listener: TcpListener,
     ready_target: Arc<str>,
     metrics: Arc<ProxyMetrics>,
-    dispatcher: Dispatcher,
-    sinks_json: Arc<str>,
+    state: Arc<AdminState>,
 ) {
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
@@ -663,25 +673,19 @@ async fn serve_admin(
         };
         let ready_target = ready_target.clone();
         let metrics = metrics.clone();
-        let dispatcher = dispatcher.clone();
-        let sinks_json = sinks_json.clone();
+        let state = state.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request: Request<Incoming>| {
                 let ready_target = ready_target.clone();
                 let metrics = metrics.clone();
-                let dispatcher = dispatcher.clone();
-                let sinks_json = sinks_json.clone();
+                let state = state.clone();
                 async move {
-                    if request.uri().path() == "/admin/sinks" {
-                        let mut response =
-                            Response::new(Full::new(Bytes::from(sinks_json.as_bytes().to_vec())));
-                        response.headers_mut().insert(
-                            http::header::CONTENT_TYPE,
-                            http::HeaderValue::from_static("application/json"),
-                        );
-                        return Ok::<_, Infallible>(response);
+                    if request.uri().path().starts_with("/admin/") {
+                        return Ok::<_, Infallible>(super::admin::handle(&state, request).await);
                     }
                     if request.uri().path() == "/metrics" {
+                        let dispatcher = &state.dispatcher;
+                        super::admin::record_oldest_undelivered(&metrics, dispatcher).await;
                         let text = metrics.render(&dispatcher.stats());
                         let mut response = Response::new(Full::new(Bytes::from(text)));
                         response.headers_mut().insert(
@@ -690,7 +694,7 @@ async fn serve_admin(
                         );
                         return Ok::<_, Infallible>(response);
                     }
-                    Ok::<_, Infallible>(admin_response(&request, &ready_target).await)
+                    Ok::<_, Infallible>(admin_response(&request, &ready_target, &state).await)
                 }
             });
             let _ = hyper::server::conn::http1::Builder::new()
@@ -700,7 +704,11 @@ async fn serve_admin(
     }
 }
 
-async fn admin_response(request: &Request<Incoming>, ready_target: &str) -> Response<Full<Bytes>> {
+async fn admin_response(
+    request: &Request<Incoming>,
+    ready_target: &str,
+    state: &AdminState,
+) -> Response<Full<Bytes>> {
     let (status, text) = match request.uri().path() {
         "/healthz" => (StatusCode::OK, "ok\n".to_owned()),
         "/readyz" => {
@@ -708,7 +716,13 @@ async fn admin_response(request: &Request<Incoming>, ready_target: &str) -> Resp
             // the upstream can be reached at all.
             let connect = tokio::net::TcpStream::connect(ready_target);
             match tokio::time::timeout(Duration::from_secs(2), connect).await {
-                Ok(Ok(_)) => (StatusCode::OK, "ready\n".to_owned()),
+                Ok(Ok(_)) => match super::admin::notify_unready(state).as_slice() {
+                    [] => (StatusCode::OK, "ready\n".to_owned()),
+                    reasons => (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("not ready: {}\n", reasons.join("; ")),
+                    ),
+                },
                 Ok(Err(e)) => (
                     StatusCode::SERVICE_UNAVAILABLE,
                     format!("upstream {ready_target} unreachable: {e}\n"),

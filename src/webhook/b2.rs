@@ -51,6 +51,13 @@ impl WebhookScheme for B2 {
         let mac = verify_any(&self.secrets, &[body], &candidates)?;
         Ok(Some(ReplayId::from(mac)))
     }
+
+    /// B2 signs the body only, and retries a failed delivery with the same
+    /// body: a repeat is a redelivery, not an attack that a timestamp
+    /// would expose.
+    fn signs_timestamp(&self) -> bool {
+        false
+    }
 }
 
 /// Every `v1=` entry must be well-formed: a header that is half garbage is

@@ -18,6 +18,7 @@ use super::body::ResponseBody;
 use super::error::WebhookError;
 use super::layer::Config;
 use super::scheme::WebhookContext;
+use super::Redelivery;
 
 pin_project! {
     /// The response future of [`VerifyWebhook`](super::VerifyWebhook).
@@ -127,9 +128,15 @@ where
                         let (parts, mut inner) = head.take().expect("the body ends once");
                         let body = collected.split().freeze();
                         match accept(config, &parts, &body) {
-                            Ok(()) => State::Calling {
-                                future: inner.call(Request::from_parts(parts, Full::new(body))),
-                            },
+                            Ok(redelivery) => {
+                                let mut parts = parts;
+                                if redelivery {
+                                    parts.extensions.insert(Redelivery);
+                                }
+                                State::Calling {
+                                    future: inner.call(Request::from_parts(parts, Full::new(body))),
+                                }
+                            }
                             Err(error) => State::refused(error),
                         }
                     }
@@ -150,17 +157,22 @@ where
 }
 
 /// Verifies the complete body, then consults the replay cache: only a
-/// message with a valid signature may occupy a cache slot.
-fn accept(config: &Config, parts: &Parts, body: &[u8]) -> Result<(), WebhookError> {
+/// message with a valid signature may occupy a cache slot. Answers whether
+/// the message is a redelivery the cache has seen (schemes without a
+/// signed timestamp only; a timestamped repeat is refused).
+fn accept(config: &Config, parts: &Parts, body: &[u8]) -> Result<bool, WebhookError> {
     let now = (config.clock)();
     let context = WebhookContext::new(&parts.headers, now, config.tolerance);
     let replay_id = config.scheme.verify(&context, body)?;
     if let (Some(cache), Some(id)) = (&config.replay_cache, replay_id) {
         if !cache.insert_new(id, now, config.tolerance.saturating_mul(2)) {
-            return Err(WebhookError::Replayed);
+            if config.scheme.signs_timestamp() {
+                return Err(WebhookError::Replayed);
+            }
+            return Ok(true);
         }
     }
-    Ok(())
+    Ok(false)
 }
 
 impl<S, B> std::fmt::Debug for ResponseFuture<S, B>

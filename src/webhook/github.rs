@@ -47,6 +47,11 @@ impl WebhookScheme for GitHub {
         let mac = verify_any(&self.secrets, &[body], &[claimed])?;
         Ok(Some(ReplayId::from(mac)))
     }
+
+    /// GitHub signs the body only; a redelivery repeats it byte for byte.
+    fn signs_timestamp(&self) -> bool {
+        false
+    }
 }
 
 fn parse_signature(header: &str) -> Result<[u8; 32], WebhookError> {

@@ -12,8 +12,10 @@
 //! 3. computes the HMAC-SHA256 of the raw bytes the sender signed and compares
 //!    it in constant time with every signature in the request, under every
 //!    configured secret;
-//! 4. optionally refuses a message it has already accepted inside the replay
-//!    window ([`replay_cache`](VerifyWebhookLayer::replay_cache));
+//! 4. optionally recognises a message it has already accepted inside the
+//!    replay window ([`replay_cache`](VerifyWebhookLayer::replay_cache)):
+//!    refused when its scheme signs a timestamp, passed on marked as a
+//!    [`Redelivery`] when it does not;
 //! 5. calls the inner service with the request whose body is the verified
 //!    bytes, as [`http_body_util::Full<Bytes>`](http_body_util::Full): the
 //!    body is complete and small by then, and `Full` is what axum and hyper
@@ -48,7 +50,7 @@
 //! | 401 | `missing_header` | a required header is absent |
 //! | 401 | `malformed_header` | a header does not parse (bad prefix, hex, base64, non-numeric timestamp, repeated header) |
 //! | 401 | `invalid_signature` | no signature matches |
-//! | 401 | `replayed` | the replay cache has seen this message inside the window |
+//! | 401 | `replayed` | the replay cache has seen this message inside the window, and its scheme signs a timestamp |
 //! | 403 | `stale_timestamp`, `future_timestamp` | the signed timestamp is beyond the tolerance (default ±300 s, [`tolerance`](VerifyWebhookLayer::tolerance)) |
 //! | 413 | `body_too_large` | the body exceeds the limit |
 //! | 400 | `body_unreadable` | the body stream failed |
@@ -60,10 +62,24 @@
 //!
 //! With [`replay_cache(capacity)`](VerifyWebhookLayer::replay_cache), the layer
 //! remembers up to `capacity` accepted messages for twice the tolerance (the
-//! whole window in which a timestamp is accepted) and refuses a re-sent one.
-//! Messages are recognised by `webhook-id` (Standard Webhooks) or by their
-//! verified signature. When the cache is full the oldest entry goes first. The
-//! cache is per process; clones of the layer share it.
+//! whole window in which a timestamp is accepted). Messages are recognised by
+//! `webhook-id` (Standard Webhooks) or by their verified signature. When the
+//! cache is full the oldest entry goes first. The cache is per process; clones
+//! of the layer share it.
+//!
+//! What a repeat gets depends on whether the scheme signs a timestamp
+//! ([`WebhookScheme::signs_timestamp`]):
+//!
+//! - **Timestamped** (Frame.io, Standard Webhooks, Stripe): refused with `401
+//!   replayed`. The signed timestamp already bounds a replay to the window; a
+//!   repeat inside it is a captured message sent again.
+//! - **No timestamp** (B2 `v1`, GitHub): passed to the handler with the
+//!   [`Redelivery`] extension. Such senders retry a delivery with the
+//!   identical body and signature (B2 does, until it sees a `2xx`), so a
+//!   repeat is most likely a legitimate retry whose first answer was lost;
+//!   refusing it would make the sender retry until it gives up, and the
+//!   handler, not the layer, knows whether the effect is idempotent. Treat it
+//!   as a duplicate: skip the work and answer `2xx`.
 //!
 //! # Secrets
 //!
@@ -132,6 +148,16 @@ mod standard;
 mod stripe;
 
 pub use b2::B2;
+
+/// A request extension the layer adds when the replay cache has already
+/// accepted this exact message and its scheme signs no timestamp (B2,
+/// GitHub): the sender retried a delivery (B2 retries identical bodies
+/// when it saw no `2xx`, or saw it too late). The message is verified and
+/// reaches the handler, which should treat it as a duplicate (its effects
+/// are already done) and answer `2xx` again:
+/// `request.extensions().get::<Redelivery>().is_some()`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Redelivery;
 pub use body::ResponseBody;
 pub use error::{InvalidSecret, WebhookError};
 pub use frameio::FrameIo;

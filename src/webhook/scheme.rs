@@ -62,6 +62,16 @@ pub trait WebhookScheme: fmt::Debug + Send + Sync + 'static {
         request: &WebhookContext<'_>,
         body: &[u8],
     ) -> Result<Option<ReplayId>, WebhookError>;
+
+    /// Whether the signature covers a timestamp the layer holds to its
+    /// tolerance. It decides what the replay cache does with a message it
+    /// has seen: a timestamped one is refused (`401 replayed`); one without
+    /// a timestamp (B2, GitHub) is a sender's retry of an identical body,
+    /// so it reaches the inner service marked with [`Redelivery`](super::Redelivery).
+    /// The default, `true`, refuses.
+    fn signs_timestamp(&self) -> bool {
+        true
+    }
 }
 
 /// What a [`WebhookScheme`] may look at besides the body: the request
