@@ -54,6 +54,9 @@ pub enum S3ErrorCode {
     InvalidURI,
     /// 400: the client stopped sending in the middle of the request.
     RequestTimeout,
+    /// 400: an XML body is not well formed or breaks S3's schema (more than
+    /// 1000 keys in a DeleteObjects request, for example).
+    MalformedXML,
 }
 
 impl S3ErrorCode {
@@ -81,6 +84,7 @@ impl S3ErrorCode {
             S3ErrorCode::GatewayTimeout => "GatewayTimeout",
             S3ErrorCode::InvalidURI => "InvalidURI",
             S3ErrorCode::RequestTimeout => "RequestTimeout",
+            S3ErrorCode::MalformedXML => "MalformedXML",
         }
     }
 
@@ -101,7 +105,8 @@ impl S3ErrorCode {
             | S3ErrorCode::InvalidToken
             | S3ErrorCode::XAmzContentSHA256Mismatch
             | S3ErrorCode::InvalidURI
-            | S3ErrorCode::RequestTimeout => StatusCode::BAD_REQUEST,
+            | S3ErrorCode::RequestTimeout
+            | S3ErrorCode::MalformedXML => StatusCode::BAD_REQUEST,
             S3ErrorCode::MissingContentLength => StatusCode::LENGTH_REQUIRED,
             S3ErrorCode::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
             S3ErrorCode::NotImplemented => StatusCode::NOT_IMPLEMENTED,

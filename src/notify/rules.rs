@@ -149,7 +149,13 @@ impl Rule {
     /// Whether the event passes this rule's event types, key filters and
     /// status filter.
     pub fn matches(&self, event: &Event) -> bool {
-        if !self.statuses.allows(event.status) {
+        // "success" also needs a body without `<Error>` (a failed
+        // completion or copy answers 200).
+        let status_ok = match self.statuses {
+            StatusFilter::SuccessOnly => event.succeeded(),
+            ref statuses => statuses.allows(event.status),
+        };
+        if !status_ok {
             return false;
         }
         if !self.event_types.iter().any(|p| pattern_matches(p, event)) {

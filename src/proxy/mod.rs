@@ -17,6 +17,7 @@
 
 pub mod config;
 pub mod embedded;
+mod head;
 pub mod limits;
 pub mod metrics;
 pub mod notify;
