@@ -158,17 +158,16 @@ async fn delete_objects_yields_one_event_per_deleted_key_while_streaming() {
             .map(|c| Ok(Frame::data(Bytes::copy_from_slice(c))))
             .collect();
         let body = Arc::new(Mutex::new(Some(pieces)));
-        let service =
-            ServiceBuilder::new()
-                .layer(layer)
-                .service_fn(move |_request: Request<NotifyRequestBody<Full<Bytes>>>| {
-                    let pieces = body.lock().unwrap().take().unwrap();
-                    async move {
-                        Ok::<_, Infallible>(Response::new(StreamBody::new(
-                            futures_util::stream::iter(pieces),
-                        )))
-                    }
-                });
+        let service = ServiceBuilder::new().layer(layer).service_fn(
+            move |_request: Request<NotifyRequestBody<Full<Bytes>>>| {
+                let pieces = body.lock().unwrap().take().unwrap();
+                async move {
+                    Ok::<_, Infallible>(Response::new(StreamBody::new(futures_util::stream::iter(
+                        pieces,
+                    ))))
+                }
+            },
+        );
         let response = service
             .oneshot(
                 Request::post("/bucket?delete")

@@ -17,7 +17,9 @@ use pin_project_lite::pin_project;
 
 use super::layer::{EmitOn, EventEmitter, SizeLookup};
 use super::parts::{PartSizes, UploadKey};
-use super::xml::{DeleteRequestScanner, DeleteResultScanner, DeletedKey, PartListScanner, ResultScanner};
+use super::xml::{
+    DeleteRequestScanner, DeleteResultScanner, DeletedKey, PartListScanner, ResultScanner,
+};
 use super::{Event, EventId, S3Operation};
 use crate::body::{BoxError, ResponseBody};
 

@@ -258,11 +258,9 @@ where
             // A 200 whose body may still say `<Error>`: the event waits for
             // the (small) result, in either emit mode.
             let upload = match (operation, &pending.upload) {
-                (S3Operation::CompleteMultipartUpload, Some(upload)) => Some((
-                    config.parts.clone(),
-                    upload.clone(),
-                    pending.scan.clone(),
-                )),
+                (S3Operation::CompleteMultipartUpload, Some(upload)) => {
+                    Some((config.parts.clone(), upload.clone(), pending.scan.clone()))
+                }
                 _ => None,
             };
             let size_lookup = match operation {

@@ -72,7 +72,9 @@ impl PartSizes {
         if state.order.len() > 2 * MAX_UPLOADS {
             let uploads = &state.uploads;
             state.order.retain(|(key, generation)| {
-                uploads.get(key).is_some_and(|u| u.generation == *generation)
+                uploads
+                    .get(key)
+                    .is_some_and(|u| u.generation == *generation)
             });
         }
     }

@@ -71,10 +71,11 @@ fn is_aws_chunked(headers: &http::HeaderMap) -> bool {
     headers
         .get("x-amz-content-sha256")
         .is_some_and(|v| v.as_bytes().starts_with(b"STREAMING-"))
-        || headers
-            .get_all(header::CONTENT_ENCODING)
-            .iter()
-            .any(|v| v.as_bytes().windows(10).any(|w| w.eq_ignore_ascii_case(b"aws-chunked")))
+        || headers.get_all(header::CONTENT_ENCODING).iter().any(|v| {
+            v.as_bytes()
+                .windows(10)
+                .any(|w| w.eq_ignore_ascii_case(b"aws-chunked"))
+        })
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Notify<S>
@@ -132,9 +133,7 @@ where
                     &classified.key,
                     query_value(request.uri().query(), "uploadId"),
                 ) {
-                    (Some(bucket), Some(key), Some(id)) => {
-                        Some((bucket.clone(), key.clone(), id))
-                    }
+                    (Some(bucket), Some(key), Some(id)) => Some((bucket.clone(), key.clone(), id)),
                     _ => None,
                 }
             }
