@@ -466,3 +466,44 @@ async fn every_event_arrives_through_moto() {
     };
     every_event_arrives(&upstream, true).await;
 }
+
+#[test]
+fn head_for_size_is_a_checked_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |text: &str| {
+        let path = dir.path().join("s3tap.toml");
+        std::fs::write(&path, text).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_s3tap"))
+            .env_clear()
+            .current_dir(dir.path())
+            .arg("--config")
+            .arg(&path)
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run s3tap");
+        // A refused setting ends the process at once; one that was accepted
+        // would serve forever.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("s3tap accepted {text:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.wait_with_output().unwrap()
+    };
+    let out = run("[notify]\nhead_for_sise = true\n");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("unknown field `head_for_sise`"), "{stderr}");
+    let out = run("[notify]\nhead_for_size = \"yes\"\n");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("line 2: invalid type: string \"yes\", expected a boolean"),
+        "{stderr}"
+    );
+}

@@ -153,7 +153,7 @@ enum Watching {
         started: Instant,
     },
     DeleteResult {
-        scanner: DeleteResultScanner,
+        scanner: Box<DeleteResultScanner>,
         quiet: Option<QuietDelete>,
     },
     Result(Box<ResultWatch>),
@@ -188,7 +188,7 @@ impl BodyWatch {
             template,
             emitter,
             Watching::DeleteResult {
-                scanner: DeleteResultScanner::new(),
+                scanner: Box::new(DeleteResultScanner::new()),
                 quiet,
             },
         )
