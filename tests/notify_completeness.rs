@@ -507,3 +507,224 @@ fn head_for_size_is_a_checked_key() {
         "{stderr}"
     );
 }
+
+// ---- the layer's limits and modes, in process ------------------------------
+
+mod layer {
+    use std::convert::Infallible;
+    use std::sync::{Arc, Mutex};
+
+    use bytes::Bytes;
+    use http::{Request, Response};
+    use http_body::Frame;
+    use http_body_util::{BodyExt, Full, StreamBody};
+    use s3tap::notify::{EmitOn, Event, NotifyLayer, NotifyRequestBody, MAX_DELETE_KEYS};
+    use tower::{ServiceBuilder, ServiceExt};
+
+    type Events = Arc<Mutex<Vec<Event>>>;
+
+    fn recorder() -> (Events, NotifyLayer) {
+        let events = Events::default();
+        let sink = events.clone();
+        (
+            events,
+            NotifyLayer::new(move |event: Event| sink.lock().unwrap().push(event)),
+        )
+    }
+
+    fn delete_document(count: usize, quiet: bool) -> String {
+        let mut doc = String::from("<Delete>");
+        if quiet {
+            doc.push_str("<Quiet>true</Quiet>");
+        }
+        for i in 0..count {
+            doc.push_str(&format!("<Object><Key>k{i}</Key></Object>"));
+        }
+        doc.push_str("</Delete>");
+        doc
+    }
+
+    /// An upstream that reads the whole request body first, as S3 does,
+    /// and records whether it got all of it.
+    #[derive(Clone, Default)]
+    struct Upstream {
+        bodies: Arc<Mutex<Vec<Result<usize, String>>>>,
+        answer: &'static str,
+    }
+
+    impl Upstream {
+        async fn call<B>(
+            self,
+            request: Request<NotifyRequestBody<B>>,
+        ) -> Result<Response<Full<Bytes>>, Infallible>
+        where
+            B: http_body::Body<Data = Bytes> + Send,
+            B::Error: Into<s3tap::body::BoxError>,
+        {
+            let read = request.into_body().collect().await;
+            let failed = read.is_err();
+            self.bodies
+                .lock()
+                .unwrap()
+                .push(read.map(|b| b.to_bytes().len()).map_err(|e| e.to_string()));
+            let status = if failed { 400 } else { 200 };
+            Ok(Response::builder()
+                .status(status)
+                .body(Full::new(Bytes::from_static(self.answer.as_bytes())))
+                .unwrap())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_delete_objects_body_over_the_limit_is_refused_before_it_is_forwarded() {
+        let (events, layer) = recorder();
+        let upstream = Upstream::default();
+        let seen = upstream.clone();
+        let service = ServiceBuilder::new()
+            .layer(layer)
+            .service_fn(move |r| upstream.clone().call::<Full<Bytes>>(r));
+        let request = Request::post("/b?delete")
+            .header("content-length", (5 * 1024 * 1024).to_string())
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let response = service.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), 400);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert!(String::from_utf8_lossy(&body).contains("<Code>MalformedXML</Code>"));
+        assert!(seen.bodies.lock().unwrap().is_empty(), "never forwarded");
+        let events = events.lock().unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].status, 400);
+        assert_eq!(events[0].error_code.as_deref(), Some("MalformedXML"));
+        assert!(!events[0].succeeded());
+    }
+
+    #[tokio::test]
+    async fn more_than_1000_keys_end_the_body_before_the_upstream_has_it_all() {
+        let (events, layer) = recorder();
+        let upstream = Upstream::default();
+        let seen = upstream.clone();
+        type Chunks = StreamBody<
+            futures_util::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, Infallible>>>,
+        >;
+        let service = ServiceBuilder::new()
+            .layer(layer)
+            .service_fn(move |r| upstream.clone().call::<Chunks>(r));
+        // No Content-Length: the limit is found while the body streams.
+        let doc = delete_document(MAX_DELETE_KEYS + 1, true);
+        let frames: Vec<Result<Frame<Bytes>, Infallible>> = doc
+            .as_bytes()
+            .chunks(4096)
+            .map(|c| Ok(Frame::data(Bytes::copy_from_slice(c))))
+            .collect();
+        let request = Request::post("/b?delete")
+            .body(StreamBody::new(futures_util::stream::iter(frames)))
+            .unwrap();
+        let response = service.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), 400);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert!(String::from_utf8_lossy(&body).contains("<Code>MalformedXML</Code>"));
+        let bodies = seen.bodies.lock().unwrap();
+        assert_eq!(bodies.len(), 1);
+        assert!(
+            bodies[0].is_err(),
+            "the upstream never got a whole document"
+        );
+        assert_eq!(
+            events.lock().unwrap()[0].error_code.as_deref(),
+            Some("MalformedXML")
+        );
+
+        // Exactly 1000 keys pass.
+        let (events, layer) = recorder();
+        let upstream = Upstream {
+            answer: "<DeleteResult></DeleteResult>",
+            ..Upstream::default()
+        };
+        let service = ServiceBuilder::new()
+            .layer(layer)
+            .service_fn(move |r| upstream.clone().call::<Full<Bytes>>(r));
+        let request = Request::post("/b?delete")
+            .body(Full::new(Bytes::from(delete_document(
+                MAX_DELETE_KEYS,
+                true,
+            ))))
+            .unwrap();
+        let response = service.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), 200);
+        response.into_body().collect().await.unwrap();
+        assert_eq!(events.lock().unwrap().len(), MAX_DELETE_KEYS);
+    }
+
+    #[tokio::test]
+    async fn quiet_errors_are_left_out_and_chunked_bodies_fall_back_to_the_result() {
+        let answer =
+            "<DeleteResult><Error><Key>k1</Key><Code>AccessDenied</Code></Error></DeleteResult>";
+        for chunked in [false, true] {
+            let (events, layer) = recorder();
+            let upstream = Upstream {
+                answer,
+                ..Upstream::default()
+            };
+            let service = ServiceBuilder::new()
+                .layer(layer)
+                .service_fn(move |r| upstream.clone().call::<Full<Bytes>>(r));
+            let mut request = Request::post("/b?delete");
+            if chunked {
+                request =
+                    request.header("x-amz-content-sha256", "STREAMING-UNSIGNED-PAYLOAD-TRAILER");
+            }
+            let request = request
+                .body(Full::new(Bytes::from(delete_document(3, true))))
+                .unwrap();
+            let response = service.oneshot(request).await.unwrap();
+            response.into_body().collect().await.unwrap();
+            let keys: Vec<String> = events
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|e| e.key.clone().unwrap())
+                .collect();
+            if chunked {
+                assert!(
+                    keys.is_empty(),
+                    "not read: only the result counts: {keys:?}"
+                );
+            } else {
+                assert_eq!(keys, ["k0", "k2"]);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_200_with_error_is_a_failure_in_both_emit_modes() {
+        let answer = "<Error><Code>InternalError</Code><Message>x</Message></Error>";
+        for mode in [EmitOn::ResponseHead, EmitOn::BodyEnd] {
+            let (events, layer) = recorder();
+            let upstream = Upstream {
+                answer,
+                ..Upstream::default()
+            };
+            let service = ServiceBuilder::new()
+                .layer(layer.emit_on(mode))
+                .service_fn(move |r| upstream.clone().call::<Full<Bytes>>(r));
+            let request = Request::post("/b/k?uploadId=u1")
+                .body(Full::new(Bytes::from_static(
+                    b"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber></Part></CompleteMultipartUpload>",
+                )))
+                .unwrap();
+            let response = service.oneshot(request).await.unwrap();
+            assert!(
+                events.lock().unwrap().is_empty(),
+                "{mode:?}: waits for the body"
+            );
+            response.into_body().collect().await.unwrap();
+            let events = events.lock().unwrap();
+            assert_eq!(events.len(), 1, "{mode:?}");
+            assert_eq!(events[0].status, 200);
+            assert_eq!(events[0].error_code.as_deref(), Some("InternalError"));
+            assert!(!events[0].succeeded());
+            assert_eq!(events[0].bytes_sent.is_some(), mode == EmitOn::BodyEnd);
+        }
+    }
+}
