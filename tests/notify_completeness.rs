@@ -624,7 +624,7 @@ mod layer {
         assert_eq!(response.status(), 400);
         let body = response.into_body().collect().await.unwrap().to_bytes();
         assert!(String::from_utf8_lossy(&body).contains("<Code>MalformedXML</Code>"));
-        let bodies = seen.bodies.lock().unwrap();
+        let bodies = seen.bodies.lock().unwrap().clone();
         assert_eq!(bodies.len(), 1);
         assert!(
             bodies[0].is_err(),
