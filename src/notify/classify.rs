@@ -719,6 +719,8 @@ mod tests {
         for (method, target, headers, expected) in cases {
             let got = run(method.clone(), target, headers, None);
             assert_eq!(got.operation, *expected, "{method} {target}");
+            // The metric label and log name is the AWS API name.
+            assert_eq!(got.operation.as_str(), format!("{expected:?}"));
         }
     }
 

@@ -309,7 +309,8 @@ pub struct Event {
     /// Version id (`x-amz-version-id` of the response).
     pub version_id: Option<String>,
     /// Object size: the request's payload length for uploads, the response's
-    /// content length for reads.
+    /// content length for reads, the sum of the parts seen for a multipart
+    /// completion (or what a [`SizeLookup`](super::SizeLookup) found).
     pub size: Option<u64>,
     /// ETag without quotes.
     pub etag: Option<String>,
@@ -403,6 +404,45 @@ impl Event {
             matched_rule: None,
             delete_marker: false,
             error_code: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn success_needs_a_2xx_and_no_error_in_the_body() {
+        let mut event = Event::new(S3Operation::CompleteMultipartUpload, "POST", 200, "u");
+        assert!(event.succeeded());
+        event.error_code = Some("InternalError".into());
+        assert!(!event.succeeded());
+        for status in [199, 304, 404, 500] {
+            assert!(!Event::new(S3Operation::PutObject, "PUT", status, "u").succeeded());
+        }
+        assert!(Event::new(S3Operation::DeleteObject, "DELETE", 204, "u").succeeded());
+    }
+
+    #[test]
+    fn an_event_without_error_code_still_deserializes() {
+        let event = Event::new(S3Operation::PutObject, "PUT", 200, "u");
+        let mut json = serde_json::to_value(&event).unwrap();
+        json.as_object_mut().unwrap().remove("error_code");
+        let back: Event = serde_json::from_value(json).unwrap();
+        assert_eq!(back, event);
+    }
+
+    #[test]
+    fn operation_names_are_the_variants() {
+        for operation in [
+            S3Operation::PutObject,
+            S3Operation::ListBuckets,
+            S3Operation::GetBucketNotificationConfiguration,
+            S3Operation::Other,
+        ] {
+            assert_eq!(operation.as_str(), format!("{operation:?}"));
+            assert_eq!(serde_json::to_value(operation).unwrap(), operation.as_str());
         }
     }
 }
