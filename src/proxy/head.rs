@@ -33,11 +33,16 @@ pub(crate) struct HeadForSize {
 impl HeadForSize {
     async fn size_of(&self, event: &Event) -> Option<u64> {
         let (bucket, key) = (event.bucket.as_deref()?, event.key.as_deref()?);
-        let path = format!(
+        let mut path = format!(
             "/{}/{}",
             uri_encode(bucket.as_bytes(), false),
             uri_encode(key.as_bytes(), true)
         );
+        // The version this operation made, not a later overwrite.
+        if let Some(version) = &event.version_id {
+            path.push_str("?versionId=");
+            path.push_str(&uri_encode(version.as_bytes(), false));
+        }
         let mut request = Request::builder()
             .method(Method::HEAD)
             .uri(path)
