@@ -660,7 +660,12 @@ mod layer {
     async fn quiet_errors_are_left_out_and_chunked_bodies_fall_back_to_the_result() {
         let answer =
             "<DeleteResult><Error><Key>k1</Key><Code>AccessDenied</Code></Error></DeleteResult>";
-        for chunked in [false, true] {
+        let chunked_by = [
+            None,
+            Some(("x-amz-content-sha256", "STREAMING-UNSIGNED-PAYLOAD-TRAILER")),
+            Some(("content-encoding", "gzip, AWS-Chunked")),
+        ];
+        for chunked in chunked_by {
             let (events, layer) = recorder();
             let upstream = Upstream {
                 answer,
@@ -670,9 +675,8 @@ mod layer {
                 .layer(layer)
                 .service_fn(move |r| upstream.clone().call::<Full<Bytes>>(r));
             let mut request = Request::post("/b?delete");
-            if chunked {
-                request =
-                    request.header("x-amz-content-sha256", "STREAMING-UNSIGNED-PAYLOAD-TRAILER");
+            if let Some((name, value)) = chunked {
+                request = request.header(name, value);
             }
             let request = request
                 .body(Full::new(Bytes::from(delete_document(3, true))))
@@ -685,10 +689,10 @@ mod layer {
                 .iter()
                 .map(|e| e.key.clone().unwrap())
                 .collect();
-            if chunked {
+            if chunked.is_some() {
                 assert!(
                     keys.is_empty(),
-                    "not read: only the result counts: {keys:?}"
+                    "{chunked:?}: not read, only the result counts: {keys:?}"
                 );
             } else {
                 assert_eq!(keys, ["k0", "k2"]);

@@ -72,9 +72,10 @@ fn is_aws_chunked(headers: &http::HeaderMap) -> bool {
         .get("x-amz-content-sha256")
         .is_some_and(|v| v.as_bytes().starts_with(b"STREAMING-"))
         || headers.get_all(header::CONTENT_ENCODING).iter().any(|v| {
+            const CHUNKED: &[u8] = b"aws-chunked";
             v.as_bytes()
-                .windows(10)
-                .any(|w| w.eq_ignore_ascii_case(b"aws-chunked"))
+                .windows(CHUNKED.len())
+                .any(|w| w.eq_ignore_ascii_case(CHUNKED))
         })
 }
 
