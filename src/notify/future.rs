@@ -28,8 +28,6 @@ pub(crate) struct PendingEvent {
     pub(crate) classified: Classified,
     pub(crate) method: String,
     pub(crate) request_uri: String,
-    /// The request path, for the `<Resource>` of an error the layer answers.
-    pub(crate) resource: String,
     pub(crate) content_length: Option<u64>,
     pub(crate) decoded_content_length: Option<u64>,
     pub(crate) content_type: Option<String>,
@@ -79,8 +77,14 @@ impl PendingEvent {
     /// The S3 error response the layer answers with.
     fn error_response<B>(&self, error: &S3Error) -> Response<ResponseBody<B>> {
         let request_id = self.request_id.clone().unwrap_or_else(new_request_id);
+        // The `<Resource>`: the request's path.
+        let resource = self
+            .request_uri
+            .parse::<http::Uri>()
+            .map(|uri| uri.path().to_owned())
+            .unwrap_or_default();
         let mut response = error
-            .to_response(&self.resource, &request_id, self.method == "HEAD")
+            .to_response(&resource, &request_id, self.method == "HEAD")
             .map(ResponseBody::error);
         response.extensions_mut().insert(Rejection {
             layer: "notify",

@@ -140,9 +140,10 @@ where
             }
             _ => None,
         };
-        let part_number = query_value(request.uri().query(), "partNumber")
-            .and_then(|n| n.parse().ok())
-            .filter(|_| operation == S3Operation::UploadPart);
+        let part_number = (operation == S3Operation::UploadPart)
+            .then(|| query_value(request.uri().query(), "partNumber"))
+            .flatten()
+            .and_then(|n| n.parse().ok());
         let too_long = operation == S3Operation::DeleteObjects
             && scan.is_some()
             && content_length.is_some_and(|len| len > MAX_DELETE_REQUEST_BYTES);
@@ -153,7 +154,6 @@ where
             classified,
             method: request.method().as_str().to_owned(),
             request_uri: request.uri().to_string(),
-            resource: request.uri().path().to_owned(),
             content_length,
             decoded_content_length: header_number(headers, "x-amz-decoded-content-length"),
             content_type: header_text(headers, header::CONTENT_TYPE),
