@@ -13,7 +13,7 @@ use http::{Request, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::{BodyExt, Full, StreamBody};
 use s3tap::credentials::{StaticCredentials, UpstreamCredentials};
-use s3tap::notify::{Event, NotifyLayer, S3Operation};
+use s3tap::notify::{Event, NotifyLayer, NotifyRequestBody, S3Operation};
 use s3tap::resign::{ResignLayer, Upstream};
 use s3tap::s3error::RequestId;
 use s3tap::verified::ClientAddr;
@@ -37,7 +37,7 @@ fn respond_with(
     status: u16,
     headers: &'static [(&'static str, &'static str)],
     body: &'static [u8],
-) -> impl Fn(Request<Full<Bytes>>) -> Ready + Clone {
+) -> impl Fn(Request<NotifyRequestBody<Full<Bytes>>>) -> Ready + Clone {
     move |_request| {
         let mut response = Response::builder().status(status);
         for (name, value) in headers {
@@ -158,17 +158,16 @@ async fn delete_objects_yields_one_event_per_deleted_key_while_streaming() {
             .map(|c| Ok(Frame::data(Bytes::copy_from_slice(c))))
             .collect();
         let body = Arc::new(Mutex::new(Some(pieces)));
-        let service =
-            ServiceBuilder::new()
-                .layer(layer)
-                .service_fn(move |_request: Request<Full<Bytes>>| {
-                    let pieces = body.lock().unwrap().take().unwrap();
-                    async move {
-                        Ok::<_, Infallible>(Response::new(StreamBody::new(
-                            futures_util::stream::iter(pieces),
-                        )))
-                    }
-                });
+        let service = ServiceBuilder::new().layer(layer).service_fn(
+            move |_request: Request<NotifyRequestBody<Full<Bytes>>>| {
+                let pieces = body.lock().unwrap().take().unwrap();
+                async move {
+                    Ok::<_, Infallible>(Response::new(StreamBody::new(futures_util::stream::iter(
+                        pieces,
+                    ))))
+                }
+            },
+        );
         let response = service
             .oneshot(
                 Request::post("/bucket?delete")

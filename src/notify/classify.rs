@@ -1,5 +1,4 @@
-//! Which S3 operation a request is, and which keys a DeleteObjects response
-//! says were deleted.
+//! Which S3 operation a request is.
 //!
 //! [`classify`] looks only at the request head (method, path, query, a few
 //! headers), so the layer can decide before any body byte moves. Both S3
@@ -16,14 +15,6 @@
 //! assert_eq!(c.bucket.as_deref(), Some("photos"));
 //! assert_eq!(c.key.as_deref(), Some("2024/a b+c.jpg"));
 //! ```
-//!
-//! [`parse_delete_objects_result`] and the incremental [`DeleteResultScanner`]
-//! read the `<DeleteResult>` body of `POST /bucket?delete`, so the layer can
-//! emit one event per deleted key while the response streams through. The
-//! document is tiny and regular, so a small scanner is used instead of an XML
-//! crate: it needs no DTDs, namespaces or attributes, and it must hold at most
-//! one `<Deleted>` element at a time, which a pull parser over chunks would
-//! make awkward anyway.
 
 use http::{HeaderMap, Method, Uri};
 
@@ -132,6 +123,16 @@ impl Query {
     }
 }
 
+/// The value of query parameter `name`, percent-decoded (`uploadId`,
+/// `partNumber`); `None` when the query lacks it.
+pub(crate) fn query_value(query: Option<&str>, name: &str) -> Option<String> {
+    query?
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(key, _)| percent_decode(key, true) == name.as_bytes())
+        .map(|(_, value)| String::from_utf8_lossy(&percent_decode(value, true)).into_owned())
+}
+
 /// The bucket from a virtual-hosted `Host`, if the host is `<bucket>.<suffix>`.
 fn virtual_host_bucket(uri: &Uri, headers: &HeaderMap, suffix: &str) -> Option<String> {
     let suffix = suffix.trim_matches('.');
@@ -196,6 +197,7 @@ pub fn classify(
         };
     let query = Query::parse(uri.query());
     let operation = match (&bucket, &key) {
+        (None, None) if *method == Method::GET => S3Operation::ListBuckets,
         (None, _) => S3Operation::Other,
         (Some(_), Some(_)) => object_operation(method, &query, headers),
         (Some(_), None) => bucket_operation(method, &query, headers),
@@ -207,8 +209,196 @@ pub fn classify(
     }
 }
 
+/// Object sub-resources and the operation each method performs on them:
+/// `(parameter, GET, PUT, DELETE, POST)`.
+type SubResourceOps = (
+    &'static str,
+    Option<S3Operation>,
+    Option<S3Operation>,
+    Option<S3Operation>,
+    Option<S3Operation>,
+);
+
+const OBJECT_OPERATIONS: &[SubResourceOps] = {
+    use S3Operation::*;
+    &[
+        (
+            "tagging",
+            Some(GetObjectTagging),
+            Some(PutObjectTagging),
+            Some(DeleteObjectTagging),
+            None,
+        ),
+        ("acl", Some(GetObjectAcl), Some(PutObjectAcl), None, None),
+        (
+            "retention",
+            Some(GetObjectRetention),
+            Some(PutObjectRetention),
+            None,
+            None,
+        ),
+        (
+            "legal-hold",
+            Some(GetObjectLegalHold),
+            Some(PutObjectLegalHold),
+            None,
+            None,
+        ),
+        ("restore", None, None, None, Some(RestoreObject)),
+        ("attributes", Some(GetObjectAttributes), None, None, None),
+        ("select", None, None, None, Some(SelectObjectContent)),
+        ("torrent", Some(GetObjectTorrent), None, None, None),
+    ]
+};
+
+/// Bucket sub-resources and their operations, as for objects.
+const BUCKET_OPERATIONS: &[SubResourceOps] = {
+    use S3Operation::*;
+    &[
+        (
+            "versioning",
+            Some(GetBucketVersioning),
+            Some(PutBucketVersioning),
+            None,
+            None,
+        ),
+        (
+            "policy",
+            Some(GetBucketPolicy),
+            Some(PutBucketPolicy),
+            Some(DeleteBucketPolicy),
+            None,
+        ),
+        (
+            "policyStatus",
+            Some(GetBucketPolicyStatus),
+            None,
+            None,
+            None,
+        ),
+        (
+            "cors",
+            Some(GetBucketCors),
+            Some(PutBucketCors),
+            Some(DeleteBucketCors),
+            None,
+        ),
+        (
+            "lifecycle",
+            Some(GetBucketLifecycleConfiguration),
+            Some(PutBucketLifecycleConfiguration),
+            Some(DeleteBucketLifecycle),
+            None,
+        ),
+        (
+            "tagging",
+            Some(GetBucketTagging),
+            Some(PutBucketTagging),
+            Some(DeleteBucketTagging),
+            None,
+        ),
+        (
+            "encryption",
+            Some(GetBucketEncryption),
+            Some(PutBucketEncryption),
+            Some(DeleteBucketEncryption),
+            None,
+        ),
+        (
+            "notification",
+            Some(GetBucketNotificationConfiguration),
+            Some(PutBucketNotificationConfiguration),
+            None,
+            None,
+        ),
+        ("acl", Some(GetBucketAcl), Some(PutBucketAcl), None, None),
+        (
+            "website",
+            Some(GetBucketWebsite),
+            Some(PutBucketWebsite),
+            Some(DeleteBucketWebsite),
+            None,
+        ),
+        (
+            "logging",
+            Some(GetBucketLogging),
+            Some(PutBucketLogging),
+            None,
+            None,
+        ),
+        (
+            "replication",
+            Some(GetBucketReplication),
+            Some(PutBucketReplication),
+            Some(DeleteBucketReplication),
+            None,
+        ),
+        (
+            "object-lock",
+            Some(GetObjectLockConfiguration),
+            Some(PutObjectLockConfiguration),
+            None,
+            None,
+        ),
+        (
+            "publicAccessBlock",
+            Some(GetPublicAccessBlock),
+            Some(PutPublicAccessBlock),
+            Some(DeletePublicAccessBlock),
+            None,
+        ),
+        (
+            "ownershipControls",
+            Some(GetBucketOwnershipControls),
+            Some(PutBucketOwnershipControls),
+            Some(DeleteBucketOwnershipControls),
+            None,
+        ),
+        (
+            "accelerate",
+            Some(GetBucketAccelerateConfiguration),
+            Some(PutBucketAccelerateConfiguration),
+            None,
+            None,
+        ),
+        (
+            "requestPayment",
+            Some(GetBucketRequestPayment),
+            Some(PutBucketRequestPayment),
+            None,
+            None,
+        ),
+        ("location", Some(GetBucketLocation), None, None, None),
+        ("uploads", Some(ListMultipartUploads), None, None, None),
+        ("versions", Some(ListObjectVersions), None, None, None),
+        ("delete", None, None, None, Some(DeleteObjects)),
+    ]
+};
+
+/// The operation of the first sub-resource in `table` the query names, for
+/// `method`; `Other` for a sub-resource that method does not apply to, or
+/// `None` when the query names no sub-resource of the table.
+fn sub_resource_operation(
+    table: &[SubResourceOps],
+    method: &Method,
+    query: &Query,
+) -> Option<S3Operation> {
+    let (_, get, put, delete, post) = table.iter().find(|entry| query.has(entry.0))?;
+    let operation = match *method {
+        Method::GET => *get,
+        Method::PUT => *put,
+        Method::DELETE => *delete,
+        Method::POST => *post,
+        _ => None,
+    };
+    Some(operation.unwrap_or(S3Operation::Other))
+}
+
 fn object_operation(method: &Method, query: &Query, headers: &HeaderMap) -> S3Operation {
     let copy = headers.contains_key("x-amz-copy-source");
+    if let Some(operation) = sub_resource_operation(OBJECT_OPERATIONS, method, query) {
+        return operation;
+    }
     let sub_resource = query.has_any(OBJECT_SUBRESOURCES);
     match *method {
         Method::PUT if query.has("uploadId") && query.has("partNumber") => {
@@ -227,8 +417,8 @@ fn object_operation(method: &Method, query: &Query, headers: &HeaderMap) -> S3Op
         Method::DELETE if sub_resource => S3Operation::Other,
         Method::DELETE if query.has("uploadId") => S3Operation::AbortMultipartUpload,
         Method::DELETE => S3Operation::DeleteObject,
-        // GET ?uploadId is ListParts.
-        Method::GET if sub_resource || query.has("uploadId") => S3Operation::Other,
+        Method::GET if sub_resource => S3Operation::Other,
+        Method::GET if query.has("uploadId") => S3Operation::ListParts,
         Method::GET => S3Operation::GetObject,
         Method::HEAD => S3Operation::HeadObject,
         _ => S3Operation::Other,
@@ -236,15 +426,18 @@ fn object_operation(method: &Method, query: &Query, headers: &HeaderMap) -> S3Op
 }
 
 fn bucket_operation(method: &Method, query: &Query, headers: &HeaderMap) -> S3Operation {
+    if let Some(operation) = sub_resource_operation(BUCKET_OPERATIONS, method, query) {
+        return operation;
+    }
     match *method {
         Method::GET if query.has_any(BUCKET_SUBRESOURCES) => S3Operation::Other,
         Method::GET if query.has("list-type") => S3Operation::ListObjectsV2,
         Method::GET => S3Operation::ListObjects,
+        Method::HEAD if !query.has_non_neutral() => S3Operation::HeadBucket,
         Method::PUT if query.has_non_neutral() => S3Operation::Other,
         Method::PUT => S3Operation::CreateBucket,
         Method::DELETE if query.has_non_neutral() => S3Operation::Other,
         Method::DELETE => S3Operation::DeleteBucket,
-        Method::POST if query.has("delete") => S3Operation::DeleteObjects,
         Method::POST if !query.has_non_neutral() && is_form_upload(headers) => {
             S3Operation::PostObject
         }
@@ -263,328 +456,6 @@ fn is_form_upload(headers: &HeaderMap) -> bool {
                 .is_some_and(|start| start.eq_ignore_ascii_case("multipart/form-data"))
         })
         .unwrap_or(false)
-}
-
-/// One `<Deleted>` entry of a DeleteObjects result.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct DeletedKey {
-    /// The key, XML entities decoded.
-    pub key: String,
-    /// `<VersionId>`: the version that was deleted, when the request named one.
-    pub version_id: Option<String>,
-    /// `<DeleteMarker>true</DeleteMarker>`: a delete marker was created (or
-    /// the version deleted was one).
-    pub delete_marker: bool,
-    /// `<DeleteMarkerVersionId>`: the version id of that delete marker.
-    pub delete_marker_version_id: Option<String>,
-}
-
-/// Reads a complete DeleteObjects response body. `<Error>` entries (keys
-/// that were not deleted) are left out.
-pub fn parse_delete_objects_result(xml: &[u8]) -> Vec<DeletedKey> {
-    let mut scanner = DeleteResultScanner::new();
-    let mut keys = scanner.feed(xml);
-    keys.extend(scanner.finish());
-    keys
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Field {
-    Key,
-    VersionId,
-    DeleteMarker,
-    DeleteMarkerVersionId,
-}
-
-impl Field {
-    fn from_name(name: &[u8]) -> Option<Field> {
-        match name {
-            b"Key" => Some(Field::Key),
-            b"VersionId" => Some(Field::VersionId),
-            b"DeleteMarker" => Some(Field::DeleteMarker),
-            b"DeleteMarkerVersionId" => Some(Field::DeleteMarkerVersionId),
-            _ => None,
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum ScanState {
-    /// Between tags.
-    Text,
-    /// After `<`, up to `>`.
-    Tag,
-    /// Inside `<!-- ... -->`.
-    Comment,
-    /// Inside `<![CDATA[ ... ]]>`.
-    CData,
-}
-
-/// Longest tag kept: names are short and S3 puts at most an `xmlns` on the
-/// root, so anything longer is cut (the name at its start survives).
-const MAX_TAG: usize = 512;
-/// Longest text kept for one field: a key is at most 1024 bytes of UTF-8,
-/// and the worst entity spelling (`&#x10FFFF;`) is 10 bytes per character.
-const MAX_TEXT: usize = 16 * 1024;
-
-/// Reads a DeleteObjects `<DeleteResult>` body chunk by chunk, wherever the
-/// chunks split (inside a tag, an entity or a multi-byte character), and
-/// hands out each deleted key as soon as its `</Deleted>` closes.
-///
-/// It holds the current tag and the fields of one `<Deleted>` element, never
-/// more; a field longer than any valid key makes that entry be dropped.
-///
-/// ```
-/// use s3tap::notify::DeleteResultScanner;
-///
-/// let mut scanner = DeleteResultScanner::new();
-/// assert!(scanner.feed(b"<DeleteResult><Deleted><Ke").is_empty());
-/// let keys = scanner.feed(b"y>a &amp; b</Key></Deleted></DeleteResult>");
-/// assert_eq!(keys[0].key, "a & b");
-/// ```
-#[derive(Debug)]
-pub struct DeleteResultScanner {
-    state: ScanState,
-    tag: Vec<u8>,
-    tag_len: usize,
-    /// The last bytes seen in a comment or CDATA section, to find its end.
-    tail: [u8; 2],
-    text: Vec<u8>,
-    text_overflow: bool,
-    in_deleted: bool,
-    field: Option<Field>,
-    current: DeletedKey,
-    has_key: bool,
-    broken: bool,
-}
-
-impl Default for DeleteResultScanner {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl DeleteResultScanner {
-    /// A scanner at the start of a document.
-    pub fn new() -> Self {
-        DeleteResultScanner {
-            state: ScanState::Text,
-            tag: Vec::new(),
-            tag_len: 0,
-            tail: [0; 2],
-            text: Vec::new(),
-            text_overflow: false,
-            in_deleted: false,
-            field: None,
-            current: DeletedKey::default(),
-            has_key: false,
-            broken: false,
-        }
-    }
-
-    /// Feeds the next chunk of the body; returns the keys whose `<Deleted>`
-    /// element closed within it.
-    pub fn feed(&mut self, chunk: &[u8]) -> Vec<DeletedKey> {
-        let mut out = Vec::new();
-        for &byte in chunk {
-            self.step(byte, &mut out);
-        }
-        out
-    }
-
-    /// Ends the document. A `<Deleted>` element left open (a truncated body)
-    /// is not reported: without its closing tag it may be incomplete.
-    pub fn finish(self) -> Vec<DeletedKey> {
-        Vec::new()
-    }
-
-    fn push_text(&mut self, byte: u8) {
-        if self.field.is_none() {
-            return;
-        }
-        if self.text.len() < MAX_TEXT {
-            self.text.push(byte);
-        } else {
-            self.text_overflow = true;
-        }
-    }
-
-    fn step(&mut self, byte: u8, out: &mut Vec<DeletedKey>) {
-        match self.state {
-            ScanState::Text => {
-                if byte == b'<' {
-                    self.state = ScanState::Tag;
-                    self.tag.clear();
-                    self.tag_len = 0;
-                } else {
-                    self.push_text(byte);
-                }
-            }
-            ScanState::Tag => {
-                if byte == b'>' {
-                    self.state = ScanState::Text;
-                    self.end_tag(out);
-                    return;
-                }
-                self.tag_len += 1;
-                if self.tag.len() < MAX_TAG {
-                    self.tag.push(byte);
-                }
-                if self.tag_len == 3 && self.tag == b"!--" {
-                    self.state = ScanState::Comment;
-                    self.tail = [0; 2];
-                } else if self.tag_len == 8 && self.tag == b"![CDATA[" {
-                    self.state = ScanState::CData;
-                    self.tail = [0; 2];
-                }
-            }
-            ScanState::Comment => {
-                if byte == b'>' && self.tail == *b"--" {
-                    self.state = ScanState::Text;
-                }
-                self.tail = [self.tail[1], byte];
-            }
-            ScanState::CData => {
-                if byte == b'>' && self.tail == *b"]]" {
-                    // The two `]` were pushed as text; take them back.
-                    if self.field.is_some() && !self.text_overflow {
-                        self.text.truncate(self.text.len().saturating_sub(2));
-                    }
-                    self.state = ScanState::Text;
-                    return;
-                }
-                self.tail = [self.tail[1], byte];
-                // CDATA content is literal: protect `&` from entity decoding.
-                if byte == b'&' {
-                    for &b in b"&amp;" {
-                        self.push_text(b);
-                    }
-                } else {
-                    self.push_text(byte);
-                }
-            }
-        }
-    }
-
-    fn end_tag(&mut self, out: &mut Vec<DeletedKey>) {
-        let tag = std::mem::take(&mut self.tag);
-        let (closing, body) = match tag.strip_prefix(b"/") {
-            Some(rest) => (true, rest),
-            None => (false, &tag[..]),
-        };
-        if body.first().is_some_and(|&b| b == b'?' || b == b'!') {
-            self.tag = tag;
-            return;
-        }
-        let self_closing = !closing && body.last() == Some(&b'/');
-        let name_end = body
-            .iter()
-            .position(|b| b.is_ascii_whitespace() || *b == b'/')
-            .unwrap_or(body.len());
-        let name = &body[..name_end];
-        // Drop a namespace prefix (`s3:Key`); S3 uses none, others might.
-        let name = match name.iter().rposition(|&b| b == b':') {
-            Some(colon) => &name[colon + 1..],
-            None => name,
-        };
-        if name == b"Deleted" {
-            if closing {
-                if self.in_deleted && self.has_key && !self.broken {
-                    out.push(std::mem::take(&mut self.current));
-                }
-                self.in_deleted = false;
-            } else if !self_closing {
-                self.in_deleted = true;
-            }
-            self.current = DeletedKey::default();
-            self.has_key = false;
-            self.broken = false;
-            self.field = None;
-        } else if self.in_deleted {
-            match (closing, Field::from_name(name)) {
-                (false, Some(field)) if !self_closing => {
-                    self.field = Some(field);
-                    self.text.clear();
-                    self.text_overflow = false;
-                }
-                (false, Some(Field::Key)) => {
-                    // `<Key/>`: an empty key is not a key S3 could delete.
-                    self.broken = true;
-                }
-                (true, Some(field)) if self.field == Some(field) => {
-                    self.close_field(field);
-                }
-                _ => {}
-            }
-        }
-        self.tag = tag;
-    }
-
-    fn close_field(&mut self, field: Field) {
-        self.field = None;
-        if self.text_overflow {
-            self.broken = true;
-            return;
-        }
-        let value = match decode_entities(&self.text) {
-            Some(value) => value,
-            None => {
-                self.broken = true;
-                return;
-            }
-        };
-        match field {
-            Field::Key => {
-                self.has_key = !value.is_empty();
-                self.current.key = value;
-            }
-            Field::VersionId => self.current.version_id = Some(value),
-            Field::DeleteMarker => self.current.delete_marker = value.trim() == "true",
-            Field::DeleteMarkerVersionId => self.current.delete_marker_version_id = Some(value),
-        }
-        self.text.clear();
-    }
-}
-
-/// Decodes the five predefined XML entities and numeric character
-/// references. `None` if the text is not UTF-8 or a reference is malformed.
-pub(crate) fn decode_entities(raw: &[u8]) -> Option<String> {
-    let text = std::str::from_utf8(raw).ok()?;
-    if !text.contains('&') {
-        return Some(text.to_owned());
-    }
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(amp) = rest.find('&') {
-        out.push_str(&rest[..amp]);
-        rest = &rest[amp + 1..];
-        let semi = rest.find(';')?;
-        let entity = &rest[..semi];
-        rest = &rest[semi + 1..];
-        let ch = match entity {
-            "amp" => '&',
-            "lt" => '<',
-            "gt" => '>',
-            "quot" => '"',
-            "apos" => '\'',
-            _ => {
-                let code = if let Some(hex) = entity
-                    .strip_prefix("#x")
-                    .or_else(|| entity.strip_prefix("#X"))
-                {
-                    u32::from_str_radix(hex, 16).ok()?
-                } else if let Some(dec) = entity.strip_prefix('#') {
-                    dec.parse::<u32>().ok()?
-                } else {
-                    return None;
-                };
-                char::from_u32(code)?
-            }
-        };
-        out.push(ch);
-    }
-    out.push_str(rest);
-    Some(out)
 }
 
 #[cfg(test)]
@@ -651,7 +522,7 @@ mod tests {
                 &[],
                 AbortMultipartUpload,
             ),
-            (Method::GET, "/b/k?uploadId=u1", &[], Other),
+            (Method::GET, "/b/k?uploadId=u1", &[], ListParts),
             (Method::DELETE, "/b/k", &[], DeleteObject),
             (Method::DELETE, "/b/k?versionId=v1", &[], DeleteObject),
             (Method::POST, "/b?delete", &[], DeleteObjects),
@@ -674,32 +545,182 @@ mod tests {
             (Method::DELETE, "/b", &[], DeleteBucket),
             (Method::POST, "/b", &form, PostObject),
             (Method::POST, "/b", &[], Other),
-            (Method::GET, "/", &[], Other),
-            (Method::HEAD, "/b", &[], Other),
-            (Method::GET, "/b?acl", &[], Other),
-            (Method::GET, "/b?tagging", &[], Other),
-            (Method::PUT, "/b?versioning", &[], Other),
-            (Method::GET, "/b?versioning=", &[], Other),
-            (Method::GET, "/b?uploads", &[], Other),
-            (Method::GET, "/b?versions&prefix=a", &[], Other),
-            (Method::GET, "/b?location", &[], Other),
-            (Method::DELETE, "/b?policy", &[], Other),
-            (Method::PUT, "/b?lifecycle", &[], Other),
-            (Method::GET, "/b/k?tagging", &[], Other),
-            (Method::PUT, "/b/k?tagging", &[], Other),
-            (Method::DELETE, "/b/k?tagging", &[], Other),
-            (Method::PUT, "/b/k?acl", &[], Other),
-            (Method::GET, "/b/k?acl=", &[], Other),
-            (Method::PUT, "/b/k?retention", &[], Other),
-            (Method::PUT, "/b/k?legal-hold", &[], Other),
-            (Method::POST, "/b/k?restore", &[], Other),
-            (Method::GET, "/b/k?attributes", &[], Other),
+            (Method::GET, "/", &[], ListBuckets),
+            (Method::HEAD, "/b", &[], HeadBucket),
+            (Method::GET, "/b?acl", &[], GetBucketAcl),
+            (Method::GET, "/b?tagging", &[], GetBucketTagging),
+            (Method::PUT, "/b?versioning", &[], PutBucketVersioning),
+            (Method::GET, "/b?versioning=", &[], GetBucketVersioning),
+            (Method::GET, "/b?uploads", &[], ListMultipartUploads),
+            (Method::GET, "/b?versions&prefix=a", &[], ListObjectVersions),
+            (Method::GET, "/b?location", &[], GetBucketLocation),
+            (Method::DELETE, "/b?policy", &[], DeleteBucketPolicy),
+            (
+                Method::PUT,
+                "/b?lifecycle",
+                &[],
+                PutBucketLifecycleConfiguration,
+            ),
+            (Method::GET, "/b/k?tagging", &[], GetObjectTagging),
+            (Method::PUT, "/b/k?tagging", &[], PutObjectTagging),
+            (Method::DELETE, "/b/k?tagging", &[], DeleteObjectTagging),
+            (Method::PUT, "/b/k?acl", &[], PutObjectAcl),
+            (Method::GET, "/b/k?acl=", &[], GetObjectAcl),
+            (Method::PUT, "/b/k?retention", &[], PutObjectRetention),
+            (Method::PUT, "/b/k?legal-hold", &[], PutObjectLegalHold),
+            (Method::POST, "/b/k?restore", &[], RestoreObject),
+            (Method::GET, "/b/k?attributes", &[], GetObjectAttributes),
+            (
+                Method::GET,
+                "/?x-id=ListBuckets&max-buckets=10",
+                &[],
+                ListBuckets,
+            ),
+            (Method::PUT, "/", &[], Other),
+            (Method::HEAD, "/b?x-id=HeadBucket", &[], HeadBucket),
+            (Method::HEAD, "/b?acl", &[], Other),
+            (Method::GET, "/b/k?uploadId=u1&max-parts=5", &[], ListParts),
+            (Method::GET, "/b/k?legal-hold", &[], GetObjectLegalHold),
+            (Method::GET, "/b/k?retention", &[], GetObjectRetention),
+            (Method::GET, "/b/k?torrent", &[], GetObjectTorrent),
+            (
+                Method::POST,
+                "/b/k?select&select-type=2",
+                &[],
+                SelectObjectContent,
+            ),
+            (Method::DELETE, "/b/k?acl", &[], Other),
+            (Method::PUT, "/b/k?attributes", &[], Other),
+            (Method::PUT, "/b/k?renameObject", &[], Other),
+            (Method::PUT, "/b?acl", &[], PutBucketAcl),
+            (Method::PUT, "/b?tagging", &[], PutBucketTagging),
+            (Method::DELETE, "/b?tagging", &[], DeleteBucketTagging),
+            (Method::GET, "/b?policy", &[], GetBucketPolicy),
+            (Method::PUT, "/b?policy", &[], PutBucketPolicy),
+            (Method::GET, "/b?policyStatus", &[], GetBucketPolicyStatus),
+            (Method::GET, "/b?cors", &[], GetBucketCors),
+            (Method::PUT, "/b?cors", &[], PutBucketCors),
+            (Method::DELETE, "/b?cors", &[], DeleteBucketCors),
+            (
+                Method::GET,
+                "/b?lifecycle",
+                &[],
+                GetBucketLifecycleConfiguration,
+            ),
+            (Method::DELETE, "/b?lifecycle", &[], DeleteBucketLifecycle),
+            (Method::GET, "/b?encryption", &[], GetBucketEncryption),
+            (Method::PUT, "/b?encryption", &[], PutBucketEncryption),
+            (Method::DELETE, "/b?encryption", &[], DeleteBucketEncryption),
+            (
+                Method::GET,
+                "/b?notification",
+                &[],
+                GetBucketNotificationConfiguration,
+            ),
+            (
+                Method::PUT,
+                "/b?notification",
+                &[],
+                PutBucketNotificationConfiguration,
+            ),
+            (Method::DELETE, "/b?notification", &[], Other),
+            (Method::GET, "/b?website", &[], GetBucketWebsite),
+            (Method::PUT, "/b?website", &[], PutBucketWebsite),
+            (Method::DELETE, "/b?website", &[], DeleteBucketWebsite),
+            (Method::GET, "/b?logging", &[], GetBucketLogging),
+            (Method::PUT, "/b?logging", &[], PutBucketLogging),
+            (Method::GET, "/b?replication", &[], GetBucketReplication),
+            (Method::PUT, "/b?replication", &[], PutBucketReplication),
+            (
+                Method::DELETE,
+                "/b?replication",
+                &[],
+                DeleteBucketReplication,
+            ),
+            (
+                Method::GET,
+                "/b?object-lock",
+                &[],
+                GetObjectLockConfiguration,
+            ),
+            (
+                Method::PUT,
+                "/b?object-lock",
+                &[],
+                PutObjectLockConfiguration,
+            ),
+            (
+                Method::GET,
+                "/b?publicAccessBlock",
+                &[],
+                GetPublicAccessBlock,
+            ),
+            (
+                Method::PUT,
+                "/b?publicAccessBlock",
+                &[],
+                PutPublicAccessBlock,
+            ),
+            (
+                Method::DELETE,
+                "/b?publicAccessBlock",
+                &[],
+                DeletePublicAccessBlock,
+            ),
+            (
+                Method::GET,
+                "/b?ownershipControls",
+                &[],
+                GetBucketOwnershipControls,
+            ),
+            (
+                Method::PUT,
+                "/b?ownershipControls",
+                &[],
+                PutBucketOwnershipControls,
+            ),
+            (
+                Method::DELETE,
+                "/b?ownershipControls",
+                &[],
+                DeleteBucketOwnershipControls,
+            ),
+            (
+                Method::GET,
+                "/b?accelerate",
+                &[],
+                GetBucketAccelerateConfiguration,
+            ),
+            (
+                Method::PUT,
+                "/b?accelerate",
+                &[],
+                PutBucketAccelerateConfiguration,
+            ),
+            (
+                Method::GET,
+                "/b?requestPayment",
+                &[],
+                GetBucketRequestPayment,
+            ),
+            (
+                Method::PUT,
+                "/b?requestPayment",
+                &[],
+                PutBucketRequestPayment,
+            ),
+            (Method::PUT, "/b?location", &[], Other),
+            (Method::GET, "/b?delete", &[], Other),
+            (Method::GET, "/b?analytics&id=a", &[], Other),
+            (Method::GET, "/b?session", &[], Other),
             (Method::PATCH, "/b/k", &[], Other),
             (Method::OPTIONS, "/b/k", &[], Other),
         ];
         for (method, target, headers, expected) in cases {
             let got = run(method.clone(), target, headers, None);
             assert_eq!(got.operation, *expected, "{method} {target}");
+            // The metric label and log name is the AWS API name.
+            assert_eq!(got.operation.as_str(), format!("{expected:?}"));
         }
     }
 
@@ -777,7 +798,7 @@ mod tests {
         // ListBuckets on the endpoint.
         let host = [("host", "s3.us-west-004.backblazeb2.com")];
         let got = run(Method::GET, "/", &host, suffix);
-        assert_eq!(got.operation, S3Operation::Other);
+        assert_eq!(got.operation, S3Operation::ListBuckets);
         assert_eq!(got.bucket, None);
     }
 
@@ -808,125 +829,6 @@ mod tests {
             if let Ok(uri) = Uri::try_from(raw.as_slice()) {
                 let _ = classify(&Method::GET, &uri, &HeaderMap::new(), Some("s3.example.com"));
             }
-        }
-    }
-
-    const SMALL: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
-<DeleteResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Deleted><Key>a &amp; b&lt;c&gt;&quot;&apos;&#233;&#x1F600;</Key></Deleted><Error><Key>locked</Key><Code>AccessDenied</Code><Message>Access Denied</Message></Error><!-- a comment with <Deleted><Key>no</Key></Deleted> inside --><Deleted><Key><![CDATA[x&y]]></Key><VersionId>v1</VersionId><DeleteMarker>true</DeleteMarker><DeleteMarkerVersionId>dm1</DeleteMarkerVersionId></Deleted>
-<Deleted>
-  <Key>ü/日本</Key>
-  <DeleteMarker>false</DeleteMarker>
-</Deleted></DeleteResult>"#;
-
-    fn small_expected() -> Vec<DeletedKey> {
-        vec![
-            DeletedKey {
-                key: "a & b<c>\"'é😀".into(),
-                ..Default::default()
-            },
-            DeletedKey {
-                key: "x&y".into(),
-                version_id: Some("v1".into()),
-                delete_marker: true,
-                delete_marker_version_id: Some("dm1".into()),
-            },
-            DeletedKey {
-                key: "ü/日本".into(),
-                ..Default::default()
-            },
-        ]
-    }
-
-    #[test]
-    fn parses_deleted_and_skips_errors() {
-        assert_eq!(
-            parse_delete_objects_result(SMALL.as_bytes()),
-            small_expected()
-        );
-    }
-
-    #[test]
-    fn every_split_point_gives_the_same_keys() {
-        let bytes = SMALL.as_bytes();
-        for split in 0..=bytes.len() {
-            let mut scanner = DeleteResultScanner::new();
-            let mut keys = scanner.feed(&bytes[..split]);
-            keys.extend(scanner.feed(&bytes[split..]));
-            keys.extend(scanner.finish());
-            assert_eq!(keys, small_expected(), "split at {split}");
-        }
-        // One byte at a time.
-        let mut scanner = DeleteResultScanner::new();
-        let mut keys = Vec::new();
-        for byte in bytes {
-            keys.extend(scanner.feed(std::slice::from_ref(byte)));
-        }
-        assert_eq!(keys, small_expected());
-    }
-
-    #[test]
-    fn keys_come_out_as_each_deleted_closes() {
-        let mut doc = String::from("<DeleteResult>");
-        for i in 0..100 {
-            doc.push_str(&format!(
-                "<Deleted><Key>dir/file {i} &amp; co</Key></Deleted>"
-            ));
-        }
-        doc.push_str("</DeleteResult>");
-        assert_eq!(parse_delete_objects_result(doc.as_bytes()).len(), 100);
-
-        let mut scanner = DeleteResultScanner::new();
-        let mut seen = 0;
-        for (n, piece) in doc.split_inclusive("</Deleted>").enumerate() {
-            let keys = scanner.feed(piece.as_bytes());
-            if n < 100 {
-                assert_eq!(keys.len(), 1);
-                assert_eq!(keys[0].key, format!("dir/file {n} & co"));
-                seen += 1;
-            } else {
-                assert!(keys.is_empty());
-            }
-        }
-        assert_eq!(seen, 100);
-    }
-
-    #[test]
-    fn broken_entries_are_dropped() {
-        let doc = b"<DeleteResult><Deleted><Key>bad &bogus; entity</Key></Deleted>\
-            <Deleted><Key/></Deleted><Deleted><VersionId>v</VersionId></Deleted>\
-            <Deleted><Key>ok</Key></Deleted><Deleted><Key>truncated";
-        let keys = parse_delete_objects_result(doc);
-        assert_eq!(keys.len(), 1);
-        assert_eq!(keys[0].key, "ok");
-
-        let long = format!(
-            "<DeleteResult><Deleted><Key>{}</Key></Deleted><Deleted><Key>next</Key></Deleted></DeleteResult>",
-            "x".repeat(MAX_TEXT + 10)
-        );
-        let keys = parse_delete_objects_result(long.as_bytes());
-        assert_eq!(keys.len(), 1);
-        assert_eq!(keys[0].key, "next");
-    }
-
-    #[test]
-    fn entity_decoding() {
-        assert_eq!(
-            decode_entities(b"a&#65;&#x42;&#X43;").as_deref(),
-            Some("aABC")
-        );
-        assert_eq!(decode_entities(b"&amp;amp;").as_deref(), Some("&amp;"));
-        assert_eq!(decode_entities(b"&#xD800;"), None);
-        assert_eq!(decode_entities(b"a & b"), None);
-        assert_eq!(decode_entities(b"&unknown;"), None);
-    }
-
-    proptest! {
-        #[test]
-        fn scanner_never_panics(raw in proptest::collection::vec(any::<u8>(), 0..256), split in 0usize..256) {
-            let split = split.min(raw.len());
-            let mut scanner = DeleteResultScanner::new();
-            let _ = scanner.feed(&raw[..split]);
-            let _ = scanner.feed(&raw[split..]);
         }
     }
 }

@@ -73,8 +73,223 @@ pub enum S3Operation {
     DeleteBucket,
     /// `POST /bucket` with a form upload.
     PostObject,
+    /// `GET /` (the service).
+    ListBuckets,
+    /// `HEAD /bucket`.
+    HeadBucket,
+    /// `GET /bucket/key?uploadId=..`.
+    ListParts,
+    /// `GET /bucket?uploads`.
+    ListMultipartUploads,
+    /// `GET /bucket?versions`.
+    ListObjectVersions,
+    /// `GET /bucket/key?tagging`.
+    GetObjectTagging,
+    /// `PUT /bucket/key?tagging`.
+    PutObjectTagging,
+    /// `DELETE /bucket/key?tagging`.
+    DeleteObjectTagging,
+    /// `GET /bucket/key?acl`.
+    GetObjectAcl,
+    /// `PUT /bucket/key?acl`.
+    PutObjectAcl,
+    /// `GET /bucket/key?retention`.
+    GetObjectRetention,
+    /// `PUT /bucket/key?retention`.
+    PutObjectRetention,
+    /// `GET /bucket/key?legal-hold`.
+    GetObjectLegalHold,
+    /// `PUT /bucket/key?legal-hold`.
+    PutObjectLegalHold,
+    /// `POST /bucket/key?restore`.
+    RestoreObject,
+    /// `GET /bucket/key?attributes`.
+    GetObjectAttributes,
+    /// `POST /bucket/key?select&select-type=2`.
+    SelectObjectContent,
+    /// `GET /bucket/key?torrent`.
+    GetObjectTorrent,
+    /// `GET /bucket?location`.
+    GetBucketLocation,
+    /// `GET /bucket?versioning`.
+    GetBucketVersioning,
+    /// `PUT /bucket?versioning`.
+    PutBucketVersioning,
+    /// `GET /bucket?policy`.
+    GetBucketPolicy,
+    /// `PUT /bucket?policy`.
+    PutBucketPolicy,
+    /// `DELETE /bucket?policy`.
+    DeleteBucketPolicy,
+    /// `GET /bucket?policyStatus`.
+    GetBucketPolicyStatus,
+    /// `GET /bucket?cors`.
+    GetBucketCors,
+    /// `PUT /bucket?cors`.
+    PutBucketCors,
+    /// `DELETE /bucket?cors`.
+    DeleteBucketCors,
+    /// `GET /bucket?lifecycle`.
+    GetBucketLifecycleConfiguration,
+    /// `PUT /bucket?lifecycle`.
+    PutBucketLifecycleConfiguration,
+    /// `DELETE /bucket?lifecycle`.
+    DeleteBucketLifecycle,
+    /// `GET /bucket?tagging`.
+    GetBucketTagging,
+    /// `PUT /bucket?tagging`.
+    PutBucketTagging,
+    /// `DELETE /bucket?tagging`.
+    DeleteBucketTagging,
+    /// `GET /bucket?encryption`.
+    GetBucketEncryption,
+    /// `PUT /bucket?encryption`.
+    PutBucketEncryption,
+    /// `DELETE /bucket?encryption`.
+    DeleteBucketEncryption,
+    /// `GET /bucket?notification`.
+    GetBucketNotificationConfiguration,
+    /// `PUT /bucket?notification`.
+    PutBucketNotificationConfiguration,
+    /// `GET /bucket?acl`.
+    GetBucketAcl,
+    /// `PUT /bucket?acl`.
+    PutBucketAcl,
+    /// `GET /bucket?website`.
+    GetBucketWebsite,
+    /// `PUT /bucket?website`.
+    PutBucketWebsite,
+    /// `DELETE /bucket?website`.
+    DeleteBucketWebsite,
+    /// `GET /bucket?logging`.
+    GetBucketLogging,
+    /// `PUT /bucket?logging`.
+    PutBucketLogging,
+    /// `GET /bucket?replication`.
+    GetBucketReplication,
+    /// `PUT /bucket?replication`.
+    PutBucketReplication,
+    /// `DELETE /bucket?replication`.
+    DeleteBucketReplication,
+    /// `GET /bucket?object-lock`.
+    GetObjectLockConfiguration,
+    /// `PUT /bucket?object-lock`.
+    PutObjectLockConfiguration,
+    /// `GET /bucket?publicAccessBlock`.
+    GetPublicAccessBlock,
+    /// `PUT /bucket?publicAccessBlock`.
+    PutPublicAccessBlock,
+    /// `DELETE /bucket?publicAccessBlock`.
+    DeletePublicAccessBlock,
+    /// `GET /bucket?ownershipControls`.
+    GetBucketOwnershipControls,
+    /// `PUT /bucket?ownershipControls`.
+    PutBucketOwnershipControls,
+    /// `DELETE /bucket?ownershipControls`.
+    DeleteBucketOwnershipControls,
+    /// `GET /bucket?accelerate`.
+    GetBucketAccelerateConfiguration,
+    /// `PUT /bucket?accelerate`.
+    PutBucketAccelerateConfiguration,
+    /// `GET /bucket?requestPayment`.
+    GetBucketRequestPayment,
+    /// `PUT /bucket?requestPayment`.
+    PutBucketRequestPayment,
     /// Anything else.
     Other,
+}
+
+impl S3Operation {
+    /// The operation's AWS API name (`PutObject`, `GetBucketVersioning`,
+    /// ...), or `Other`: stable, for logs and metric labels.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            S3Operation::PutObject => "PutObject",
+            S3Operation::CopyObject => "CopyObject",
+            S3Operation::CreateMultipartUpload => "CreateMultipartUpload",
+            S3Operation::UploadPart => "UploadPart",
+            S3Operation::UploadPartCopy => "UploadPartCopy",
+            S3Operation::CompleteMultipartUpload => "CompleteMultipartUpload",
+            S3Operation::AbortMultipartUpload => "AbortMultipartUpload",
+            S3Operation::DeleteObject => "DeleteObject",
+            S3Operation::DeleteObjects => "DeleteObjects",
+            S3Operation::GetObject => "GetObject",
+            S3Operation::HeadObject => "HeadObject",
+            S3Operation::ListObjects => "ListObjects",
+            S3Operation::ListObjectsV2 => "ListObjectsV2",
+            S3Operation::CreateBucket => "CreateBucket",
+            S3Operation::DeleteBucket => "DeleteBucket",
+            S3Operation::PostObject => "PostObject",
+            S3Operation::ListBuckets => "ListBuckets",
+            S3Operation::HeadBucket => "HeadBucket",
+            S3Operation::ListParts => "ListParts",
+            S3Operation::ListMultipartUploads => "ListMultipartUploads",
+            S3Operation::ListObjectVersions => "ListObjectVersions",
+            S3Operation::GetObjectTagging => "GetObjectTagging",
+            S3Operation::PutObjectTagging => "PutObjectTagging",
+            S3Operation::DeleteObjectTagging => "DeleteObjectTagging",
+            S3Operation::GetObjectAcl => "GetObjectAcl",
+            S3Operation::PutObjectAcl => "PutObjectAcl",
+            S3Operation::GetObjectRetention => "GetObjectRetention",
+            S3Operation::PutObjectRetention => "PutObjectRetention",
+            S3Operation::GetObjectLegalHold => "GetObjectLegalHold",
+            S3Operation::PutObjectLegalHold => "PutObjectLegalHold",
+            S3Operation::RestoreObject => "RestoreObject",
+            S3Operation::GetObjectAttributes => "GetObjectAttributes",
+            S3Operation::SelectObjectContent => "SelectObjectContent",
+            S3Operation::GetObjectTorrent => "GetObjectTorrent",
+            S3Operation::GetBucketLocation => "GetBucketLocation",
+            S3Operation::GetBucketVersioning => "GetBucketVersioning",
+            S3Operation::PutBucketVersioning => "PutBucketVersioning",
+            S3Operation::GetBucketPolicy => "GetBucketPolicy",
+            S3Operation::PutBucketPolicy => "PutBucketPolicy",
+            S3Operation::DeleteBucketPolicy => "DeleteBucketPolicy",
+            S3Operation::GetBucketPolicyStatus => "GetBucketPolicyStatus",
+            S3Operation::GetBucketCors => "GetBucketCors",
+            S3Operation::PutBucketCors => "PutBucketCors",
+            S3Operation::DeleteBucketCors => "DeleteBucketCors",
+            S3Operation::GetBucketLifecycleConfiguration => "GetBucketLifecycleConfiguration",
+            S3Operation::PutBucketLifecycleConfiguration => "PutBucketLifecycleConfiguration",
+            S3Operation::DeleteBucketLifecycle => "DeleteBucketLifecycle",
+            S3Operation::GetBucketTagging => "GetBucketTagging",
+            S3Operation::PutBucketTagging => "PutBucketTagging",
+            S3Operation::DeleteBucketTagging => "DeleteBucketTagging",
+            S3Operation::GetBucketEncryption => "GetBucketEncryption",
+            S3Operation::PutBucketEncryption => "PutBucketEncryption",
+            S3Operation::DeleteBucketEncryption => "DeleteBucketEncryption",
+            S3Operation::GetBucketNotificationConfiguration => "GetBucketNotificationConfiguration",
+            S3Operation::PutBucketNotificationConfiguration => "PutBucketNotificationConfiguration",
+            S3Operation::GetBucketAcl => "GetBucketAcl",
+            S3Operation::PutBucketAcl => "PutBucketAcl",
+            S3Operation::GetBucketWebsite => "GetBucketWebsite",
+            S3Operation::PutBucketWebsite => "PutBucketWebsite",
+            S3Operation::DeleteBucketWebsite => "DeleteBucketWebsite",
+            S3Operation::GetBucketLogging => "GetBucketLogging",
+            S3Operation::PutBucketLogging => "PutBucketLogging",
+            S3Operation::GetBucketReplication => "GetBucketReplication",
+            S3Operation::PutBucketReplication => "PutBucketReplication",
+            S3Operation::DeleteBucketReplication => "DeleteBucketReplication",
+            S3Operation::GetObjectLockConfiguration => "GetObjectLockConfiguration",
+            S3Operation::PutObjectLockConfiguration => "PutObjectLockConfiguration",
+            S3Operation::GetPublicAccessBlock => "GetPublicAccessBlock",
+            S3Operation::PutPublicAccessBlock => "PutPublicAccessBlock",
+            S3Operation::DeletePublicAccessBlock => "DeletePublicAccessBlock",
+            S3Operation::GetBucketOwnershipControls => "GetBucketOwnershipControls",
+            S3Operation::PutBucketOwnershipControls => "PutBucketOwnershipControls",
+            S3Operation::DeleteBucketOwnershipControls => "DeleteBucketOwnershipControls",
+            S3Operation::GetBucketAccelerateConfiguration => "GetBucketAccelerateConfiguration",
+            S3Operation::PutBucketAccelerateConfiguration => "PutBucketAccelerateConfiguration",
+            S3Operation::GetBucketRequestPayment => "GetBucketRequestPayment",
+            S3Operation::PutBucketRequestPayment => "PutBucketRequestPayment",
+            S3Operation::Other => "Other",
+        }
+    }
+}
+
+impl std::fmt::Display for S3Operation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// One event: an operation on an object (or bucket), with everything the
@@ -94,7 +309,8 @@ pub struct Event {
     /// Version id (`x-amz-version-id` of the response).
     pub version_id: Option<String>,
     /// Object size: the request's payload length for uploads, the response's
-    /// content length for reads.
+    /// content length for reads, the sum of the parts seen for a multipart
+    /// completion (or what a [`SizeLookup`](super::SizeLookup) found).
     pub size: Option<u64>,
     /// ETag without quotes.
     pub etag: Option<String>,
@@ -137,6 +353,11 @@ pub struct Event {
     /// match `clients` against it and against [`Event::access_key_id`].
     #[serde(default)]
     pub identity: Option<String>,
+    /// The S3 error code of an operation that failed after answering `200`
+    /// (CompleteMultipartUpload and copies put an `<Error>` in the body);
+    /// such an event is not a success whatever its status says.
+    #[serde(default)]
+    pub error_code: Option<String>,
 }
 
 impl Event {
@@ -146,6 +367,13 @@ impl Event {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0)
+    }
+
+    /// Whether the operation succeeded: a 2xx status and no
+    /// [`error_code`](Event::error_code) from the body. What S3 and B2
+    /// notify, and what a rule's `status = "success"` lets through.
+    pub fn succeeded(&self) -> bool {
+        (200..300).contains(&self.status) && self.error_code.is_none()
     }
 
     /// An event with only the required fields set (for tests and custom
@@ -181,6 +409,46 @@ impl Event {
             matched_rule: None,
             delete_marker: false,
             identity: None,
+            error_code: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn success_needs_a_2xx_and_no_error_in_the_body() {
+        let mut event = Event::new(S3Operation::CompleteMultipartUpload, "POST", 200, "u");
+        assert!(event.succeeded());
+        event.error_code = Some("InternalError".into());
+        assert!(!event.succeeded());
+        for status in [199, 304, 404, 500] {
+            assert!(!Event::new(S3Operation::PutObject, "PUT", status, "u").succeeded());
+        }
+        assert!(Event::new(S3Operation::DeleteObject, "DELETE", 204, "u").succeeded());
+    }
+
+    #[test]
+    fn an_event_without_error_code_still_deserializes() {
+        let event = Event::new(S3Operation::PutObject, "PUT", 200, "u");
+        let mut json = serde_json::to_value(&event).unwrap();
+        json.as_object_mut().unwrap().remove("error_code");
+        let back: Event = serde_json::from_value(json).unwrap();
+        assert_eq!(back, event);
+    }
+
+    #[test]
+    fn operation_names_are_the_variants() {
+        for operation in [
+            S3Operation::PutObject,
+            S3Operation::ListBuckets,
+            S3Operation::GetBucketNotificationConfiguration,
+            S3Operation::Other,
+        ] {
+            assert_eq!(operation.as_str(), format!("{operation:?}"));
+            assert_eq!(serde_json::to_value(operation).unwrap(), operation.as_str());
         }
     }
 }

@@ -26,9 +26,10 @@
 //! | DeleteBucket | `s3tap:BucketRemoved:Delete` | same |
 //! | anything else | `s3tap:Request:Other` | same |
 //!
-//! A name says what the request *tried* to do; whether it succeeded is the
-//! event's `status`, which rules filter on separately (by default only 2xx
-//! responses are notified, as S3 and B2 do).
+//! A name says what the request *tried* to do; whether it succeeded is
+//! [`Event::succeeded`] (a 2xx `status` and no `error_code` from a `200`
+//! whose body was `<Error>`), which rules filter on separately (by default
+//! only successes are notified, as S3 and B2 do).
 
 use super::{Event, S3Operation};
 

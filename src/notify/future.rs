@@ -1,5 +1,6 @@
 //! [`ResponseFuture`] of [`Notify`](super::Notify): builds the event from the
-//! response head, and emits it now or hands it to the body.
+//! response head, and emits it now or hands it to the body (which reads a
+//! DeleteObjects result, or the result of a completion or copy, first).
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -11,11 +12,15 @@ use std::time::{Instant, SystemTime};
 use http::{header, Response};
 use pin_project_lite::pin_project;
 
-use super::body::{BodyWatch, NotifyBody};
-use super::classify::{Classified, DeleteResultScanner};
+use super::body::{lock, BodyWatch, NotifyBody, QuietDelete, RequestScan, ResultWatch, SharedScan};
+use super::classify::Classified;
 use super::layer::{EmitOn, NotifyConfig};
+use super::parts::UploadKey;
+use super::xml::ResultScanner;
 use super::{Event, EventId, S3Operation};
-use crate::verified::Observed;
+use crate::body::ResponseBody;
+use crate::s3error::{new_request_id, S3Error};
+use crate::verified::{Observed, Rejection};
 
 pub(crate) struct PendingEvent {
     pub(crate) started: Instant,
@@ -31,23 +36,88 @@ pub(crate) struct PendingEvent {
     pub(crate) request_id: Option<String>,
     pub(crate) observed: Observed,
     pub(crate) config: Arc<NotifyConfig>,
+    /// The request body's key or part list, as it is read.
+    pub(crate) scan: Option<SharedScan>,
+    /// The multipart upload an UploadPart, completion or abort is about.
+    pub(crate) upload: Option<UploadKey>,
+    /// An UploadPart's part number.
+    pub(crate) part_number: Option<u32>,
 }
 
 pin_project! {
     /// Response future of [`Notify`](super::Notify).
     pub struct ResponseFuture<F> {
         #[pin]
-        inner: F,
+        inner: Option<F>,
         pending: Option<Box<PendingEvent>>,
+        rejected: Option<S3Error>,
     }
 }
 
 impl<F> ResponseFuture<F> {
     pub(crate) fn new(inner: F, pending: PendingEvent) -> Self {
         ResponseFuture {
-            inner,
+            inner: Some(inner),
             pending: Some(Box::new(pending)),
+            rejected: None,
         }
+    }
+
+    /// Answers `error` without calling the inner service.
+    pub(crate) fn rejected(pending: PendingEvent, error: S3Error) -> Self {
+        ResponseFuture {
+            inner: None,
+            pending: Some(Box::new(pending)),
+            rejected: Some(error),
+        }
+    }
+}
+
+impl PendingEvent {
+    /// The S3 error response the layer answers with.
+    fn error_response<B>(&self, error: &S3Error) -> Response<ResponseBody<B>> {
+        let request_id = self.request_id.clone().unwrap_or_else(new_request_id);
+        // The `<Resource>`: the request's path.
+        let resource = self
+            .request_uri
+            .parse::<http::Uri>()
+            .map(|uri| uri.path().to_owned())
+            .unwrap_or_default();
+        let mut response = error
+            .to_response(&resource, &request_id, self.method == "HEAD")
+            .map(ResponseBody::error);
+        response.extensions_mut().insert(Rejection {
+            layer: "notify",
+            reason: "delete_objects_too_large",
+        });
+        response
+    }
+
+    /// Whether the request body broke a limit on the way up.
+    fn over_limit(&self) -> bool {
+        self.scan
+            .as_ref()
+            .is_some_and(|scan| matches!(&*lock(scan), RequestScan::Delete(s) if s.over_limit))
+    }
+
+    /// The requested keys of a quiet DeleteObjects whose list was read
+    /// whole; `None` for a request that is not quiet or was not read.
+    fn quiet_delete(&self) -> Option<QuietDelete> {
+        let scan = self.scan.as_ref()?;
+        let guard = lock(scan);
+        let RequestScan::Delete(request) = &*guard else {
+            return None;
+        };
+        if !request.quiet {
+            return None;
+        }
+        if !request.complete || request.unreadable || request.over_limit {
+            tracing::debug!(
+                "quiet DeleteObjects request not read whole; events come from the response alone"
+            );
+            return None;
+        }
+        Some(QuietDelete::new(request.objects.clone()))
     }
 }
 
@@ -116,6 +186,7 @@ impl PendingEvent {
             delete_marker: header_text(headers, "x-amz-delete-marker")
                 .is_some_and(|v| v.eq_ignore_ascii_case("true")),
             identity: facts.identity,
+            error_code: None,
         }
     }
 }
@@ -128,19 +199,91 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let response = ready!(this.inner.poll(cx))?;
+        let (response, layer_error) = match this.rejected.take() {
+            Some(error) => {
+                let pending = this.pending.as_ref().expect("polled after completion");
+                (pending.error_response(&error), Some(error))
+            }
+            None => {
+                let outcome = ready!(this
+                    .inner
+                    .as_pin_mut()
+                    .expect("polled after completion")
+                    .poll(cx));
+                let pending = this.pending.as_ref().expect("polled after completion");
+                // A body cut short for breaking a limit makes whatever the
+                // inner service answered (an aborted upload's error) moot.
+                if pending.over_limit() {
+                    let error = super::service::too_long_error();
+                    (pending.error_response(&error), Some(error))
+                } else {
+                    (outcome?.map(ResponseBody::inner), None)
+                }
+            }
+        };
         let pending = this.pending.take().expect("polled after completion");
-        let event = pending.build(&response);
+        let mut event = pending.build(&response);
         let config = pending.config.clone();
-        let deletes_keys =
-            event.operation == S3Operation::DeleteObjects && response.status().is_success();
-        let watch = if deletes_keys {
+        let success = response.status().is_success();
+        if let Some(error) = &layer_error {
+            event.error_code = Some(error.code().as_str().to_owned());
+        }
+        let operation = event.operation;
+        match (&pending.upload, operation) {
+            (Some(upload), S3Operation::UploadPart) if success => {
+                if let Some(number) = pending.part_number {
+                    config.parts.record(upload.clone(), number, event.size);
+                }
+            }
+            (Some(upload), S3Operation::AbortMultipartUpload) if success => {
+                config.parts.take(upload, None);
+            }
+            _ => {}
+        }
+        let watch = if layer_error.is_some() {
+            config.emitter.emit(event);
+            None
+        } else if operation == S3Operation::DeleteObjects && success {
             // One event per deleted key, read from the result while it
-            // streams to the client.
+            // streams to the client (or, for a quiet request, per requested
+            // key the result does not list as an error).
             Some(BodyWatch::delete_objects(
                 event,
                 config.emitter.clone(),
-                DeleteResultScanner::new(),
+                pending.quiet_delete(),
+            ))
+        } else if success
+            && matches!(
+                operation,
+                S3Operation::CompleteMultipartUpload
+                    | S3Operation::CopyObject
+                    | S3Operation::UploadPartCopy
+            )
+        {
+            // A 200 whose body may still say `<Error>`: the event waits for
+            // the (small) result, in either emit mode.
+            let upload = match (operation, &pending.upload) {
+                (S3Operation::CompleteMultipartUpload, Some(upload)) => {
+                    Some((config.parts.clone(), upload.clone(), pending.scan.clone()))
+                }
+                _ => None,
+            };
+            let size_lookup = match operation {
+                S3Operation::CompleteMultipartUpload | S3Operation::CopyObject => {
+                    config.size_lookup.clone()
+                }
+                _ => None,
+            };
+            Some(BodyWatch::result(
+                event,
+                config.emitter.clone(),
+                ResultWatch {
+                    scanner: ResultScanner::new(),
+                    emit_on: config.emit_on,
+                    started: pending.started,
+                    upload,
+                    size_lookup,
+                },
             ))
         } else if config.emit_on == EmitOn::BodyEnd {
             Some(BodyWatch::at_end(

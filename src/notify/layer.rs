@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use tower_layer::Layer;
 
+use super::parts::PartSizes;
 use super::service::Notify;
 use super::Event;
 
@@ -26,6 +27,19 @@ where
     }
 }
 
+/// Completes an event whose object size the layer could not see (a copy, a
+/// multipart upload whose parts did not all pass through it), for example
+/// with a `HEAD` of the object at the upstream. Set with
+/// [`NotifyLayer::size_lookup`]; the proxy's `[notify] head_for_size`.
+///
+/// Called on the response path, so it must not block: start the lookup
+/// (spawn it) and return.
+pub trait SizeLookup: Send + Sync + 'static {
+    /// Sets `event.size` if it can find it, then hands the event to
+    /// `emitter`: exactly once, with or without a size, whatever happens.
+    fn complete(&self, event: Event, emitter: Arc<dyn EventEmitter>);
+}
+
 /// When an event is emitted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum EmitOn {
@@ -43,6 +57,10 @@ pub(crate) struct NotifyConfig {
     pub(crate) emitter: Arc<dyn EventEmitter>,
     pub(crate) emit_on: EmitOn,
     pub(crate) virtual_host_suffix: Option<String>,
+    pub(crate) size_lookup: Option<Arc<dyn SizeLookup>>,
+    /// Part sizes of the multipart uploads in progress, shared by every
+    /// service the layer makes.
+    pub(crate) parts: Arc<PartSizes>,
 }
 
 /// Emits an [`Event`] for every request that passes through, without ever
@@ -67,6 +85,8 @@ impl NotifyLayer {
                 emitter,
                 emit_on: EmitOn::ResponseHead,
                 virtual_host_suffix: None,
+                size_lookup: None,
+                parts: Arc::new(PartSizes::default()),
             },
         }
     }
@@ -89,6 +109,14 @@ impl NotifyLayer {
             Some(suffix.into().trim_start_matches('.').to_ascii_lowercase());
         self
     }
+
+    /// Asks `lookup` for the size of an object created by a copy, or by a
+    /// multipart upload whose parts the layer did not all see, before the
+    /// event is emitted. Without it such events carry no size.
+    pub fn size_lookup(mut self, lookup: impl SizeLookup) -> Self {
+        self.config.size_lookup = Some(Arc::new(lookup));
+        self
+    }
 }
 
 impl<S> Layer<S> for NotifyLayer {
@@ -104,6 +132,7 @@ impl fmt::Debug for NotifyLayer {
         f.debug_struct("NotifyLayer")
             .field("emit_on", &self.config.emit_on)
             .field("virtual_host_suffix", &self.config.virtual_host_suffix)
+            .field("size_lookup", &self.config.size_lookup.is_some())
             .finish_non_exhaustive()
     }
 }

@@ -11,11 +11,19 @@
 //! (verification, re-signing) add what they learn (the client's key id, the
 //! upstream URL) through the [`Observed`](crate::verified::Observed) request
 //! extension. A DeleteObjects request yields one event per deleted key, read
-//! from the result while it streams to the client.
+//! from the result while it streams to the client, or, for a quiet request
+//! (whose result lists only errors), from the key list the request body
+//! named, read on the way up. CompleteMultipartUpload and copies answer
+//! `200` before their outcome is known: their events wait for the result
+//! body, which gives the ETag, or an `<Error>` that makes the event a
+//! failure ([`Event::succeeded`]). A completion's size is the sum of the
+//! parts uploaded through the layer, or what a [`SizeLookup`] finds.
+//!
+//! The inner service gets the request body as a [`NotifyRequestBody`].
 //!
 //! ```
 //! use std::sync::{Arc, Mutex};
-//! use s3tap::notify::{Event, NotifyLayer};
+//! use s3tap::notify::{Event, NotifyLayer, NotifyRequestBody};
 //! use tower::{ServiceBuilder, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -24,7 +32,7 @@
 //! let sink = events.clone();
 //! let service = ServiceBuilder::new()
 //!     .layer(NotifyLayer::new(move |event: Event| sink.lock().unwrap().push(event)))
-//!     .service_fn(|_request: http::Request<String>| async {
+//!     .service_fn(|_request: http::Request<NotifyRequestBody<String>>| async {
 //!         Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
 //!     });
 //! let request = http::Request::put("/photos/cat.jpg").body(String::from("meow")).unwrap();
@@ -44,17 +52,17 @@ pub mod event_types;
 pub mod format;
 mod future;
 mod layer;
+mod parts;
 #[cfg(feature = "dispatcher")]
 mod retry;
 pub mod rules;
 mod service;
 #[cfg(feature = "dispatcher")]
 mod spool;
+mod xml;
 
-pub use body::NotifyBody;
-pub use classify::{
-    classify, parse_delete_objects_result, Classified, DeleteResultScanner, DeletedKey,
-};
+pub use body::{NotifyBody, NotifyRequestBody};
+pub use classify::{classify, Classified};
 #[cfg(feature = "dispatcher")]
 pub use dispatcher::{
     Dispatcher, DispatcherBuilder, DispatcherError, DispatcherStats, DispatcherTask, EmitError,
@@ -62,10 +70,14 @@ pub use dispatcher::{
 };
 pub use event::{Event, EventId, S3Operation};
 pub use future::ResponseFuture;
-pub use layer::{EmitOn, EventEmitter, NotifyLayer};
+pub use layer::{EmitOn, EventEmitter, NotifyLayer, SizeLookup};
 #[cfg(feature = "dispatcher")]
 pub use retry::RetryPolicy;
 pub use rules::{Rule, Rules, StatusFilter};
 pub use service::Notify;
 #[cfg(feature = "dispatcher")]
 pub use spool::{DeadLetter, DeadLetterFilter, FsyncPolicy, SpoolError};
+pub use xml::{
+    parse_delete_objects_result, DeleteResultScanner, DeletedKey, MAX_DELETE_KEYS,
+    MAX_DELETE_REQUEST_BYTES,
+};

@@ -188,7 +188,13 @@ impl Rule {
     /// Whether the event passes this rule's event types, bucket and client
     /// filters, key filters and status filter.
     pub fn matches(&self, event: &Event) -> bool {
-        if !self.statuses.allows(event.status) {
+        // "success" also needs a body without `<Error>` (a failed
+        // completion or copy answers 200).
+        let status_ok = match self.statuses {
+            StatusFilter::SuccessOnly => event.succeeded(),
+            ref statuses => statuses.allows(event.status),
+        };
+        if !status_ok {
             return false;
         }
         if !self.buckets.is_empty()

@@ -1,17 +1,20 @@
 //! [`Notify`]: records what the request was, then lets it through untouched.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime};
 
 use http::{header, Request, Response};
 use tower_service::Service;
 
-use super::classify::classify;
+use super::body::{NotifyRequestBody, RequestScan};
+use super::classify::{classify, query_value};
 use super::future::{PendingEvent, ResponseFuture};
 use super::layer::NotifyConfig;
-use crate::s3error::RequestId;
+use super::xml::{DeleteRequestScanner, PartListScanner, MAX_DELETE_REQUEST_BYTES};
+use super::S3Operation;
+use crate::s3error::{RequestId, S3Error, S3ErrorCode};
 use crate::verified::{ClientAddr, Observed};
 
 /// The service made by [`NotifyLayer`](super::NotifyLayer).
@@ -62,9 +65,23 @@ fn header_number(headers: &http::HeaderMap, name: impl header::AsHeaderName) -> 
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// Whether the body is aws-chunked: its bytes are then framing and XML
+/// mixed, which the layer does not try to read.
+fn is_aws_chunked(headers: &http::HeaderMap) -> bool {
+    headers
+        .get("x-amz-content-sha256")
+        .is_some_and(|v| v.as_bytes().starts_with(b"STREAMING-"))
+        || headers.get_all(header::CONTENT_ENCODING).iter().any(|v| {
+            const CHUNKED: &[u8] = b"aws-chunked";
+            v.as_bytes()
+                .windows(CHUNKED.len())
+                .any(|w| w.eq_ignore_ascii_case(CHUNKED))
+        })
+}
+
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Notify<S>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S: Service<Request<NotifyRequestBody<ReqBody>>, Response = Response<ResBody>>,
 {
     type Response = Response<super::body::NotifyBody<ResBody>>;
     type Error = S::Error;
@@ -82,6 +99,54 @@ where
             self.config.virtual_host_suffix.as_deref(),
         );
         let headers = request.headers();
+        let operation = classified.operation;
+        let content_length = header_number(headers, header::CONTENT_LENGTH);
+        // The key list of a DeleteObjects (for quiet requests, whose result
+        // lists only errors) and the part list of a completion (for the
+        // object's size) are read on the way up.
+        let reads_body = matches!(
+            operation,
+            S3Operation::DeleteObjects | S3Operation::CompleteMultipartUpload
+        );
+        let scan = if !reads_body {
+            None
+        } else if is_aws_chunked(headers) {
+            tracing::debug!(
+                operation = operation.as_str(),
+                "aws-chunked request body not read; events come from the response alone"
+            );
+            None
+        } else if operation == S3Operation::DeleteObjects {
+            Some(Arc::new(Mutex::new(RequestScan::Delete(
+                DeleteRequestScanner::new(),
+            ))))
+        } else {
+            Some(Arc::new(Mutex::new(RequestScan::Parts(
+                PartListScanner::new(),
+            ))))
+        };
+        let upload = match operation {
+            S3Operation::UploadPart
+            | S3Operation::CompleteMultipartUpload
+            | S3Operation::AbortMultipartUpload => {
+                match (
+                    &classified.bucket,
+                    &classified.key,
+                    query_value(request.uri().query(), "uploadId"),
+                ) {
+                    (Some(bucket), Some(key), Some(id)) => Some((bucket.clone(), key.clone(), id)),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        let part_number = (operation == S3Operation::UploadPart)
+            .then(|| query_value(request.uri().query(), "partNumber"))
+            .flatten()
+            .and_then(|n| n.parse().ok());
+        let too_long = operation == S3Operation::DeleteObjects
+            && scan.is_some()
+            && content_length.is_some_and(|len| len > MAX_DELETE_REQUEST_BYTES);
         let observed = Observed::default();
         let pending = PendingEvent {
             started: Instant::now(),
@@ -89,7 +154,7 @@ where
             classified,
             method: request.method().as_str().to_owned(),
             request_uri: request.uri().to_string(),
-            content_length: header_number(headers, header::CONTENT_LENGTH),
+            content_length,
             decoded_content_length: header_number(headers, "x-amz-decoded-content-length"),
             content_type: header_text(headers, header::CONTENT_TYPE),
             amz_date: header_text(headers, "x-amz-date"),
@@ -100,8 +165,29 @@ where
                 .map(|r| r.as_str().to_owned()),
             observed: observed.clone(),
             config: self.config.clone(),
+            scan: scan.clone(),
+            upload,
+            part_number,
         };
+        if too_long {
+            // Refused before a byte moves, as S3 refuses a document that
+            // cannot be a valid key list.
+            return ResponseFuture::rejected(pending, too_long_error());
+        }
         request.extensions_mut().insert(observed);
+        let request = request.map(|body| NotifyRequestBody::new(body, scan));
         ResponseFuture::new(self.inner.call(request), pending)
     }
+}
+
+/// The answer to a DeleteObjects request over the layer's limits.
+pub(crate) fn too_long_error() -> S3Error {
+    S3Error::new(
+        S3ErrorCode::MalformedXML,
+        format!(
+            "A DeleteObjects request names at most {} keys in at most {} bytes.",
+            super::MAX_DELETE_KEYS,
+            MAX_DELETE_REQUEST_BYTES
+        ),
+    )
 }

@@ -20,6 +20,7 @@ pub mod bucket_notifications;
 pub mod cli;
 pub mod config;
 pub mod embedded;
+mod head;
 pub mod limits;
 pub mod metrics;
 pub mod notify;

@@ -53,6 +53,11 @@ pub struct NotifySection {
     /// Capacity of the in-memory event queue (default 10000); beyond it
     /// events spill to the spool.
     pub queue_capacity: Option<usize>,
+    /// Completes the size of an object a copy or multipart upload created,
+    /// when the parts did not all pass through this proxy, with a `HEAD` of
+    /// it at the upstream (default false: such events carry no size).
+    #[serde(default)]
+    pub head_for_size: bool,
     /// B2 identity for the `b2` format.
     #[serde(default)]
     pub b2: crate::notify::format::B2Identity,
@@ -244,6 +249,7 @@ pub struct NotifySettings {
     spool_dir: Option<PathBuf>,
     fsync: FsyncPolicy,
     emit_on_body_end: bool,
+    head_for_size: bool,
     queue_capacity: usize,
     b2: crate::notify::format::B2Identity,
     spool_max_events: u64,
@@ -414,6 +420,7 @@ impl NotifySettings {
             spool_dir: section.spool_dir,
             fsync,
             emit_on_body_end,
+            head_for_size: section.head_for_size,
             queue_capacity: section.queue_capacity.unwrap_or(10_000),
             b2: section.b2,
             spool_max_events: section.spool_max_events.unwrap_or(10_000_000),
@@ -455,6 +462,12 @@ impl NotifySettings {
     /// Whether events are emitted at body end.
     pub fn emit_on_body_end(&self) -> bool {
         self.emit_on_body_end
+    }
+
+    /// `[notify] head_for_size`: whether a copy's or completion's event
+    /// without a known size waits for a `HEAD` of the object.
+    pub fn head_for_size(&self) -> bool {
+        self.head_for_size
     }
 
     /// Starts the dispatcher with its sinks; `default_spool_dir` is used when

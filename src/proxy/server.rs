@@ -213,15 +213,19 @@ impl Proxy {
                 .collect(),
             readyz_max_spool_fill: config.notify.readyz_max_spool_fill(),
         });
+        let (stack, head_for_size) = stack(
+            &remote,
+            &clients,
+            &config.verify,
+            config.virtual_host_suffix.clone(),
+            metrics.clone(),
+            notifications,
+        )?;
+        if config.notify.head_for_size() {
+            notify = notify.size_lookup(head_for_size);
+        }
         let service = RequestLog {
-            inner: notify.layer(stack(
-                &remote,
-                &clients,
-                &config.verify,
-                config.virtual_host_suffix.clone(),
-                metrics.clone(),
-                notifications,
-            )?),
+            inner: notify.layer(stack),
             peer: None,
             metrics: metrics.clone(),
             limits: config.limits.clone(),
@@ -409,7 +413,7 @@ fn stack(
     virtual_host_suffix: Option<String>,
     metrics: Arc<ProxyMetrics>,
     notifications: BucketNotificationsLayer,
-) -> Result<Stack, StartError> {
+) -> Result<(Stack, super::head::HeadForSize), StartError> {
     let mut store = StaticCredentials::new();
     for client in clients {
         let mut credential = Credential::new(&client.access_key_id, client.secret.clone());
@@ -450,7 +454,11 @@ fn stack(
         _ => resign.sign_with_client_credentials(),
     };
 
-    let verify_layer = SigV4VerifyLayer::new(store)
+    let head_for_size = super::head::HeadForSize {
+        upstream: resign.layer(client.clone()),
+        credentials: Arc::new(store),
+    };
+    let verify_layer = SigV4VerifyLayer::new((*head_for_size.credentials).clone())
         // The re-signer frames aws-chunked payloads again with these digests
         // instead of hashing every byte a second time.
         .publish_chunk_digests(true)
@@ -460,10 +468,13 @@ fn stack(
             PayloadHashingMode::Verify => PayloadHashing::Verify,
             PayloadHashingMode::Defer => PayloadHashing::DeferToUpstream,
         });
-    Ok(verify_layer.layer(notifications.layer(RecordAccessKey {
-        inner: resign.layer(client),
-        metrics,
-    })))
+    Ok((
+        verify_layer.layer(notifications.layer(RecordAccessKey {
+            inner: resign.layer(client),
+            metrics,
+        })),
+        head_for_size,
+    ))
 }
 
 // ---- request log ------------------------------------------------------------
@@ -599,28 +610,9 @@ where
     }
 }
 
-/// A stable label for an operation.
+/// A stable label for an operation: its AWS API name.
 fn operation_label(operation: crate::notify::S3Operation) -> &'static str {
-    use crate::notify::S3Operation::*;
-    match operation {
-        PutObject => "PutObject",
-        CopyObject => "CopyObject",
-        CreateMultipartUpload => "CreateMultipartUpload",
-        UploadPart => "UploadPart",
-        UploadPartCopy => "UploadPartCopy",
-        CompleteMultipartUpload => "CompleteMultipartUpload",
-        AbortMultipartUpload => "AbortMultipartUpload",
-        DeleteObject => "DeleteObject",
-        DeleteObjects => "DeleteObjects",
-        GetObject => "GetObject",
-        HeadObject => "HeadObject",
-        ListObjects => "ListObjects",
-        ListObjectsV2 => "ListObjectsV2",
-        CreateBucket => "CreateBucket",
-        DeleteBucket => "DeleteBucket",
-        PostObject => "PostObject",
-        _ => "Other",
-    }
+    operation.as_str()
 }
 
 /// Writes the verified access key id into the request's span and times the
