@@ -19,6 +19,7 @@
 use http::{HeaderMap, Method, Uri};
 
 use super::S3Operation;
+use crate::addressing::ClientAddressing;
 use crate::sigv4::canonical::percent_decode;
 
 /// What [`classify`] found.
@@ -133,33 +134,6 @@ pub(crate) fn query_value(query: Option<&str>, name: &str) -> Option<String> {
         .map(|(_, value)| String::from_utf8_lossy(&percent_decode(value, true)).into_owned())
 }
 
-/// The bucket from a virtual-hosted `Host`, if the host is `<bucket>.<suffix>`.
-fn virtual_host_bucket(uri: &Uri, headers: &HeaderMap, suffix: &str) -> Option<String> {
-    let suffix = suffix.trim_matches('.');
-    if suffix.is_empty() {
-        return None;
-    }
-    let host = headers
-        .get(http::header::HOST)
-        .and_then(|value| value.to_str().ok())
-        .or_else(|| uri.authority().map(|a| a.as_str()))?;
-    // Drop a port; IPv6 literals never carry a bucket, so `]` ends the search.
-    let host = match host.rfind(':') {
-        Some(colon) if !host[colon..].contains(']') => &host[..colon],
-        _ => host,
-    };
-    let host = host.trim_end_matches('.');
-    if host.len() <= suffix.len() + 1 {
-        return None;
-    }
-    let (bucket, rest) = host.split_at(host.len() - suffix.len());
-    if !rest.eq_ignore_ascii_case(suffix) || !bucket.ends_with('.') {
-        return None;
-    }
-    let bucket = &bucket[..bucket.len() - 1];
-    (!bucket.is_empty()).then(|| bucket.to_owned())
-}
-
 fn decode_once(raw: &str) -> String {
     String::from_utf8_lossy(&percent_decode(raw, false)).into_owned()
 }
@@ -179,22 +153,32 @@ pub fn classify(
     headers: &HeaderMap,
     virtual_host_suffix: Option<&str>,
 ) -> Classified {
-    let path = uri.path();
-    let path = path.strip_prefix('/').unwrap_or(path);
-    let (bucket, key) =
-        match virtual_host_suffix.and_then(|suffix| virtual_host_bucket(uri, headers, suffix)) {
-            Some(bucket) => (Some(bucket), (!path.is_empty()).then(|| decode_once(path))),
-            None => {
-                let (bucket, key) = match path.split_once('/') {
-                    Some((bucket, key)) => (bucket, key),
-                    None => (path, ""),
-                };
-                (
-                    (!bucket.is_empty()).then(|| decode_once(bucket)),
-                    (!key.is_empty()).then(|| decode_once(key)),
-                )
-            }
-        };
+    let mut addressing = ClientAddressing::default();
+    if let Some(suffix) = virtual_host_suffix {
+        addressing.set_virtual_host_suffix(suffix);
+    }
+    classify_addressed(method, uri, headers, &addressing)
+}
+
+/// [`classify`] with the layer's own view of how clients address buckets
+/// (virtual-host suffix, path prefix).
+pub(crate) fn classify_addressed(
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    addressing: &ClientAddressing,
+) -> Classified {
+    let host = headers
+        .get(http::header::HOST)
+        .and_then(|value| value.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()));
+    let target = addressing.target(host, uri.path());
+    let key_path = target.key_path.strip_prefix('/').unwrap_or(target.key_path);
+    let bucket = target
+        .bucket
+        .filter(|b| !b.is_empty())
+        .map(|b| decode_once(&b));
+    let key = (!key_path.is_empty()).then(|| decode_once(key_path));
     let query = Query::parse(uri.query());
     let operation = match (&bucket, &key) {
         (None, None) if *method == Method::GET => S3Operation::ListBuckets,

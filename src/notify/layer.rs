@@ -9,6 +9,7 @@ use tower_layer::Layer;
 use super::parts::PartSizes;
 use super::service::Notify;
 use super::Event;
+use crate::addressing::ClientAddressing;
 
 /// Receives events from [`NotifyLayer`]. Called on the response path, so it
 /// must not block: queue the event and return (the
@@ -56,7 +57,7 @@ pub enum EmitOn {
 pub(crate) struct NotifyConfig {
     pub(crate) emitter: Arc<dyn EventEmitter>,
     pub(crate) emit_on: EmitOn,
-    pub(crate) virtual_host_suffix: Option<String>,
+    pub(crate) addressing: ClientAddressing,
     pub(crate) size_lookup: Option<Arc<dyn SizeLookup>>,
     /// Part sizes of the multipart uploads in progress, shared by every
     /// service the layer makes.
@@ -84,7 +85,7 @@ impl NotifyLayer {
             config: NotifyConfig {
                 emitter,
                 emit_on: EmitOn::ResponseHead,
-                virtual_host_suffix: None,
+                addressing: ClientAddressing::default(),
                 size_lookup: None,
                 parts: Arc::new(PartSizes::default()),
             },
@@ -105,8 +106,16 @@ impl NotifyLayer {
 
     /// Recognises `bucket.<suffix>` Host headers (virtual-hosted clients).
     pub fn client_virtual_host_suffix(mut self, suffix: impl Into<String>) -> Self {
-        self.config.virtual_host_suffix =
-            Some(suffix.into().trim_start_matches('.').to_ascii_lowercase());
+        self.config.addressing.set_virtual_host_suffix(suffix);
+        self
+    }
+
+    /// Takes S3 requests under `prefix` (an app's `/s3/bucket/key` route):
+    /// the bucket is the path segment after it. Give
+    /// [`ResignLayer::client_path_prefix`](crate::resign::ResignLayer::client_path_prefix)
+    /// the same prefix.
+    pub fn client_path_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.config.addressing.set_path_prefix(prefix);
         self
     }
 
@@ -131,7 +140,7 @@ impl fmt::Debug for NotifyLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NotifyLayer")
             .field("emit_on", &self.config.emit_on)
-            .field("virtual_host_suffix", &self.config.virtual_host_suffix)
+            .field("addressing", &self.config.addressing)
             .field("size_lookup", &self.config.size_lookup.is_some())
             .finish_non_exhaustive()
     }

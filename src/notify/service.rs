@@ -9,7 +9,7 @@ use http::{header, Request, Response};
 use tower_service::Service;
 
 use super::body::{NotifyRequestBody, RequestScan};
-use super::classify::{classify, query_value};
+use super::classify::{classify_addressed, query_value};
 use super::future::{PendingEvent, ResponseFuture};
 use super::layer::NotifyConfig;
 use super::xml::{DeleteRequestScanner, PartListScanner, MAX_DELETE_REQUEST_BYTES};
@@ -92,11 +92,11 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        let classified = classify(
+        let classified = classify_addressed(
             request.method(),
             request.uri(),
             request.headers(),
-            self.config.virtual_host_suffix.as_deref(),
+            &self.config.addressing,
         );
         let headers = request.headers();
         let operation = classified.operation;
