@@ -132,6 +132,30 @@ pub struct Event {
     /// `ObjectRemoved:Delete` and `ObjectRemoved:DeleteMarkerCreated`.
     #[serde(default)]
     pub delete_marker: bool,
+    /// A `CreateMultipartUpload` that asked B2 for Live Read
+    /// (`x-backblaze-live-read-enabled: true`): B2 names it
+    /// `b2:MultipartUploadCreated:LiveRead`.
+    #[serde(default)]
+    pub live_read: bool,
+    /// Lower-case hex SHA-256 of the request payload, set only when s3tap
+    /// itself hashed the payload and it matched the signed
+    /// `x-amz-content-sha256` (never with `payload_hashing = "defer"`).
+    #[serde(default)]
+    pub content_sha256: Option<String>,
+    /// The `x-amz-checksum-*` header or trailer of the request, set only when
+    /// s3tap computed it over the payload and it matched.
+    #[serde(default)]
+    pub checksum: Option<ContentChecksum>,
+}
+
+/// An S3 additional checksum that s3tap verified over an upload's payload.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContentChecksum {
+    /// S3's name of the algorithm: `CRC32`, `CRC32C`, `CRC64NVME`, `SHA1`
+    /// or `SHA256`.
+    pub algorithm: String,
+    /// The value as S3 carries it: base64 of the big-endian digest.
+    pub value: String,
 }
 
 impl Event {
@@ -175,6 +199,9 @@ impl Event {
             aborted: false,
             matched_rule: None,
             delete_marker: false,
+            live_read: false,
+            content_sha256: None,
+            checksum: None,
         }
     }
 }

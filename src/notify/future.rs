@@ -14,7 +14,7 @@ use pin_project_lite::pin_project;
 use super::body::{BodyWatch, NotifyBody};
 use super::classify::{Classified, DeleteResultScanner};
 use super::layer::{EmitOn, NotifyConfig};
-use super::{Event, EventId, S3Operation};
+use super::{ContentChecksum, Event, EventId, S3Operation};
 use crate::verified::Observed;
 
 pub(crate) struct PendingEvent {
@@ -31,6 +31,8 @@ pub(crate) struct PendingEvent {
     pub(crate) request_id: Option<String>,
     pub(crate) observed: Observed,
     pub(crate) config: Arc<NotifyConfig>,
+    /// The request asked B2 for Live Read (`x-backblaze-live-read-enabled`).
+    pub(crate) live_read: bool,
 }
 
 pin_project! {
@@ -88,7 +90,26 @@ impl PendingEvent {
             ),
             _ => (None, self.content_type.clone()),
         };
-        Event {
+        // Digests the verifier checked describe the object only where the
+        // request payload is the object's (or the part's) data; a
+        // CompleteMultipartUpload's or DeleteObjects' body is XML.
+        let payload_is_data = matches!(operation, S3Operation::PutObject | S3Operation::UploadPart);
+        let content_sha256 = facts
+            .payload_sha256
+            .filter(|_| payload_is_data)
+            .map(hex::encode);
+        let checksum = facts
+            .payload_checksum
+            .clone()
+            .filter(|_| payload_is_data)
+            .map(|(algorithm, digest)| {
+                use base64::Engine as _;
+                ContentChecksum {
+                    algorithm: algorithm.name().to_owned(),
+                    value: base64::engine::general_purpose::STANDARD.encode(digest),
+                }
+            });
+        let mut event = Event {
             id: EventId::new(),
             time: self.time,
             operation,
@@ -115,7 +136,14 @@ impl PendingEvent {
             matched_rule: None,
             delete_marker: header_text(headers, "x-amz-delete-marker")
                 .is_some_and(|v| v.eq_ignore_ascii_case("true")),
-        }
+            live_read: false,
+            content_sha256: None,
+            checksum: None,
+        };
+        event.live_read = self.live_read && operation == S3Operation::CreateMultipartUpload;
+        event.content_sha256 = content_sha256;
+        event.checksum = checksum;
+        event
     }
 }
 

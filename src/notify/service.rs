@@ -100,6 +100,10 @@ where
                 .map(|r| r.as_str().to_owned()),
             observed: observed.clone(),
             config: self.config.clone(),
+            live_read: headers
+                .get("x-backblaze-live-read-enabled")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
         };
         request.extensions_mut().insert(observed);
         ResponseFuture::new(self.inner.call(request), pending)
