@@ -146,6 +146,11 @@ pub struct Event {
     /// s3tap computed it over the payload and it matched.
     #[serde(default)]
     pub checksum: Option<ContentChecksum>,
+    /// The request's `Content-Type` where [`Event::content_type`] is the
+    /// response's (GetObject, HeadObject) and the request had one; `None`
+    /// otherwise. The seed format reports the request's, as the Worker did.
+    #[serde(default)]
+    pub request_content_type: Option<String>,
 }
 
 /// An S3 additional checksum that s3tap verified over an upload's payload.
@@ -202,6 +207,7 @@ impl Event {
             live_read: false,
             content_sha256: None,
             checksum: None,
+            request_content_type: None,
         }
     }
 }

@@ -139,7 +139,11 @@ impl PendingEvent {
             live_read: false,
             content_sha256: None,
             checksum: None,
+            request_content_type: None,
         };
+        if matches!(operation, S3Operation::GetObject | S3Operation::HeadObject) {
+            event.request_content_type = self.content_type.clone();
+        }
         event.live_read = self.live_read && operation == S3Operation::CreateMultipartUpload;
         event.content_sha256 = content_sha256;
         event.checksum = checksum;

@@ -33,6 +33,7 @@
 //! | `live_read` | bool | a `CreateMultipartUpload` with `x-backblaze-live-read-enabled: true` |
 //! | `content_sha256` | string or null | hex SHA-256 of the payload, only when s3tap computed it and it matched the signed `x-amz-content-sha256` |
 //! | `checksum` | object or null | `{"algorithm": "CRC32", "value": "<base64>"}`: the `x-amz-checksum-*` header or trailer, only when s3tap computed it and it matched |
+//! | `request_content_type` | string or null | for reads (whose `content_type` is the object's): the request's `Content-Type`, if it had one |
 //!
 //! `content_sha256` and `checksum` are never guessed: with
 //! `payload_hashing = "defer"` s3tap leaves the check to the upstream and
@@ -81,6 +82,7 @@ struct NativeEvent<'a> {
     live_read: bool,
     content_sha256: Option<&'a str>,
     checksum: Option<&'a ContentChecksum>,
+    request_content_type: Option<&'a str>,
 }
 
 fn native(event: &Event) -> NativeEvent<'_> {
@@ -114,6 +116,7 @@ fn native(event: &Event) -> NativeEvent<'_> {
         live_read: event.live_read,
         content_sha256: event.content_sha256.as_deref(),
         checksum: event.checksum.as_ref(),
+        request_content_type: event.request_content_type.as_deref(),
     }
 }
 

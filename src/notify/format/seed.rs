@@ -13,14 +13,15 @@
 //! as an integer: a JSON *number*, or `null` when the request had none (the
 //! Worker's first version sent the header's text; the one its article shows
 //! sends the number, and so does s3tap). `status` is the upstream
-//! response's number and `url` the upstream URL with its query. For the
-//! exact Worker output the layer fills [`Event::content_type`] from the
-//! request's `Content-Type`.
+//! response's number and `url` the upstream URL with its query.
+//! `contentType` is the request's `Content-Type`, also for reads, whose
+//! [`Event::content_type`] is the object's
+//! ([`Event::request_content_type`] keeps the request's there).
 
 use bytes::Bytes;
 use serde::Serialize;
 
-use crate::notify::Event;
+use crate::notify::{Event, S3Operation};
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -37,7 +38,12 @@ struct SeedJson<'a> {
 pub fn encode(event: &Event) -> Bytes {
     super::to_bytes(&SeedJson {
         content_length: event.content_length,
-        content_type: event.content_type.as_deref(),
+        content_type: match event.operation {
+            S3Operation::GetObject | S3Operation::HeadObject => {
+                event.request_content_type.as_deref()
+            }
+            _ => event.content_type.as_deref(),
+        },
         method: &event.method,
         signature_timestamp: event.signature_timestamp.as_deref(),
         status: event.status,
@@ -48,7 +54,6 @@ pub fn encode(event: &Event) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::notify::S3Operation;
 
     #[test]
     fn content_length_is_a_number_or_null() {
@@ -60,5 +65,11 @@ mod tests {
         let json: serde_json::Value = serde_json::from_slice(&encode(&event)).unwrap();
         assert!(json["contentLength"].is_null());
         assert!(json.as_object().unwrap().contains_key("contentLength"));
+        // A read's content type is the object's; the Worker sent the
+        // request's.
+        let mut get = Event::new(S3Operation::GetObject, "GET", 200, "https://h/b/k");
+        get.content_type = Some("image/png".into());
+        let json: serde_json::Value = serde_json::from_slice(&encode(&get)).unwrap();
+        assert!(json["contentType"].is_null());
     }
 }
