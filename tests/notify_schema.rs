@@ -667,3 +667,105 @@ async fn every_format_matches_its_schema_through_the_binary() {
         .unwrap();
     assert!(year >= 2024, "{}", lines[0]["time"]);
 }
+
+// ---- only what was verified ----------------------------------------------
+
+/// NotifyLayer in front of SigV4VerifyLayer in front of a handler that reads
+/// the whole body: the event of one signed PUT.
+async fn event_of_put(
+    hashing: s3tap::verify::PayloadHashing,
+    payload: &[u8],
+    sent: &[u8],
+    checksum: (&str, String),
+) -> s3tap::notify::Event {
+    use http_body_util::{BodyExt, Full};
+    use s3tap::credentials::StaticCredentials;
+    use s3tap::notify::{Event, NotifyLayer};
+    use s3tap::verify::{SigV4VerifyLayer, VerifyBody};
+    use tower::{ServiceBuilder, ServiceExt};
+
+    let events = Arc::new(Mutex::new(Vec::<Event>::new()));
+    let sink = events.clone();
+    let service = ServiceBuilder::new()
+        .layer(NotifyLayer::new(move |event: Event| {
+            sink.lock().unwrap().push(event)
+        }))
+        .layer(
+            SigV4VerifyLayer::new(
+                StaticCredentials::new().with_key(signing::ACCESS_KEY, signing::SECRET),
+            )
+            .payload_hashing(hashing),
+        )
+        .service_fn(
+            |request: http::Request<VerifyBody<Full<Bytes>>>| async move {
+                let read = request.into_body().collect().await;
+                let status = if read.is_ok() { 200 } else { 400 };
+                Ok::<_, std::convert::Infallible>(
+                    http::Response::builder()
+                        .status(status)
+                        .body(Full::new(Bytes::new()))
+                        .unwrap(),
+                )
+            },
+        );
+    let mut request = http::Request::put("http://s3.test/bucket/key")
+        .header("host", "s3.test")
+        .header("content-length", payload.len())
+        .header(checksum.0, checksum.1)
+        .body(Bytes::copy_from_slice(payload))
+        .unwrap();
+    sign_with(
+        &mut request,
+        SignableBody::Bytes(payload),
+        &SignOptions {
+            time: SystemTime::now(),
+            ..Default::default()
+        },
+    );
+    let (parts, _) = request.into_parts();
+    let request = http::Request::from_parts(parts, Full::new(Bytes::copy_from_slice(sent)));
+    let response = service.oneshot(request).await.unwrap();
+    let _ = response.into_body().collect().await;
+    let mut events = events.lock().unwrap();
+    assert_eq!(events.len(), 1);
+    events.remove(0)
+}
+
+#[tokio::test]
+async fn checksums_reach_the_event_only_when_verified() {
+    use s3tap::sigv4::ChecksumAlgorithm;
+    use s3tap::verify::PayloadHashing;
+    let payload = b"verified bytes".repeat(1000);
+    let sha256 = hex::encode(Sha256::digest(&payload));
+    let sha256_b64 = ChecksumAlgorithm::Sha256.checksum_base64(&payload);
+    let header = ("x-amz-checksum-sha256", sha256_b64.clone());
+
+    let verified = event_of_put(PayloadHashing::Verify, &payload, &payload, header.clone()).await;
+    assert_eq!(verified.status, 200);
+    assert_eq!(verified.content_sha256.as_deref(), Some(sha256.as_str()));
+    let checksum = verified.checksum.expect("the checksum s3tap verified");
+    assert_eq!(
+        (checksum.algorithm.as_str(), checksum.value.as_str()),
+        ("SHA256", sha256_b64.as_str())
+    );
+
+    // Left to the upstream: s3tap hashed nothing, so it claims nothing.
+    let deferred = event_of_put(
+        PayloadHashing::DeferToUpstream,
+        &payload,
+        &payload,
+        header.clone(),
+    )
+    .await;
+    assert_eq!(deferred.status, 200);
+    assert_eq!(deferred.content_sha256, None);
+    assert_eq!(deferred.checksum, None);
+
+    // A payload that does not match what was signed: no digest either.
+    let mut tampered = payload.clone();
+    tampered[0] ^= 1;
+    let rejected = event_of_put(PayloadHashing::Verify, &payload, &tampered, header).await;
+    assert_ne!(rejected.status, 200);
+    assert_eq!(rejected.content_sha256, None);
+    assert_eq!(rejected.checksum, None);
+}
