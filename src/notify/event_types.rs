@@ -405,4 +405,72 @@ mod tests {
             assert_eq!(e.event_name(), full.unwrap());
         }
     }
+
+    #[test]
+    fn rules_accept_the_s3_names_and_the_old_s3tap_ones() {
+        use crate::notify::rules::pattern_matches;
+        use S3Operation::*;
+        let cases: &[(S3Operation, bool, &[&str], &[&str])] = &[
+            (
+                GetObject,
+                false,
+                &[
+                    "s3:ObjectAccessed:Get",
+                    "s3:ObjectAccessed:*",
+                    "s3tap:ObjectAccessed:Get",
+                    "*",
+                ],
+                &["s3:ObjectAccessed:Head", "b2:*", "s3:ObjectCreated:*"],
+            ),
+            (
+                HeadObject,
+                false,
+                &["s3:ObjectAccessed:Head", "s3tap:ObjectAccessed:*"],
+                &["s3:ObjectAccessed:Get"],
+            ),
+            (
+                CreateBucket,
+                false,
+                &["s3:BucketCreated:*", "s3tap:BucketCreated:Create"],
+                &["s3:BucketRemoved:*", "s3:ObjectCreated:*"],
+            ),
+            (
+                DeleteBucket,
+                false,
+                &["s3:BucketRemoved:*", "s3tap:BucketRemoved:Delete"],
+                &["s3:ObjectRemoved:*"],
+            ),
+            (
+                CreateMultipartUpload,
+                true,
+                &[
+                    "b2:MultipartUploadCreated:LiveRead",
+                    "b2:*",
+                    "s3tap:MultipartUpload:Create",
+                ],
+                &["s3:*", "b2:ObjectCreated:*"],
+            ),
+            (
+                CreateMultipartUpload,
+                false,
+                &["s3tap:MultipartUpload:*"],
+                &["b2:*", "b2:MultipartUploadCreated:LiveRead"],
+            ),
+        ];
+        for &(operation, live_read, yes, no) in cases {
+            let e = event(operation, false, live_read);
+            for pattern in yes {
+                assert!(
+                    pattern_matches(pattern, &e),
+                    "{pattern} must match {operation:?}"
+                );
+            }
+            for pattern in no {
+                assert!(
+                    !pattern_matches(pattern, &e),
+                    "{pattern} must not match {operation:?}"
+                );
+            }
+        }
+    }
 }

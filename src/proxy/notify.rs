@@ -2,9 +2,12 @@
 //! from the configuration, turned into a running [`Dispatcher`] and the
 //! [`EventEmitter`] that routes each event through the rules to its sinks.
 //!
-//! With nothing configured, events are written as JSON lines to stdout.
+//! With nothing configured, events are written as JSON lines to stdout, in
+//! s3tap's schema (`s3tap.event/1`, see
+//! [`format::native`](crate::notify::format::native)).
 //! `WEBHOOK_URL` alone reproduces the original Worker: every request, every
-//! status, the Worker's JSON (`seed` format) POSTed to that URL;
+//! status, the Worker's JSON (`seed` format, `contentLength` a number) POSTed
+//! to that URL;
 //! `WEBHOOK_SECRET` adds the B2-style `x-bz-event-notification-signature`.
 
 use std::collections::HashMap;

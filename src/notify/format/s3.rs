@@ -10,8 +10,10 @@
 //!
 //! Where s3tap's facts differ from AWS's:
 //!
-//! - `eventName` is S3's name without `s3:` (`ObjectCreated:Put`), or an
-//!   `s3tap:` name for operations S3 does not notify.
+//! - `eventName` is the S3 name without `s3:` (`ObjectCreated:Put`, and
+//!   MinIO's `ObjectAccessed:Get` or `BucketCreated:*` for what AWS does not
+//!   notify), or an `s3tap:` name for operations neither names (see
+//!   [`event_types`](crate::notify::event_types)).
 //! - `object.key` is URL-encoded the way S3 does it: form encoding (space
 //!   becomes `+`, `+` becomes `%2B`, UTF-8 bytes become `%XX`) but with `/`
 //!   left as it is, as AWS's own events show it. Only `A-Z a-z 0-9 - _ . *`
