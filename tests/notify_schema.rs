@@ -666,6 +666,41 @@ async fn every_format_matches_its_schema_through_the_binary() {
         .parse::<i32>()
         .unwrap();
     assert!(year >= 2024, "{}", lines[0]["time"]);
+
+    // The JS SDK streams an unsigned aws-chunked body with a CRC32 trailer:
+    // the trailer's checksum is verified and reported; there is no SHA-256
+    // of the payload to claim.
+    let (file, bytes) = support::random_file(dir.path(), "stream.bin", 200_000, 7);
+    let put = support::js_sdk_stream_put(
+        peers,
+        &format!("http://{at}"),
+        &file,
+        BUCKET,
+        "stream.bin",
+        &Creds::new(CLIENT_KEY, CLIENT_SECRET),
+    )
+    .await;
+    put.assert_success("JS SDK stream put");
+    let streamed = wait_until(Duration::from_secs(30), || {
+        std::fs::read_to_string(&jsonl)
+            .unwrap_or_default()
+            .lines()
+            .count()
+            > n
+    })
+    .await;
+    assert!(streamed, "no event for the stream put:\n{}", proxy.logs());
+    let text = std::fs::read_to_string(&jsonl).unwrap();
+    let line: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(line["key"], "stream.bin");
+    assert_eq!(
+        line["checksum"],
+        json!({
+            "algorithm": "CRC32",
+            "value": s3tap::sigv4::ChecksumAlgorithm::Crc32.checksum_base64(&bytes),
+        })
+    );
+    assert!(line["content_sha256"].is_null(), "{line}");
 }
 
 // ---- only what was verified ----------------------------------------------
