@@ -408,7 +408,7 @@ impl NotifySettings {
     /// Posts B2's "Test Rule" message to a B2 webhook sink, once, in the
     /// background: for the first rule that routes to the sink, and the first
     /// bucket of `[notify.b2] bucket_ids` (by name; empty when none is
-    /// configured). Not spooled or retried, as B2 does not retry it either:
+    /// configured). A one-off check of the endpoint, not spooled or retried:
     /// the outcome is logged.
     fn send_test_event(&self, name: &str, sink: Arc<WebhookSink>, options: &FormatOptions) {
         let rule = self
