@@ -321,6 +321,8 @@ mod tests {
     fn format_from_config() {
         let f: Format = serde_json::from_str(r#""b2""#).unwrap();
         assert_eq!(f, Format::B2);
+        let f: Format = serde_json::from_str(r#""s3tap""#).unwrap();
+        assert_eq!(f, Format::Native);
         let f: Format = serde_json::from_str(r#"{"cloudevents":{"mode":"batch"}}"#).unwrap();
         assert_eq!(
             f,
