@@ -136,6 +136,15 @@ pub struct ObservedFacts {
     pub decoded_content_length: Option<u64>,
     /// The URL the request was sent to upstream, query included.
     pub upstream_url: Option<String>,
+    /// The payload's SHA-256, recorded by the verifier once it hashed the
+    /// whole payload and the digest matched the signed
+    /// `x-amz-content-sha256`. Never set when the payload was not hashed
+    /// (`payload_hashing = "defer"`, unsigned or chunked payloads) or did not
+    /// match.
+    pub payload_sha256: Option<[u8; 32]>,
+    /// The `x-amz-checksum-*` header or trailer the verifier computed over
+    /// the payload and found matching (algorithm, raw digest).
+    pub payload_checksum: Option<(crate::sigv4::ChecksumAlgorithm, Vec<u8>)>,
 }
 
 impl Observed {

@@ -358,6 +358,35 @@ pub struct Event {
     /// such an event is not a success whatever its status says.
     #[serde(default)]
     pub error_code: Option<String>,
+    /// A `CreateMultipartUpload` that asked B2 for Live Read
+    /// (`x-backblaze-live-read-enabled: true`): B2 names it
+    /// `b2:MultipartUploadCreated:LiveRead`.
+    #[serde(default)]
+    pub live_read: bool,
+    /// Lower-case hex SHA-256 of the request payload, set only when s3tap
+    /// itself hashed the payload and it matched the signed
+    /// `x-amz-content-sha256` (never with `payload_hashing = "defer"`).
+    #[serde(default)]
+    pub content_sha256: Option<String>,
+    /// The `x-amz-checksum-*` header or trailer of the request, set only when
+    /// s3tap computed it over the payload and it matched.
+    #[serde(default)]
+    pub checksum: Option<ContentChecksum>,
+    /// The request's `Content-Type` where [`Event::content_type`] is the
+    /// response's (GetObject, HeadObject) and the request had one; `None`
+    /// otherwise. The seed format reports the request's, as the Worker did.
+    #[serde(default)]
+    pub request_content_type: Option<String>,
+}
+
+/// An S3 additional checksum that s3tap verified over an upload's payload.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContentChecksum {
+    /// S3's name of the algorithm: `CRC32`, `CRC32C`, `CRC64NVME`, `SHA1`
+    /// or `SHA256`.
+    pub algorithm: String,
+    /// The value as S3 carries it: base64 of the big-endian digest.
+    pub value: String,
 }
 
 impl Event {
@@ -410,6 +439,10 @@ impl Event {
             delete_marker: false,
             identity: None,
             error_code: None,
+            live_read: false,
+            content_sha256: None,
+            checksum: None,
+            request_content_type: None,
         }
     }
 }

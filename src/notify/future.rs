@@ -17,7 +17,7 @@ use super::classify::Classified;
 use super::layer::{EmitOn, NotifyConfig};
 use super::parts::UploadKey;
 use super::xml::ResultScanner;
-use super::{Event, EventId, S3Operation};
+use super::{ContentChecksum, Event, EventId, S3Operation};
 use crate::body::ResponseBody;
 use crate::s3error::{new_request_id, S3Error};
 use crate::verified::{Observed, Rejection};
@@ -42,6 +42,8 @@ pub(crate) struct PendingEvent {
     pub(crate) upload: Option<UploadKey>,
     /// An UploadPart's part number.
     pub(crate) part_number: Option<u32>,
+    /// The request asked B2 for Live Read (`x-backblaze-live-read-enabled`).
+    pub(crate) live_read: bool,
 }
 
 pin_project! {
@@ -158,7 +160,26 @@ impl PendingEvent {
             ),
             _ => (None, self.content_type.clone()),
         };
-        Event {
+        // Digests the verifier checked describe the object only where the
+        // request payload is the object's (or the part's) data; a
+        // CompleteMultipartUpload's or DeleteObjects' body is XML.
+        let payload_is_data = matches!(operation, S3Operation::PutObject | S3Operation::UploadPart);
+        let content_sha256 = facts
+            .payload_sha256
+            .filter(|_| payload_is_data)
+            .map(hex::encode);
+        let checksum = facts
+            .payload_checksum
+            .clone()
+            .filter(|_| payload_is_data)
+            .map(|(algorithm, digest)| {
+                use base64::Engine as _;
+                ContentChecksum {
+                    algorithm: algorithm.name().to_owned(),
+                    value: base64::engine::general_purpose::STANDARD.encode(digest),
+                }
+            });
+        let mut event = Event {
             id: EventId::new(),
             time: self.time,
             operation,
@@ -187,7 +208,18 @@ impl PendingEvent {
                 .is_some_and(|v| v.eq_ignore_ascii_case("true")),
             identity: facts.identity,
             error_code: None,
+            live_read: false,
+            content_sha256: None,
+            checksum: None,
+            request_content_type: None,
+        };
+        if matches!(operation, S3Operation::GetObject | S3Operation::HeadObject) {
+            event.request_content_type = self.content_type.clone();
         }
+        event.live_read = self.live_read && operation == S3Operation::CreateMultipartUpload;
+        event.content_sha256 = content_sha256;
+        event.checksum = checksum;
+        event
     }
 }
 

@@ -68,7 +68,7 @@ pub use dispatcher::{
     Dispatcher, DispatcherBuilder, DispatcherError, DispatcherStats, DispatcherTask, EmitError,
     OverflowPolicy, SinkStats,
 };
-pub use event::{Event, EventId, S3Operation};
+pub use event::{ContentChecksum, Event, EventId, S3Operation};
 pub use future::ResponseFuture;
 pub use layer::{EmitOn, EventEmitter, NotifyLayer, SizeLookup};
 #[cfg(feature = "dispatcher")]

@@ -4,12 +4,14 @@
 //! Event-type patterns may use either vocabulary (see
 //! [`event_types`](super::event_types)):
 //!
-//! - `s3:...` matches S3's name of the event prefixed with `s3:`
-//!   (`s3:ObjectCreated:*`, `s3:ObjectRemoved:Delete`);
+//! - `s3:...` matches S3's name of the event, AWS's or MinIO's
+//!   (`s3:ObjectCreated:*`, `s3:ObjectRemoved:Delete`,
+//!   `s3:ObjectAccessed:Get`, `s3:BucketCreated:*`);
 //! - `b2:...` matches its B2 type (`b2:ObjectCreated:*`,
 //!   `b2:HideMarkerCreated:Hide`);
-//! - `s3tap:...` matches s3tap's names for what S3 and B2 do not notify,
-//!   whichever vocabulary one thinks in (`s3tap:ObjectAccessed:*`);
+//! - `s3tap:...` matches s3tap's names for what neither names, and the
+//!   older s3tap names of the events that now have an S3 name, so rules
+//!   written for them keep working (`s3tap:ObjectAccessed:*`);
 //! - `*` alone matches every event.
 //!
 //! `*` matches any run of characters (colons included) and may stand anywhere
@@ -154,26 +156,22 @@ pub(crate) fn glob(pattern: &str, text: &str) -> bool {
     p[pi..].iter().all(|&b| b == b'*')
 }
 
-/// Whether one event-type pattern matches the event.
+/// Whether one event-type pattern matches the event: an `s3:` pattern
+/// against its S3 name, `b2:` against its B2 type, anything else against
+/// its s3tap name (the names of [`event_types`](super::event_types)).
 pub fn pattern_matches(pattern: &str, event: &Event) -> bool {
     if pattern == "*" {
         return true;
     }
-    let s3tap = event.s3tap_event_name();
-    if let Some(pattern) = pattern.strip_prefix("s3:") {
-        // `s3:` names only S3's own events; the rest is under `s3tap:`.
-        return match event.s3_event_name() {
-            Some(name) => glob(pattern, name),
-            None => false,
-        };
-    }
-    if pattern.starts_with("b2:") {
-        return s3tap.is_none() && glob(pattern, event.b2_event_type());
-    }
-    match s3tap {
-        Some(name) => glob(pattern, name),
-        None => false,
-    }
+    let names = event.names();
+    let name = if pattern.starts_with("s3:") {
+        names.s3
+    } else if pattern.starts_with("b2:") {
+        names.b2
+    } else {
+        names.s3tap
+    };
+    name.is_some_and(|name| glob(pattern, name))
 }
 
 /// Whether a client glob matches the event's identity or access key id.
@@ -408,7 +406,7 @@ mod tests {
         // pattern -> which of the events above it matches
         let matrix: &[(&str, [bool; 7])] = &[
             ("*", [true; 7]),
-            ("s3:*", [true, true, true, true, true, false, false]),
+            ("s3:*", [true, true, true, true, true, true, false]),
             (
                 "s3:ObjectCreated:*",
                 [true, true, true, false, false, false, false],
@@ -459,7 +457,11 @@ mod tests {
                 "s3tap:BucketListed:ListObjectsV2",
                 [false, false, false, false, false, false, true],
             ),
-            ("s3:ObjectAccessed:Get", [false; 7]),
+            (
+                "s3:ObjectAccessed:Get",
+                [false, false, false, false, false, true, false],
+            ),
+            ("s3:BucketListed:*", [false; 7]),
             ("ObjectCreated:Put", [false; 7]),
             ("s3:objectcreated:put", [false; 7]),
             ("b2:ObjectCreated", [false; 7]),

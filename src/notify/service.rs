@@ -168,6 +168,10 @@ where
             scan: scan.clone(),
             upload,
             part_number,
+            live_read: headers
+                .get("x-backblaze-live-read-enabled")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
         };
         if too_long {
             // Refused before a byte moves, as S3 refuses a document that

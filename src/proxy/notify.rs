@@ -2,9 +2,12 @@
 //! from the configuration, turned into a running [`Dispatcher`] and the
 //! [`EventEmitter`] that routes each event through the rules to its sinks.
 //!
-//! With nothing configured, events are written as JSON lines to stdout.
+//! With nothing configured, events are written as JSON lines to stdout, in
+//! s3tap's schema (`s3tap.event/1`, see
+//! [`format::native`](crate::notify::format::native)).
 //! `WEBHOOK_URL` alone reproduces the original Worker: every request, every
-//! status, the Worker's JSON (`seed` format) POSTed to that URL;
+//! status, the Worker's JSON (`seed` format, `contentLength` a number) POSTed
+//! to that URL;
 //! `WEBHOOK_SECRET` adds the B2-style `x-bz-event-notification-signature`.
 
 use std::collections::HashMap;
@@ -41,7 +44,7 @@ pub struct NotifySection {
     /// Signs that webhook as B2 does (`WEBHOOK_SECRET`).
     pub webhook_secret: Option<String>,
     /// Format of that webhook: `seed` (default), `b2`, `s3`, `cloudevents`,
-    /// `cloudevents-batch`.
+    /// `cloudevents-batch`, `s3tap`.
     pub webhook_format: Option<String>,
     /// Directory of the durable event spool (default: `<data dir>/spool`
     /// with the embedded store, else `./s3tap-spool`).
@@ -93,6 +96,14 @@ pub enum SinkSection {
         headers: HashMap<String, String>,
         /// Request timeout, seconds (default 10).
         timeout_secs: Option<u64>,
+        /// Most events per POST: 1 to 50 for `b2` (default 1, as B2's
+        /// rules), 1 to the format's limit for the others (default that
+        /// limit).
+        max_events_per_batch: Option<usize>,
+        /// Send one `b2:TestEvent` when the sink starts, as B2's "Test Rule"
+        /// does (`b2` format only; default false).
+        #[serde(default)]
+        test_event: bool,
     },
     /// JSON lines to a file or stdout.
     Jsonl {
@@ -288,9 +299,10 @@ fn parse_format(text: &str, context: &str) -> Result<Format, ConfigError> {
         "cloudevents-batch" => Format::CloudEvents {
             mode: CloudEventsMode::Batch,
         },
+        "s3tap" => Format::Native,
         other => {
             return Err(invalid(format!(
-                "{context}: unknown format {other:?}; expected seed, b2, s3, cloudevents or cloudevents-batch"
+                "{context}: unknown format {other:?}; expected seed, b2, s3, cloudevents, cloudevents-batch or s3tap"
             )))
         }
     })
@@ -350,6 +362,8 @@ impl NotifySettings {
                 standard_webhooks_secret: None,
                 headers: HashMap::new(),
                 timeout_secs: None,
+                max_events_per_batch: None,
+                test_event: false,
             });
         } else if section.webhook_secret.is_some() {
             return Err(invalid(
@@ -371,7 +385,12 @@ impl NotifySettings {
                 )));
             }
             if let SinkSection::Webhook {
-                url, format, name, ..
+                url,
+                format,
+                name,
+                max_events_per_batch,
+                test_event,
+                ..
             } = sink
             {
                 let parsed: http::Uri = url
@@ -382,10 +401,16 @@ impl NotifySettings {
                         "[[sinks]] {name}: url must be http:// or https://"
                     )));
                 }
-                parse_format(
+                let format = parse_format(
                     format.as_deref().unwrap_or("b2"),
                     &format!("[[sinks]] {name}"),
                 )?;
+                events_per_batch(format, *max_events_per_batch, name)?;
+                if *test_event && format != Format::B2 {
+                    return Err(invalid(format!(
+                        "[[sinks]] {name}: test_event is B2's \"Test Rule\" message and needs format = \"b2\""
+                    )));
+                }
             }
         }
         if rules.is_empty() {
@@ -427,6 +452,46 @@ impl NotifySettings {
             spool_max_bytes: section.spool_max_bytes.unwrap_or(1 << 30),
             readyz_max_spool_fill: section.readyz_max_spool_fill,
         })
+    }
+
+    /// Posts B2's "Test Rule" message to a B2 webhook sink, once, in the
+    /// background: for the first rule that routes to the sink, and the first
+    /// bucket of `[notify.b2] bucket_ids` (by name; empty when none is
+    /// configured). A one-off check of the endpoint, not spooled or retried:
+    /// the outcome is logged.
+    fn send_test_event(&self, name: &str, sink: Arc<WebhookSink>, options: &FormatOptions) {
+        let rule = self
+            .rules
+            .iter()
+            .find(|rule| rule.sinks.iter().any(|s| s == name))
+            .map(|rule| rule.name.clone())
+            .unwrap_or_default();
+        let bucket = options
+            .b2
+            .bucket_ids
+            .keys()
+            .min()
+            .cloned()
+            .unwrap_or_default();
+        let body = crate::notify::format::b2::encode_test_event(
+            options,
+            &bucket,
+            &rule,
+            std::time::SystemTime::now(),
+        );
+        let encoded = Encoded {
+            content_type: HeaderValue::from_static("application/json"),
+            body,
+            headers: http::HeaderMap::new(),
+        };
+        let name = name.to_owned();
+        let id = format!("test_{}", uuid::Uuid::now_v7());
+        tokio::spawn(async move {
+            match sink.post(encoded, &id).await {
+                Ok(()) => tracing::info!(sink = %name, "b2:TestEvent delivered"),
+                Err(error) => tracing::warn!(sink = %name, "b2:TestEvent not delivered: {error}"),
+            }
+        });
     }
 
     /// Each configured sink's name and, for webhooks, its URL.
@@ -503,15 +568,27 @@ impl NotifySettings {
                     standard_webhooks_secret,
                     headers,
                     timeout_secs,
+                    max_events_per_batch,
+                    test_event,
                 } => {
                     let format = parse_format(format.as_deref().unwrap_or("b2"), name)
+                        .map_err(|e| e.to_string())?;
+                    let per_batch = events_per_batch(format, *max_events_per_batch, name)
                         .map_err(|e| e.to_string())?;
                     let encoder = FormatEncoder::new(format, options.clone());
                     let mut sink = WebhookSink::new(url)
                         .map_err(|e| format!("[[sinks]] {name}: {e}"))?
-                        .max_batch(format.max_batch())
+                        .max_batch(per_batch)
                         .timeout(Duration::from_secs(timeout_secs.unwrap_or(10)))
                         .encoder(Arc::new(move |events: &[Event]| encode(&encoder, events)));
+                    if format == Format::B2 {
+                        // Receivers written for B2 may check who is calling;
+                        // configured headers below can still override it.
+                        sink = sink.header(
+                            http::header::USER_AGENT,
+                            HeaderValue::from_static(crate::notify::format::b2::USER_AGENT),
+                        );
+                    }
                     for (header, value) in headers {
                         let header = HeaderName::from_bytes(header.as_bytes()).map_err(|_| {
                             format!("[[sinks]] {name}: invalid header name {header:?}")
@@ -529,7 +606,11 @@ impl NotifySettings {
                             .sign_standard_webhooks(secret)
                             .map_err(|e| format!("[[sinks]] {name}: {e}"))?;
                     }
-                    Arc::new(sink)
+                    let sink = Arc::new(sink);
+                    if *test_event {
+                        self.send_test_event(name, sink.clone(), &options);
+                    }
+                    sink
                 }
                 SinkSection::Jsonl { path, .. } => match path {
                     Some(path) => Arc::new(
@@ -552,6 +633,32 @@ impl NotifySettings {
             dispatcher: dispatcher.clone(),
         });
         Ok((emitter, dispatcher, task))
+    }
+}
+
+/// The events per POST of a webhook sink in `format`: `configured`, checked
+/// against the format's limit, or the default (1 for B2, as B2 sends, else
+/// the format's limit).
+fn events_per_batch(
+    format: Format,
+    configured: Option<usize>,
+    name: &str,
+) -> Result<usize, ConfigError> {
+    let max = format.max_batch();
+    let default = if format == Format::B2 {
+        crate::notify::format::b2::DEFAULT_EVENTS_PER_BATCH
+    } else {
+        max
+    };
+    match configured {
+        None => Ok(default),
+        Some(n) if (1..=max).contains(&n) => Ok(n),
+        Some(n) if format == Format::B2 => Err(invalid(format!(
+            "[[sinks]] {name}: max_events_per_batch = {n} is out of range; B2 allows 1 to {max}"
+        ))),
+        Some(n) => Err(invalid(format!(
+            "[[sinks]] {name}: max_events_per_batch = {n} is out of range; this format carries 1 to {max} events per message"
+        ))),
     }
 }
 
@@ -874,6 +981,61 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("WEBHOOK_SECRET"));
+    }
+
+    #[test]
+    fn b2_batch_size_and_test_event_keys() {
+        let sink = |extra: &str| {
+            format!(
+                "[[sinks]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"https://example.com/e\"\n{extra}\n"
+            )
+        };
+        assert!(resolve(&sink(
+            "format = \"b2\"\nmax_events_per_batch = 50\ntest_event = true"
+        ))
+        .is_ok());
+        for (extra, expected) in [
+            (
+                "format = \"b2\"\nmax_events_per_batch = 51",
+                "B2 allows 1 to 50",
+            ),
+            (
+                "format = \"b2\"\nmax_events_per_batch = 0",
+                "B2 allows 1 to 50",
+            ),
+            (
+                "format = \"seed\"\nmax_events_per_batch = 2",
+                "1 to 1 events",
+            ),
+            (
+                "format = \"s3\"\ntest_event = true",
+                "needs format = \"b2\"",
+            ),
+        ] {
+            let error = resolve(&sink(extra)).unwrap_err().to_string();
+            assert!(error.contains(expected), "{extra}: {error}");
+            assert!(error.contains("[[sinks]] hook"), "{error}");
+        }
+        assert!(resolve(&sink("format = \"s3tap\"\nmax_events_per_batch = 100")).is_ok());
+        // The defaults: one event per POST for B2, as B2's rules.
+        assert_eq!(events_per_batch(Format::B2, None, "x").unwrap(), 1);
+        assert_eq!(events_per_batch(Format::Native, None, "x").unwrap(), 100);
+    }
+
+    #[test]
+    fn misspelt_sink_keys_are_rejected() {
+        #[derive(Debug, Deserialize)]
+        struct File {
+            #[allow(dead_code)]
+            sinks: Vec<SinkSection>,
+        }
+        for typo in ["max_event_per_batch = 1", "test_events = true"] {
+            let text = format!(
+                "[[sinks]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"https://e/x\"\nformat = \"b2\"\n{typo}\n"
+            );
+            let error = toml::from_str::<File>(&text).unwrap_err().to_string();
+            assert!(error.contains("unknown field"), "{typo}: {error}");
+        }
     }
 
     #[test]

@@ -14,8 +14,9 @@ enum Target {
     File(File),
 }
 
-/// Writes each event as one line of JSON (the [`Event`]'s serde form) to
-/// stdout or appends it to a file.
+/// Writes each event as one line of JSON in s3tap's event schema
+/// ([`native`](crate::notify::format::native), `s3tap.event/1`) to stdout
+/// or appends it to a file.
 ///
 /// Each batch is written with one `write` and flushed before it is
 /// acknowledged; with [`fsync(true)`](Self::fsync) a file is also synced to
@@ -83,16 +84,6 @@ impl JsonLinesSink {
     }
 }
 
-/// Serializes `events` as JSON lines.
-pub(crate) fn encode_lines(events: &[Event]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(events.len() * 512);
-    for event in events {
-        serde_json::to_writer(&mut out, event).expect("an Event always serializes");
-        out.push(b'\n');
-    }
-    out
-}
-
 impl Sink for JsonLinesSink {
     fn name(&self) -> &str {
         &self.name
@@ -103,7 +94,7 @@ impl Sink for JsonLinesSink {
     }
 
     fn deliver<'a>(&'a self, batch: &'a [Event]) -> BoxFuture<'a, Result<(), SinkError>> {
-        let lines = encode_lines(batch);
+        let lines = crate::notify::format::native::encode_lines(batch);
         let target = self.target.clone();
         let fsync = self.fsync;
         Box::pin(async move {

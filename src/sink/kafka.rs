@@ -549,12 +549,14 @@ mod tests {
         let e = event(Some("b"), Some("k é"), None);
         let body = sink.encode(&e);
         assert!(body.headers.iter().all(|(name, _)| name.starts_with("ce_")));
+        // The subject is the S3 record's key, URL-encoded as S3 does it; the
+        // id the record's request id (none here) and event id.
         assert!(body
             .headers
-            .contains(&("ce_subject".to_owned(), "k é".to_owned())));
+            .contains(&("ce_subject".to_owned(), "k+%C3%A9".to_owned())));
         assert!(body
             .headers
-            .contains(&("ce_id".to_owned(), e.id.to_string())));
+            .contains(&("ce_id".to_owned(), format!(".{}", e.id))));
     }
 
     #[test]

@@ -39,21 +39,22 @@ pub struct Encoded {
 /// Turns a batch into a request body; see [`WebhookSink::encoder`].
 pub type Encoder = Arc<dyn Fn(&[Event]) -> Encoded + Send + Sync>;
 
-/// The default encoding: a JSON array of the events' serde form,
+/// The default encoding: a JSON array of the events in s3tap's event schema
+/// ([`native`](crate::notify::format::native), `s3tap.event/1`),
 /// `application/json`.
 pub fn json_array(events: &[Event]) -> Encoded {
     Encoded {
         content_type: HeaderValue::from_static("application/json"),
-        body: Bytes::from(serde_json::to_vec(events).expect("an Event always serializes")),
+        body: crate::notify::format::native::encode_array(events),
         headers: HeaderMap::new(),
     }
 }
 
-/// One JSON event per line, `application/x-ndjson`.
+/// One event per line in s3tap's event schema, `application/x-ndjson`.
 pub fn json_lines(events: &[Event]) -> Encoded {
     Encoded {
         content_type: HeaderValue::from_static("application/x-ndjson"),
-        body: Bytes::from(super::jsonl::encode_lines(events)),
+        body: Bytes::from(crate::notify::format::native::encode_lines(events)),
         headers: HeaderMap::new(),
     }
 }
@@ -294,7 +295,12 @@ impl WebhookSink {
     /// The request for `batch`, signed, as it would be sent at `now`.
     /// Public so tests (and curious users) can check the signing.
     pub fn request(&self, batch: &[Event], now: SystemTime) -> Request<Full<Bytes>> {
-        let encoded = (self.encoder)(batch);
+        self.request_for(self.encoder.as_ref()(batch), &message_id(batch), now)
+    }
+
+    /// The request for an already encoded body, signed, as it would be sent
+    /// at `now`; `id` is the Standard Webhooks `webhook-id`.
+    pub fn request_for(&self, encoded: Encoded, id: &str, now: SystemTime) -> Request<Full<Bytes>> {
         let mut builder = Request::post(self.url.clone());
         let headers = builder.headers_mut().expect("a fresh builder");
         headers.extend(self.headers.clone());
@@ -311,7 +317,6 @@ impl WebhookSink {
                     );
                 }
                 Signer::StandardWebhooks(key) => {
-                    let id = message_id(batch);
                     let timestamp = now
                         .duration_since(UNIX_EPOCH)
                         .map(|d| d.as_secs())
@@ -332,7 +337,7 @@ impl WebhookSink {
                         HeaderValue::from_str(s)
                             .expect("ids, digits and base64 are valid header values")
                     };
-                    headers.insert(HeaderName::from_static("webhook-id"), value(&id));
+                    headers.insert(HeaderName::from_static("webhook-id"), value(id));
                     headers.insert(
                         HeaderName::from_static("webhook-timestamp"),
                         value(&timestamp),
@@ -349,8 +354,26 @@ impl WebhookSink {
             .expect("a POST with a valid URI and headers")
     }
 
+    /// POSTs one already encoded body (signed like every delivery), within
+    /// the sink's timeout, outside the dispatcher: for one-off messages such
+    /// as a B2 test event. `id` is the Standard Webhooks `webhook-id`.
+    pub async fn post(&self, encoded: Encoded, id: &str) -> Result<(), SinkError> {
+        let request = self.request_for(encoded, id, SystemTime::now());
+        match tokio::time::timeout(self.timeout, self.send_request(request)).await {
+            Ok(result) => result,
+            Err(_) => Err(SinkError::transient(format!(
+                "{}: no answer within {:?}",
+                self.name, self.timeout
+            ))),
+        }
+    }
+
     async fn send(&self, batch: &[Event]) -> Result<(), SinkError> {
-        let request = self.request(batch, SystemTime::now());
+        self.send_request(self.request(batch, SystemTime::now()))
+            .await
+    }
+
+    async fn send_request(&self, request: Request<Full<Bytes>>) -> Result<(), SinkError> {
         let response = self.client().request(request).await.map_err(|e| {
             SinkError::transient(format!(
                 "{}: request failed: {}",

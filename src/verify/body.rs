@@ -77,7 +77,12 @@ pin_project! {
 }
 
 impl<B> VerifyBody<B> {
-    pub(crate) fn new(inner: B, plan: PayloadPlan, failure: FailureSlot) -> Self {
+    pub(crate) fn new(
+        inner: B,
+        plan: PayloadPlan,
+        failure: FailureSlot,
+        observed: Option<crate::verified::Observed>,
+    ) -> Self {
         let mode = match plan {
             PayloadPlan::Passthrough => return VerifyBody { inner, check: None },
             PayloadPlan::Whole {
@@ -136,6 +141,7 @@ impl<B> VerifyBody<B> {
                 trailers: None,
                 received: 0,
                 failure,
+                observed,
             })),
         }
     }
@@ -154,6 +160,8 @@ struct PayloadCheck {
     trailers: Option<HeaderMap>,
     received: u64,
     failure: FailureSlot,
+    // Where to record the digests that matched, for an outer observer.
+    observed: Option<crate::verified::Observed>,
 }
 
 // The whole check is boxed once per request, so the size of the larger
@@ -192,6 +200,20 @@ struct ChunkedCheck {
 }
 
 impl PayloadCheck {
+    /// Records what the payload was verified against, once it all matched.
+    fn record_verified(
+        &self,
+        sha256: Option<[u8; 32]>,
+        checksum: Option<(ChecksumAlgorithm, Vec<u8>)>,
+    ) {
+        if let Some(observed) = &self.observed {
+            observed.record(|facts| {
+                facts.payload_sha256 = sha256;
+                facts.payload_checksum = checksum;
+            });
+        }
+    }
+
     fn next_releasable(&mut self) -> Option<Bytes> {
         if self.finished || self.verified.len() > 1 {
             self.verified.pop_front()
@@ -254,8 +276,10 @@ impl PayloadCheck {
                 chunked.events = events;
                 chunked.events.clear();
                 if chunked.decoder.is_done() && result.is_ok() {
-                    self.trailers = chunked.finish(self.received)?;
+                    let (trailers, checksum) = chunked.finish(self.received)?;
+                    self.trailers = trailers;
                     self.finished = true;
+                    self.record_verified(None, checksum);
                 }
                 result
             }
@@ -277,6 +301,7 @@ impl PayloadCheck {
                         });
                     }
                 }
+                let mut verified_sha256 = None;
                 if let Some((hasher, claimed)) = sha256.take() {
                     let computed: [u8; 32] = hasher.finalize().into();
                     if !constant_time_eq(&computed, &claimed) {
@@ -285,13 +310,17 @@ impl PayloadCheck {
                             computed: hex::encode(computed),
                         });
                     }
+                    verified_sha256 = Some(computed);
                 }
+                let mut verified_checksum = None;
                 if let Some((hasher, claimed)) = checksum.take() {
                     let algorithm = hasher.algorithm();
                     if !constant_time_eq(&hasher.finalize(), &claimed) {
                         return Err(VerifyError::ChecksumMismatch(algorithm));
                     }
+                    verified_checksum = Some((algorithm, claimed));
                 }
+                self.record_verified(verified_sha256, verified_checksum);
             }
             CheckMode::Chunked(chunked) => {
                 chunked.decoder.finish().map_err(VerifyError::Framing)?;
@@ -402,8 +431,12 @@ impl ChunkedCheck {
     }
 
     /// End-of-stream checks once the decoder has seen the final CRLF; gives
-    /// the trailers to deliver.
-    fn finish(&mut self, received: u64) -> Result<Option<HeaderMap>, VerifyError> {
+    /// the trailers to deliver and the checksum that matched, if any.
+    #[allow(clippy::type_complexity)]
+    fn finish(
+        &mut self,
+        received: u64,
+    ) -> Result<(Option<HeaderMap>, Option<(ChecksumAlgorithm, Vec<u8>)>), VerifyError> {
         if received != self.decoded_len {
             return Err(VerifyError::LengthMismatch {
                 declared: self.decoded_len,
@@ -418,6 +451,7 @@ impl ChunkedCheck {
                 return Err(VerifyError::MissingTrailer(declared.clone()));
             }
         }
+        let mut verified = None;
         if let Some(hasher) = self.checksum.take() {
             let algorithm = hasher.algorithm();
             let claimed = match (self.trailer_checksum, &self.checksum_header) {
@@ -433,8 +467,10 @@ impl ChunkedCheck {
             if !constant_time_eq(&hasher.finalize(), &claimed) {
                 return Err(VerifyError::ChecksumMismatch(algorithm));
             }
+            verified = Some((algorithm, claimed));
         }
-        Ok((!self.trailers.is_empty()).then(|| std::mem::take(&mut self.trailers)))
+        let trailers = (!self.trailers.is_empty()).then(|| std::mem::take(&mut self.trailers));
+        Ok((trailers, verified))
     }
 }
 

@@ -433,7 +433,8 @@ pub(crate) fn complete<B>(
         original_content_encoding,
         credential: Arc::new(credential),
     };
-    if let Some(observed) = parts.extensions.get::<crate::verified::Observed>() {
+    let observed = parts.extensions.get::<crate::verified::Observed>().cloned();
+    if let Some(observed) = &observed {
         observed.record(|facts| {
             facts.access_key_id = Some(verified.access_key_id.clone());
             facts.identity = Some(verified.identity.name().to_owned());
@@ -444,7 +445,7 @@ pub(crate) fn complete<B>(
     parts.extensions.insert(verified);
     Ok(Request::from_parts(
         parts,
-        VerifyBody::new(body, plan, failure),
+        VerifyBody::new(body, plan, failure, observed),
     ))
 }
 

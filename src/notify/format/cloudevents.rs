@@ -1,25 +1,27 @@
 //! CloudEvents 1.0 in the JSON event format: structured, batched, and the
 //! binary content mode of the HTTP and Kafka bindings.
 //!
-//! Attributes of every event:
+//! The attributes follow the CloudEvents project's adapter for AWS S3
+//! events (`cloudevents/spec`, `cloudevents/adapters/aws-s3.md`), applied to
+//! the event's S3 record (see [`s3`](super::s3)), so consumers that key on
+//! what that adapter produces (Knative triggers and the like) match:
 //!
-//! - `specversion`: `"1.0"`;
-//! - `id`: the event id (stable across redeliveries, so receivers can
-//!   de-duplicate on `source` + `id` as the spec intends);
-//! - `source`: `s3tap://<host>/<bucket>`, where `<host>` is
-//!   [`FormatOptions::source_host`](super::FormatOptions::source_host) or, by
-//!   default, the host of the upstream URL; `s3tap://<host>/` when the
-//!   request named no bucket;
-//! - `type`: `s3tap.` followed by the event's S3-vocabulary name with `:`
-//!   turned into `.`, e.g. `s3tap.ObjectCreated.Put`,
-//!   `s3tap.ObjectRemoved.DeleteMarkerCreated`, `s3tap.ObjectAccessed.Get`.
-//!   The reverse-DNS-style prefix names s3tap as the producer (the spec asks
-//!   the type to be prefixed by its producer, and AWS did not produce these);
-//! - `subject`: the object key, decoded (absent when there is none);
-//! - `time`: RFC 3339, UTC, milliseconds;
-//! - `datacontenttype`: `application/json`;
-//! - `data`: the event's S3 record (one element of S3's `Records`, see
-//!   [`s3`](super::s3)).
+//! | attribute | value |
+//! | --- | --- |
+//! | `id` | the record's `responseElements.x-amz-request-id`, `.`, and its `x-amz-id-2` (the s3tap event id, so unique per event and stable across redeliveries) |
+//! | `source` | the record's `eventSource`, `.`, `awsRegion`, `.`, bucket name: `aws:s3.us-west-004.photos` |
+//! | `specversion` | `1.0` |
+//! | `type` | `com.amazonaws.s3.` and the record's `eventName`: `com.amazonaws.s3.ObjectCreated:Put`, `com.amazonaws.s3.s3tap:BucketListed:ListObjects` |
+//! | `datacontenttype` | `application/json` |
+//! | `dataschema` | absent |
+//! | `subject` | the record's `s3.object.key` (URL-encoded as S3 encodes it); absent when the request named no object |
+//! | `time` | the record's `eventTime` (RFC 3339, UTC, milliseconds) |
+//! | `data` | the S3 record |
+//!
+//! Extension attributes, present only when s3tap verified the upload's
+//! payload itself: `contentsha256` (hex SHA-256 of the payload),
+//! `checksumalgorithm` and `checksum` (the `x-amz-checksum-*` algorithm and
+//! its base64 value).
 //!
 //! In binary mode the message body is `data` alone, its content type is
 //! `datacontenttype`, and the other attributes travel as headers
@@ -78,64 +80,88 @@ impl CloudEventsMode {
     }
 }
 
+/// The prefix of every `type`.
+pub const TYPE_PREFIX: &str = "com.amazonaws.s3.";
+
 #[derive(Serialize)]
 struct Structured<'a> {
     specversion: &'static str,
-    id: &'a str,
+    id: String,
     source: String,
     #[serde(rename = "type")]
     kind: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    subject: Option<&'a str>,
+    subject: Option<String>,
     time: String,
     datacontenttype: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    contentsha256: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checksumalgorithm: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checksum: Option<&'a str>,
     data: super::s3::Record<'a>,
+}
+
+/// The context attributes of an event, derived from its S3 record as the
+/// adapter says (the one place the mapping lives: structured and binary
+/// mode both read it).
+struct Attributes<'a> {
+    id: String,
+    source: String,
+    kind: String,
+    subject: Option<String>,
+    time: String,
+    contentsha256: Option<&'a str>,
+    checksumalgorithm: Option<&'a str>,
+    checksum: Option<&'a str>,
+}
+
+fn attributes<'a>(event: &'a Event, record: &super::s3::Record<'a>) -> Attributes<'a> {
+    Attributes {
+        id: format!(
+            "{}.{}",
+            record.response_elements.request_id, record.response_elements.id_2
+        ),
+        source: format!(
+            "{}.{}.{}",
+            record.event_source, record.aws_region, record.s3.bucket.name
+        ),
+        kind: format!("{TYPE_PREFIX}{}", record.event_name),
+        subject: event.key.is_some().then(|| record.s3.object.key.clone()),
+        time: record.event_time.clone(),
+        contentsha256: event.content_sha256.as_deref(),
+        checksumalgorithm: event.checksum.as_ref().map(|c| c.algorithm.as_str()),
+        checksum: event.checksum.as_ref().map(|c| c.value.as_str()),
+    }
 }
 
 /// The `type` attribute of an event.
 pub fn event_type(event: &Event) -> String {
-    let name = event.s3_or_s3tap_name();
-    let name = name.strip_prefix("s3tap:").unwrap_or(name);
-    format!("s3tap.{}", name.replace(':', "."))
+    format!("{TYPE_PREFIX}{}", event.s3_or_s3tap_name())
 }
 
 /// The `source` attribute of an event.
 pub fn source(event: &Event, options: &FormatOptions) -> String {
-    let host = options
-        .source_host
-        .as_deref()
-        .or_else(|| url_host(&event.url))
-        .unwrap_or("localhost");
-    format!("s3tap://{host}/{}", event.bucket.as_deref().unwrap_or(""))
-}
-
-/// The host of an absolute URL, without user info or port. Read by hand:
-/// the URL is only for display here, and a key with characters a URI parser
-/// refuses must not cost the event its source.
-fn url_host(url: &str) -> Option<&str> {
-    let (_, rest) = url.split_once("://")?;
-    let authority = rest.split(['/', '?', '#']).next()?;
-    let authority = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
-    let host = if authority.starts_with('[') {
-        authority.split_inclusive(']').next()?
-    } else {
-        authority.split(':').next()?
-    };
-    (!host.is_empty()).then_some(host)
+    let record = super::s3::record(event, options);
+    attributes(event, &record).source
 }
 
 fn structured<'a>(event: &'a Event, options: &'a FormatOptions) -> Structured<'a> {
+    let data = super::s3::record(event, options);
+    let a = attributes(event, &data);
     Structured {
         specversion: SPEC_VERSION,
-        id: event.id.as_str(),
-        source: source(event, options),
-        kind: event_type(event),
-        subject: event.key.as_deref(),
-        time: super::rfc3339_millis(event.time),
+        id: a.id,
+        source: a.source,
+        kind: a.kind,
+        subject: a.subject,
+        time: a.time,
         datacontenttype: DATA_CONTENT_TYPE,
-        data: super::s3::record(event, options),
+        contentsha256: a.contentsha256,
+        checksumalgorithm: a.checksumalgorithm,
+        checksum: a.checksum,
+        data,
     }
 }
 
@@ -166,23 +192,34 @@ pub fn encode_one(event: &Event, mode: CloudEventsMode, options: &FormatOptions)
 }
 
 /// The binary-mode attribute headers of an event: `id`, `source`,
-/// `specversion`, `type`, `time` and (when the event has a key) `subject`,
-/// named and encoded for `protocol`. `datacontenttype` is not among them:
-/// both bindings carry it as the message's content type.
+/// `specversion`, `type`, `time`, and the ones it has of `subject`,
+/// `contentsha256`, `checksumalgorithm` and `checksum`, named and encoded
+/// for `protocol`. `datacontenttype` is not among them: both bindings carry
+/// it as the message's content type.
 pub fn binary_headers(
     event: &Event,
     protocol: BindingProtocol,
     options: &FormatOptions,
 ) -> Vec<(String, String)> {
+    let record = super::s3::record(event, options);
+    let a = attributes(event, &record);
     let mut attributes: Vec<(&str, String)> = vec![
-        ("id", event.id.as_str().to_owned()),
-        ("source", source(event, options)),
+        ("id", a.id),
+        ("source", a.source),
         ("specversion", SPEC_VERSION.to_owned()),
-        ("type", event_type(event)),
-        ("time", super::rfc3339_millis(event.time)),
+        ("type", a.kind),
+        ("time", a.time),
     ];
-    if let Some(key) = event.key.as_deref() {
-        attributes.push(("subject", key.to_owned()));
+    let optional = [
+        ("subject", a.subject.as_deref()),
+        ("contentsha256", a.contentsha256),
+        ("checksumalgorithm", a.checksumalgorithm),
+        ("checksum", a.checksum),
+    ];
+    for (name, value) in optional {
+        if let Some(value) = value {
+            attributes.push((name, value.to_owned()));
+        }
     }
     attributes
         .into_iter()
@@ -214,19 +251,6 @@ pub fn http_header_value(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hosts_of_urls() {
-        assert_eq!(
-            url_host("https://s3.example.com/b/k"),
-            Some("s3.example.com")
-        );
-        assert_eq!(url_host("http://u:p@h:9000/b?x"), Some("h"));
-        assert_eq!(url_host("http://[::1]:9000/b"), Some("[::1]"));
-        assert_eq!(url_host("https://h/a b/ü"), Some("h"));
-        assert_eq!(url_host("/b/k"), None);
-        assert_eq!(url_host("http:///b"), None);
-    }
 
     #[test]
     fn header_value_encoding_follows_the_binding() {

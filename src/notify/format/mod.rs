@@ -1,5 +1,6 @@
 //! How events look on the wire: the original Worker's JSON, B2 Event
-//! Notifications, S3 event records, and CloudEvents 1.0.
+//! Notifications, S3 event records, CloudEvents 1.0, and s3tap's own schema
+//! ([`native`], `s3tap.event/1`).
 //!
 //! A [`Format`] says which; an [`Encoder`] pairs it with the deployment facts
 //! the payloads carry ([`FormatOptions`]: B2 account and bucket ids, AWS
@@ -29,6 +30,7 @@ use super::Event;
 
 pub mod b2;
 pub mod cloudevents;
+pub mod native;
 pub mod s3;
 pub mod seed;
 
@@ -50,6 +52,11 @@ pub enum Format {
         /// Structured, batched or binary.
         mode: CloudEventsMode,
     },
+    /// s3tap's own schema ([`native`], `s3tap.event/1`): one JSON object
+    /// per event, or a JSON array of up to [`native::MAX_BATCH`] in one
+    /// message (`format = "s3tap"` in the proxy's configuration).
+    #[serde(rename = "s3tap")]
+    Native,
 }
 
 impl Format {
@@ -60,7 +67,12 @@ impl Format {
     /// - S3: 1: S3 sends one record per message, and consumers written for
     ///   it commonly read `Records[0]` only;
     /// - CloudEvents: 1 in structured and binary mode,
-    ///   [`cloudevents::MAX_BATCH`] in batched mode (the spec sets no limit).
+    ///   [`cloudevents::MAX_BATCH`] in batched mode (the spec sets no limit);
+    /// - s3tap: [`native::MAX_BATCH`] (a JSON array).
+    ///
+    /// B2's limit is the most a message may carry; B2 itself sends 1 unless a
+    /// rule's `maxEventsPerBatch` says more, and so does the proxy
+    /// (`max_events_per_batch`).
     pub fn max_batch(&self) -> usize {
         match self {
             Format::Seed => 1,
@@ -70,13 +82,14 @@ impl Format {
                 mode: CloudEventsMode::Batch,
             } => cloudevents::MAX_BATCH,
             Format::CloudEvents { .. } => 1,
+            Format::Native => native::MAX_BATCH,
         }
     }
 
     /// The media type of the messages.
     pub fn content_type(&self) -> &'static str {
         match self {
-            Format::Seed | Format::B2 | Format::S3 => "application/json",
+            Format::Seed | Format::B2 | Format::S3 | Format::Native => "application/json",
             Format::CloudEvents { mode } => mode.content_type(),
         }
     }
@@ -119,9 +132,6 @@ pub struct FormatOptions {
     /// `s3.bucket.ownerIdentity.principalId` of S3 records. Default: the B2
     /// account id when set, else empty.
     pub bucket_owner_id: Option<String>,
-    /// The host in CloudEvents `source` (`s3tap://<host>/<bucket>`).
-    /// Default: the host of the event's upstream URL.
-    pub source_host: Option<String>,
 }
 
 impl Default for FormatOptions {
@@ -130,7 +140,6 @@ impl Default for FormatOptions {
             b2: B2Identity::default(),
             aws_region: "us-east-1".into(),
             bucket_owner_id: None,
-            source_host: None,
         }
     }
 }
@@ -195,6 +204,7 @@ impl Encoder {
             Format::Seed => return Ok(self.encode_one(&events[0])),
             Format::B2 => b2::encode(events, &self.options),
             Format::S3 => s3::encode(events, &self.options),
+            Format::Native => native::encode_array(events),
             Format::CloudEvents { mode } => match mode {
                 CloudEventsMode::Batch => cloudevents::encode_batch(events, &self.options),
                 _ => return Ok(self.encode_one(&events[0])),
@@ -228,6 +238,11 @@ impl Encoder {
                 headers: Vec::new(),
             },
             Format::CloudEvents { mode } => cloudevents::encode_one(event, mode, &self.options),
+            Format::Native => EncodedBody {
+                content_type: self.format.content_type(),
+                body: native::encode(event),
+                headers: Vec::new(),
+            },
         }
     }
 
@@ -306,6 +321,8 @@ mod tests {
     fn format_from_config() {
         let f: Format = serde_json::from_str(r#""b2""#).unwrap();
         assert_eq!(f, Format::B2);
+        let f: Format = serde_json::from_str(r#""s3tap""#).unwrap();
+        assert_eq!(f, Format::Native);
         let f: Format = serde_json::from_str(r#"{"cloudevents":{"mode":"batch"}}"#).unwrap();
         assert_eq!(
             f,

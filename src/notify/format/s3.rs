@@ -10,8 +10,10 @@
 //!
 //! Where s3tap's facts differ from AWS's:
 //!
-//! - `eventName` is S3's name without `s3:` (`ObjectCreated:Put`), or an
-//!   `s3tap:` name for operations S3 does not notify.
+//! - `eventName` is the S3 name without `s3:` (`ObjectCreated:Put`, and
+//!   MinIO's `ObjectAccessed:Get` or `BucketCreated:*` for what AWS does not
+//!   notify), or an `s3tap:` name for operations neither names (see
+//!   [`event_types`](crate::notify::event_types)).
 //! - `object.key` is URL-encoded the way S3 does it: form encoding (space
 //!   becomes `+`, `+` becomes `%2B`, UTF-8 bytes become `%XX`) but with `/`
 //!   left as it is, as AWS's own events show it. Only `A-Z a-z 0-9 - _ . *`
@@ -27,8 +29,16 @@
 //!   alone, so a redelivered event carries the same sequencer.
 //! - `userIdentity.principalId` is the client's access key id (`anonymous`
 //!   when unsigned); `requestParameters.sourceIPAddress` the client address
-//!   (empty when unknown); `x-amz-request-id` the upstream's request id and
-//!   `x-amz-id-2` s3tap's own request id (each empty when unknown).
+//!   (empty when unknown); `x-amz-request-id` the upstream's request id
+//!   (empty when unknown) and `x-amz-id-2` the s3tap event id: unique per
+//!   event (a `DeleteObjects` request yields one event per key) and stable
+//!   across redeliveries, which is what CloudEvents' `id`, derived from
+//!   these two, needs. s3tap's own request id is in the s3tap schema's
+//!   `request_id`.
+//! - Extensions, in `s3.object`, only when s3tap verified the upload's
+//!   payload itself: `contentSha256` (hex SHA-256 of the payload) and
+//!   `checksum` (`{"algorithm": "CRC32", "value": "<base64>"}`, the
+//!   `x-amz-checksum-*` it checked).
 //! - `configurationId` is the routing rule's name.
 
 use bytes::Bytes;
@@ -43,72 +53,76 @@ pub const EVENT_VERSION: &str = "2.1";
 #[derive(Serialize)]
 pub(crate) struct Record<'a> {
     #[serde(rename = "eventVersion")]
-    event_version: &'static str,
+    pub(crate) event_version: &'static str,
     #[serde(rename = "eventSource")]
-    event_source: &'static str,
+    pub(crate) event_source: &'static str,
     #[serde(rename = "awsRegion")]
-    aws_region: &'a str,
+    pub(crate) aws_region: &'a str,
     #[serde(rename = "eventTime")]
-    event_time: String,
+    pub(crate) event_time: String,
     #[serde(rename = "eventName")]
-    event_name: &'static str,
+    pub(crate) event_name: &'static str,
     #[serde(rename = "userIdentity")]
-    user_identity: Principal<'a>,
+    pub(crate) user_identity: Principal<'a>,
     #[serde(rename = "requestParameters")]
-    request_parameters: RequestParameters,
+    pub(crate) request_parameters: RequestParameters,
     #[serde(rename = "responseElements")]
-    response_elements: ResponseElements<'a>,
-    s3: S3Entity<'a>,
+    pub(crate) response_elements: ResponseElements<'a>,
+    pub(crate) s3: S3Entity<'a>,
 }
 
 #[derive(Serialize)]
-struct Principal<'a> {
+pub(crate) struct Principal<'a> {
     #[serde(rename = "principalId")]
     principal_id: &'a str,
 }
 
 #[derive(Serialize)]
-struct RequestParameters {
+pub(crate) struct RequestParameters {
     #[serde(rename = "sourceIPAddress")]
     source_ip_address: String,
 }
 
 #[derive(Serialize)]
-struct ResponseElements<'a> {
+pub(crate) struct ResponseElements<'a> {
     #[serde(rename = "x-amz-request-id")]
-    request_id: &'a str,
+    pub(crate) request_id: &'a str,
     #[serde(rename = "x-amz-id-2")]
-    id_2: &'a str,
+    pub(crate) id_2: &'a str,
 }
 
 #[derive(Serialize)]
-struct S3Entity<'a> {
+pub(crate) struct S3Entity<'a> {
     #[serde(rename = "s3SchemaVersion")]
-    schema_version: &'static str,
+    pub(crate) schema_version: &'static str,
     #[serde(rename = "configurationId")]
-    configuration_id: &'a str,
-    bucket: Bucket<'a>,
-    object: Object<'a>,
+    pub(crate) configuration_id: &'a str,
+    pub(crate) bucket: Bucket<'a>,
+    pub(crate) object: Object<'a>,
 }
 
 #[derive(Serialize)]
-struct Bucket<'a> {
-    name: &'a str,
+pub(crate) struct Bucket<'a> {
+    pub(crate) name: &'a str,
     #[serde(rename = "ownerIdentity")]
-    owner_identity: Principal<'a>,
-    arn: String,
+    pub(crate) owner_identity: Principal<'a>,
+    pub(crate) arn: String,
 }
 
 #[derive(Serialize)]
-struct Object<'a> {
-    key: String,
+pub(crate) struct Object<'a> {
+    pub(crate) key: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    size: Option<u64>,
+    pub(crate) size: Option<u64>,
     #[serde(rename = "eTag", skip_serializing_if = "Option::is_none")]
-    etag: Option<&'a str>,
+    pub(crate) etag: Option<&'a str>,
     #[serde(rename = "versionId")]
-    version_id: Option<&'a str>,
-    sequencer: String,
+    pub(crate) version_id: Option<&'a str>,
+    pub(crate) sequencer: String,
+    #[serde(rename = "contentSha256", skip_serializing_if = "Option::is_none")]
+    pub(crate) content_sha256: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) checksum: Option<&'a crate::notify::ContentChecksum>,
 }
 
 #[derive(Serialize)]
@@ -138,7 +152,7 @@ pub(crate) fn record<'a>(event: &'a Event, options: &'a FormatOptions) -> Record
         },
         response_elements: ResponseElements {
             request_id: event.upstream_request_id.as_deref().unwrap_or(""),
-            id_2: event.request_id.as_deref().unwrap_or(""),
+            id_2: event.id.as_str(),
         },
         s3: S3Entity {
             schema_version: "1.0",
@@ -156,6 +170,8 @@ pub(crate) fn record<'a>(event: &'a Event, options: &'a FormatOptions) -> Record
                 etag: event.etag.as_deref(),
                 version_id: event.version_id.as_deref(),
                 sequencer: sequencer(event),
+                content_sha256: event.content_sha256.as_deref(),
+                checksum: event.checksum.as_ref(),
             },
         },
     }
