@@ -717,7 +717,7 @@ async fn event_of_put(
 ) -> s3tap::notify::Event {
     use http_body_util::{BodyExt, Full};
     use s3tap::credentials::StaticCredentials;
-    use s3tap::notify::{Event, NotifyLayer};
+    use s3tap::notify::{Event, NotifyLayer, NotifyRequestBody};
     use s3tap::verify::{SigV4VerifyLayer, VerifyBody};
     use tower::{ServiceBuilder, ServiceExt};
 
@@ -734,7 +734,7 @@ async fn event_of_put(
             .payload_hashing(hashing),
         )
         .service_fn(
-            |request: http::Request<VerifyBody<Full<Bytes>>>| async move {
+            |request: http::Request<VerifyBody<NotifyRequestBody<Full<Bytes>>>>| async move {
                 let read = request.into_body().collect().await;
                 let status = if read.is_ok() { 200 } else { 400 };
                 Ok::<_, std::convert::Infallible>(
