@@ -111,6 +111,7 @@
 //! | `full` | all of the above: `cargo install s3tap --features full` is a proxy that knows every sink |
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
+#![deny(unreachable_pub, rust_2018_idioms)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod addressing;

@@ -639,12 +639,17 @@ fn the_readme_toml_example_shows_the_routing_keys_and_parses() {
         .filter_map(|block| block.split("```").next())
         .find(|block| block.contains("[[clients]]") && block.contains("[[rules]]"))
         .expect("the README's configuration example");
-    let file: s3tap::proxy::config::FileConfig =
-        toml::from_str(example).unwrap_or_else(|e| panic!("the README example: {e}"));
-    let rule = &file.rules[0];
+    use clap::Parser;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s3tap.toml");
+    std::fs::write(&path, example).unwrap();
+    let args = s3tap::proxy::Args::parse_from(["s3tap", "--config", path.to_str().unwrap()]);
+    let config = s3tap::proxy::Config::load(&args, |_| None)
+        .unwrap_or_else(|e| panic!("the README example: {e}"));
+    let rule = &config.notify.rules()[0];
     assert_eq!(rule.buckets, ["photos", "raw-*"]);
     assert_eq!(rule.clients, ["alice", "AKID*"]);
-    assert!(file.clients[0].manage_notifications);
+    assert!(config.clients[0].manage_notifications);
 }
 
 // ---- what aws-cli does not send ---------------------------------------------

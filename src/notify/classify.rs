@@ -470,7 +470,7 @@ mod tests {
         let copy = [("x-amz-copy-source", "/src/a")];
         let form = [("content-type", "multipart/form-data; boundary=xyz")];
         type Case<'a> = (Method, &'a str, &'a [(&'a str, &'a str)], S3Operation);
-        let cases: &[Case] = &[
+        let cases: &[Case<'_>] = &[
             (Method::PUT, "/b/k", &[], PutObject),
             (Method::PUT, "/b/k?x-id=PutObject", &[], PutObject),
             (

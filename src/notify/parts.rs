@@ -12,9 +12,9 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 /// Most multipart uploads tracked at once.
-pub const MAX_UPLOADS: usize = 10_000;
+pub(super) const MAX_UPLOADS: usize = 10_000;
 /// Most parts tracked over all uploads (16 bytes each, plus map overhead).
-pub const MAX_TRACKED_PARTS: usize = 200_000;
+pub(super) const MAX_TRACKED_PARTS: usize = 200_000;
 
 /// Identifies one upload: bucket, key and upload id.
 pub(crate) type UploadKey = (String, String, String);

@@ -22,9 +22,9 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinitio
 
 use crate::notify::Event;
 
-const EVENTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("events");
-const DEAD: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("dead_letters");
-const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const EVENTS: TableDefinition<'_, (&str, u64), &[u8]> = TableDefinition::new("events");
+const DEAD: TableDefinition<'_, (&str, u64), &[u8]> = TableDefinition::new("dead_letters");
+const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 const NEXT_SEQ: &str = "next_seq";
 const VERSION: u8 = 1;
 const HEADER: usize = 1 + 4 + 8 + 8;

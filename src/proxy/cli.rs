@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::config::{Args, DEFAULT_ADMIN_LISTEN};
 
 /// Exit code of a subcommand that failed (bad flags exit with clap's 2).
-pub const EXIT_FAILED: u8 = 1;
+pub(super) const EXIT_FAILED: u8 = 1;
 
 /// A subcommand.
 #[derive(Debug, clap::Subcommand)]
@@ -119,7 +119,7 @@ pub struct Remote {
 }
 
 /// Runs `command` against the proxy; `args` supplies `--config`.
-pub fn run(command: &Command, args: &Args) -> ExitCode {
+pub(super) fn run(command: &Command, args: &Args) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

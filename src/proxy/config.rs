@@ -18,11 +18,11 @@ use crate::credentials::Secret;
 use crate::resign::Upstream;
 
 /// Default address of the S3 listener.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub(super) const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Default address of the admin listener (`/healthz`, `/readyz`).
-pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
+pub(super) const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
 /// Default data directory of the embedded store.
-pub const DEFAULT_DATA_DIR: &str = "./s3tap-data";
+pub(super) const DEFAULT_DATA_DIR: &str = "./s3tap-data";
 
 /// Command-line flags of the `s3tap` binary.
 #[derive(Debug, Default, Parser)]
@@ -119,7 +119,7 @@ pub enum PayloadHashingMode {
 /// passes for a setting.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FileConfig {
+pub(super) struct FileConfig {
     /// `[listen]`
     #[serde(default)]
     pub listen: ListenSection,
@@ -159,7 +159,7 @@ pub struct FileConfig {
 /// `[listen]`
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ListenSection {
+pub(super) struct ListenSection {
     /// Address of the S3 listener.
     pub address: Option<String>,
     /// Recognise `bucket.<suffix>` Host headers from clients.
@@ -171,7 +171,7 @@ pub struct ListenSection {
 /// `[tls]`
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TlsSection {
+pub(super) struct TlsSection {
     /// PEM certificate chain.
     pub cert: PathBuf,
     /// PEM private key.
@@ -181,7 +181,7 @@ pub struct TlsSection {
 /// `[admin]`
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AdminSection {
+pub(super) struct AdminSection {
     /// Address of the admin listener.
     pub address: Option<String>,
     /// Bearer token of the `/admin/...` endpoints (env `S3TAP_ADMIN_TOKEN`);
@@ -201,7 +201,7 @@ impl fmt::Debug for AdminSection {
 /// `[upstream]`
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct UpstreamSection {
+pub(super) struct UpstreamSection {
     /// `https://s3.us-west-004.backblazeb2.com`
     pub endpoint: Option<String>,
     /// Signing region (default: derived from the endpoint's host).
@@ -226,7 +226,7 @@ pub struct UpstreamSection {
 /// `[verify]`
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct VerifySection {
+pub(super) struct VerifySection {
     /// Allowed clock skew, seconds (default 900).
     pub max_clock_skew_secs: Option<u64>,
     /// Largest aws-chunked chunk, bytes (default 16 MiB).
@@ -240,7 +240,7 @@ pub struct VerifySection {
 /// default; a hostile client gets an S3 error or a closed connection.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LimitsSection {
+pub(super) struct LimitsSection {
     /// Largest request head (request line and headers), bytes (default 64 KiB).
     pub max_header_bytes: Option<usize>,
     /// Most headers in one request (default 100).
@@ -311,7 +311,7 @@ fn limits_config(l: &LimitsSection) -> Result<Limits, ConfigError> {
 /// `[embedded]`
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct EmbeddedSection {
+pub(super) struct EmbeddedSection {
     /// Data directory of the embedded store.
     pub data_dir: Option<PathBuf>,
 }
@@ -319,17 +319,17 @@ pub struct EmbeddedSection {
 /// `[log]`
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LogSection {
+pub(super) struct LogSection {
     /// `"text"` or `"json"`.
     pub format: Option<LogFormat>,
 }
 
-pub use super::notify::NotifySection;
+pub(super) use super::notify::NotifySection;
 
 /// One `[[clients]]` entry.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ClientSection {
+pub(super) struct ClientSection {
     /// The key id the client signs with.
     pub access_key_id: String,
     /// The secret the client signs with.

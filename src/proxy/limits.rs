@@ -17,7 +17,7 @@ use crate::body::BoxError;
 /// The body stalled for longer than the idle timeout.
 #[derive(Debug, thiserror::Error)]
 #[error("the request body sent nothing for {0:?}")]
-pub struct BodyIdleTimeout(pub Duration);
+pub(super) struct BodyIdleTimeout(pub Duration);
 
 pin_project! {
     /// A request body with an idle timeout and a byte counter.
@@ -33,7 +33,7 @@ pin_project! {
 
 impl<B> ClientBody<B> {
     /// Wraps `inner`; the clock starts now.
-    pub fn new(inner: B, timeout: Duration, counter: metrics::Counter) -> Self {
+    pub(super) fn new(inner: B, timeout: Duration, counter: metrics::Counter) -> Self {
         ClientBody {
             inner,
             idle: tokio::time::sleep(timeout),
@@ -93,7 +93,7 @@ pin_project! {
 
 impl<B> CountedBody<B> {
     /// Wraps `inner`.
-    pub fn new(inner: B, counter: metrics::Counter) -> Self {
+    pub(super) fn new(inner: B, counter: metrics::Counter) -> Self {
         CountedBody { inner, counter }
     }
 }

@@ -21,10 +21,10 @@ const LATENCY_BUCKETS: [f64; 14] = [
 
 /// How often [`ProxyMetrics::run_upkeep`] runs (the exporter's own
 /// default when it installs itself globally).
-pub const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+pub(super) const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The proxy's metrics.
-pub struct ProxyMetrics {
+pub(super) struct ProxyMetrics {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
     bytes_in: Counter,
@@ -34,7 +34,7 @@ pub struct ProxyMetrics {
 
 impl ProxyMetrics {
     /// A fresh registry.
-    pub fn new() -> Self {
+    pub(super) fn new() -> Self {
         let recorder = PrometheusBuilder::new()
             .set_buckets(&LATENCY_BUCKETS)
             .expect("non-empty buckets")
@@ -62,17 +62,17 @@ impl ProxyMetrics {
     }
 
     /// Counts request body bytes received from clients.
-    pub fn bytes_in(&self) -> Counter {
+    pub(super) fn bytes_in(&self) -> Counter {
         self.bytes_in.clone()
     }
 
     /// Counts response body bytes sent to clients.
-    pub fn bytes_out(&self) -> Counter {
+    pub(super) fn bytes_out(&self) -> Counter {
         self.bytes_out.clone()
     }
 
     /// Time from sending to the upstream to its response head.
-    pub fn observe_upstream_latency(&self, seconds: f64) {
+    pub(super) fn observe_upstream_latency(&self, seconds: f64) {
         self.upstream_latency.record(seconds);
     }
 
@@ -81,12 +81,12 @@ impl ProxyMetrics {
     /// scrape does it too), so the proxy calls it every
     /// [`UPKEEP_INTERVAL`]: without it, a proxy nobody scrapes grows by
     /// each request's sample.
-    pub fn run_upkeep(&self) {
+    pub(super) fn run_upkeep(&self) {
         self.handle.run_upkeep();
     }
 
     /// One request finished with `status`.
-    pub fn request(&self, operation: &'static str, status: u16) {
+    pub(super) fn request(&self, operation: &'static str, status: u16) {
         let key = Key::from_parts(
             "s3tap_requests_total",
             vec![
@@ -98,7 +98,7 @@ impl ProxyMetrics {
     }
 
     /// A layer refused a request.
-    pub fn rejection(&self, layer: &'static str, reason: &'static str) {
+    pub(super) fn rejection(&self, layer: &'static str, reason: &'static str) {
         let key = Key::from_parts(
             "s3tap_rejections_total",
             vec![Label::new("layer", layer), Label::new("reason", reason)],
@@ -108,7 +108,7 @@ impl ProxyMetrics {
 
     /// How long the oldest event still waiting for `sink` has waited
     /// (`s3tap_oldest_undelivered_seconds{sink}`; 0 when none waits).
-    pub fn oldest_undelivered(&self, sink: &str, seconds: f64) {
+    pub(super) fn oldest_undelivered(&self, sink: &str, seconds: f64) {
         let key = Key::from_parts(
             "s3tap_oldest_undelivered_seconds",
             vec![Label::new("sink", sink.to_owned())],
@@ -117,7 +117,7 @@ impl ProxyMetrics {
     }
 
     /// The Prometheus text exposition, with the dispatcher's current figures.
-    pub fn render(&self, stats: &DispatcherStats) -> String {
+    pub(super) fn render(&self, stats: &DispatcherStats) -> String {
         let gauge = |name: &'static str, value: u64| {
             self.recorder
                 .register_gauge(&Key::from_static_name(name), &METADATA)

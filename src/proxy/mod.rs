@@ -15,16 +15,18 @@
 //! # }
 //! ```
 
+// The TOML schema and the server's parts are not semver surface: only what
+// is re-exported below is.
 mod admin;
-pub mod bucket_notifications;
-pub mod cli;
-pub mod config;
-pub mod embedded;
+mod bucket_notifications;
+mod cli;
+mod config;
+mod embedded;
 mod head;
-pub mod limits;
-pub mod metrics;
-pub mod notify;
-pub mod server;
+mod limits;
+mod metrics;
+mod notify;
+mod server;
 
 use std::process::ExitCode;
 
@@ -37,6 +39,7 @@ pub use server::{shutdown_signal, Proxy, StartError};
 /// Exit code for a setting that keeps the proxy from starting.
 pub const EXIT_BAD_SETTINGS: u8 = 2;
 
+#[doc(hidden)]
 /// The `s3tap` binary: parses flags, reads the configuration, starts
 /// logging and serves until SIGTERM/SIGINT. Startup errors print one line on
 /// stderr and exit with code 2.

@@ -467,7 +467,7 @@ impl Sink for KafkaSink {
 /// the right to write). Everything else, including codes not listed, is
 /// transient: losing an event to an unforeseen code is worse than retrying
 /// it.
-pub fn classify(error: &KafkaError) -> SinkError {
+pub(crate) fn classify(error: &KafkaError) -> SinkError {
     use RDKafkaErrorCode as C;
     let Some(code) = error.rdkafka_error_code() else {
         return SinkError::transient(format!("Kafka: {error}"));

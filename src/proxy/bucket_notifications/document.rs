@@ -8,14 +8,14 @@ use crate::s3error::{escape_xml_into, S3Error, S3ErrorCode};
 use crate::xml::Element;
 
 /// S3's XML namespace, on every document S3 writes.
-pub const S3_XMLNS: &str = "http://s3.amazonaws.com/doc/2006-03-01/";
+pub(crate) const S3_XMLNS: &str = "http://s3.amazonaws.com/doc/2006-03-01/";
 
 /// Which element of the document a configuration came from. s3tap treats
 /// all three alike (one ARN per sink); the kind is kept so that a GET
 /// returns what was PUT.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum TargetKind {
+pub(crate) enum TargetKind {
     /// `QueueConfiguration` (`<Queue>`).
     Queue,
     /// `TopicConfiguration` (`<Topic>`).
@@ -55,7 +55,7 @@ impl TargetKind {
 /// One configuration of a bucket's notifications: which events, filtered by
 /// key, go to which sink. It becomes one s3tap rule.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TargetConfig {
+pub(crate) struct TargetConfig {
     /// The configuration's `Id` (S3's `configurationId`, the rule's name).
     pub id: String,
     /// Queue, topic or function configuration.
@@ -112,7 +112,7 @@ fn known_vocabulary(event: &str) -> bool {
 
 /// Reads a `PutBucketNotificationConfiguration` body. `is_sink` says which
 /// sink names exist; `new_id` makes an `Id` for a configuration without one.
-pub fn parse(
+pub(crate) fn parse(
     xml: &[u8],
     is_sink: impl Fn(&str) -> bool,
     mut new_id: impl FnMut() -> String,
@@ -319,7 +319,7 @@ fn read_filter(
 }
 
 /// The `GetBucketNotificationConfiguration` answer for these configurations.
-pub fn render(configs: &[TargetConfig]) -> String {
+pub(crate) fn render(configs: &[TargetConfig]) -> String {
     let mut xml = String::with_capacity(128 + 256 * configs.len());
     xml.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<NotificationConfiguration xmlns=\"");
     xml.push_str(S3_XMLNS);

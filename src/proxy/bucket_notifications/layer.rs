@@ -14,7 +14,7 @@ use super::NotificationStore;
 /// [`SigV4VerifyLayer`](crate::verify::SigV4VerifyLayer): it authorizes by
 /// the verified access key id.
 #[derive(Clone, Debug)]
-pub struct BucketNotificationsLayer {
+pub(crate) struct BucketNotificationsLayer {
     store: Arc<NotificationStore>,
     managers: HashSet<String>,
     virtual_host_suffix: Option<String>,
@@ -23,7 +23,7 @@ pub struct BucketNotificationsLayer {
 
 impl BucketNotificationsLayer {
     /// A layer over `store` that lets no client manage anything yet.
-    pub fn new(store: Arc<NotificationStore>) -> Self {
+    pub(crate) fn new(store: Arc<NotificationStore>) -> Self {
         BucketNotificationsLayer {
             store,
             managers: HashSet::new(),
@@ -34,14 +34,14 @@ impl BucketNotificationsLayer {
 
     /// Lets the client with this access key id read and change the
     /// configurations.
-    pub fn manager(mut self, access_key_id: impl Into<String>) -> Self {
+    pub(crate) fn manager(mut self, access_key_id: impl Into<String>) -> Self {
         self.managers.insert(access_key_id.into());
         self
     }
 
     /// Recognises `bucket.<suffix>` Host headers, as the rest of the stack
     /// does.
-    pub fn virtual_host_suffix(mut self, suffix: impl Into<String>) -> Self {
+    pub(crate) fn virtual_host_suffix(mut self, suffix: impl Into<String>) -> Self {
         self.virtual_host_suffix = Some(suffix.into());
         self
     }
@@ -49,7 +49,7 @@ impl BucketNotificationsLayer {
     /// Checks a hex `x-amz-content-sha256` against the body: needed when the
     /// verifier defers payload hashing to the upstream, which never sees
     /// these requests.
-    pub fn check_payload_hash(mut self, check: bool) -> Self {
+    pub(crate) fn check_payload_hash(mut self, check: bool) -> Self {
         self.check_payload_hash = check;
         self
     }

@@ -37,34 +37,32 @@
 //! The layer sits between the verifier and the re-signer: every request is
 //! verified like any other, and what it answers is never forwarded.
 
-pub mod document;
+pub(super) mod document;
 mod future;
 mod layer;
 mod service;
-pub mod store;
+pub(super) mod store;
 
-pub use document::{TargetConfig, TargetKind};
-pub use future::ResponseFuture;
-pub use layer::BucketNotificationsLayer;
-pub use service::BucketNotifications;
-pub use store::{ApiRules, NotificationStore};
+pub(super) use layer::BucketNotificationsLayer;
+pub(super) use service::BucketNotifications;
+pub(super) use store::{ApiRules, NotificationStore};
 
 /// What precedes the sink's name in its ARN.
 const ARN_PREFIX: &str = "arn:s3tap:sqs::1:";
 
 /// The ARN of the sink named `sink`: `arn:s3tap:sqs::1:<sink>`.
-pub fn sink_arn(sink: &str) -> String {
+pub(super) fn sink_arn(sink: &str) -> String {
     format!("{ARN_PREFIX}{sink}")
 }
 
 /// The sink name an s3tap ARN names, whatever sink it is.
-pub fn sink_for_arn(arn: &str) -> Option<&str> {
+pub(super) fn sink_for_arn(arn: &str) -> Option<&str> {
     arn.strip_prefix(ARN_PREFIX).filter(|name| !name.is_empty())
 }
 
 /// The JSON of `GET /admin/sinks`: each sink's name and ARN, in
 /// configuration order.
-pub fn sinks_json<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
+pub(super) fn sinks_json<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
     let sinks: Vec<serde_json::Value> = names
         .into_iter()
         .map(|name| serde_json::json!({ "name": name, "arn": sink_arn(name) }))

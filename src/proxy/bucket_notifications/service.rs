@@ -21,7 +21,7 @@ use crate::verify::Verified;
 
 /// The largest configuration document read. S3 documents no limit; a
 /// hundred configurations fit in a few tens of KiB.
-pub const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
+pub(super) const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
 
 pub(super) struct Shared {
     pub(super) store: Arc<NotificationStore>,
@@ -33,7 +33,7 @@ pub(super) struct Shared {
 /// The service [`BucketNotificationsLayer`](super::BucketNotificationsLayer)
 /// makes.
 #[derive(Clone)]
-pub struct BucketNotifications<S> {
+pub(crate) struct BucketNotifications<S> {
     pub(super) inner: S,
     pub(super) shared: Arc<Shared>,
 }

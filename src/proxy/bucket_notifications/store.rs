@@ -19,7 +19,7 @@ use super::document::TargetConfig;
 use crate::notify::{Rule, Rules, StatusFilter};
 
 /// The file's name in the spool directory.
-pub const FILE_NAME: &str = "bucket-notifications.json";
+pub(crate) const FILE_NAME: &str = "bucket-notifications.json";
 
 /// The rules made through the S3 API, shared between the store that writes
 /// them and the emitter that routes every event through them too.
@@ -49,7 +49,7 @@ const VERSION: u32 = 1;
 
 /// The configurations of every bucket, persisted.
 #[derive(Debug)]
-pub struct NotificationStore {
+pub(crate) struct NotificationStore {
     path: PathBuf,
     sinks: HashSet<String>,
     /// What GETs read: never held across file I/O.
@@ -65,7 +65,7 @@ impl NotificationStore {
     /// and installs its rules into `rules`. `sinks` are the configured sink
     /// names: a configuration naming a sink that is gone is kept in the file
     /// but routes nothing, with a warning.
-    pub fn open(
+    pub(crate) fn open(
         dir: &Path,
         sinks: impl IntoIterator<Item = String>,
         rules: ApiRules,
@@ -114,19 +114,19 @@ impl NotificationStore {
     }
 
     /// Whether a sink of this name is configured.
-    pub fn has_sink(&self, name: &str) -> bool {
+    pub(crate) fn has_sink(&self, name: &str) -> bool {
         self.sinks.contains(name)
     }
 
     /// A bucket's configurations, as last stored.
-    pub fn get(&self, bucket: &str) -> Vec<TargetConfig> {
+    pub(crate) fn get(&self, bucket: &str) -> Vec<TargetConfig> {
         self.read().get(bucket).cloned().unwrap_or_default()
     }
 
     /// Replaces a bucket's configurations (none: removes them), writes the
     /// file and then switches routing over. Blocking file I/O: call it off
     /// the async workers. On a write error nothing changes.
-    pub fn put(&self, bucket: &str, configs: Vec<TargetConfig>) -> std::io::Result<()> {
+    pub(crate) fn put(&self, bucket: &str, configs: Vec<TargetConfig>) -> std::io::Result<()> {
         let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let mut next = self.read().clone();
         if configs.is_empty() {

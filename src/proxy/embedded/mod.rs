@@ -111,7 +111,10 @@ impl Drop for EmbeddedStore {
 
 /// The client key for the embedded store: `from_env` when given, else the
 /// one saved in the data directory, else a new one saved there.
-pub fn client_key(data_dir: &Path, from_env: Option<&ClientKey>) -> Result<ClientKey, StartError> {
+pub(super) fn client_key(
+    data_dir: &Path,
+    from_env: Option<&ClientKey>,
+) -> Result<ClientKey, StartError> {
     if let Some(key) = from_env {
         return Ok(key.clone());
     }
