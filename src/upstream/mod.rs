@@ -31,6 +31,7 @@ mod client;
 mod error;
 mod future;
 mod headers;
+mod resolve;
 
 pub use body::UpstreamBody;
 pub use client::{UpstreamClient, UpstreamClientBuilder};
