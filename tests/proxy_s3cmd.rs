@@ -5,6 +5,7 @@
 mod support;
 
 use std::ffi::OsStr;
+use std::time::Duration;
 
 use support::binary::S3tapCommand;
 use support::clients::{s3cmd, Creds};
@@ -67,6 +68,27 @@ async fn s3cmd_put_get_ls_del_round_trip() {
         .path()
         .join("data/buckets/cmdbucket/dir/object.bin")
         .exists());
+    // No sinks configured: every event is a JSON line on stdout, after the
+    // banner.
+    assert!(
+        proxy.wait_stdout(Duration::from_secs(10), |out| out
+            .contains("\"operation\":\"DeleteObject\"")),
+        "{}",
+        proxy.stdout()
+    );
+    let stdout = proxy.stdout();
+    let events: Vec<serde_json::Value> = stdout
+        .lines()
+        .skip_while(|l| !l.contains("aws --endpoint-url"))
+        .skip(1)
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect();
+    let put = events
+        .iter()
+        .find(|e| e["operation"] == "PutObject" && e["key"] == "dir/object.bin")
+        .unwrap_or_else(|| panic!("no PutObject event in:\n{stdout}"));
+    assert_eq!(put["bucket"], "cmdbucket");
+    assert_eq!(put["status"], 200);
     let logs = proxy.logs();
     for operation in ["PUT", "GET", "DELETE"] {
         assert!(logs.contains(&format!("method={operation}")), "{logs}");

@@ -122,10 +122,14 @@ impl S3tapCommand {
         command
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default());
-        if !self.args.iter().any(|a| a == "--listen") {
+        // Free ports unless the test names the addresses (flag or variable).
+        let named = |flag: &str, var: &str| {
+            self.args.iter().any(|a| a == flag) || self.env.iter().any(|(k, _)| k == var)
+        };
+        if !named("--listen", "S3TAP_LISTEN") {
             command.args(["--listen", "127.0.0.1:0"]);
         }
-        if !self.args.iter().any(|a| a == "--admin-listen") {
+        if !named("--admin-listen", "S3TAP_ADMIN_LISTEN") {
             command.args(["--admin-listen", "127.0.0.1:0"]);
         }
         if !self.args.iter().any(|a| a == "--data-dir") {

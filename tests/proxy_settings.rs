@@ -1,0 +1,188 @@
+//! Settings of the `s3tap` binary the README names and no other test runs
+//! through the binary: `S3TAP_LISTEN`/`S3TAP_ADMIN_LISTEN`, `AWS_REGION`,
+//! overrides logged at info level, upstream errors as S3 XML naming the
+//! upstream (`502 BadGateway`, `504 GatewayTimeout`), and the request log
+//! line carrying the request id the client got as `x-amz-request-id`.
+#![cfg(feature = "proxy")]
+
+mod signing;
+mod support;
+
+use std::time::{Duration, SystemTime};
+
+use aws_sigv4::http_request::SignableBody;
+use bytes::Bytes;
+use support::binary::S3tapCommand;
+use support::clients::{boto3_script, Creds};
+use support::{random_file, ObjectStore, Peers, TestServer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[tokio::test]
+async fn listen_variables_aws_region_and_override_notes() {
+    let Some(peers) = Peers::get() else { return };
+    let (router, store) = ObjectStore::create();
+    let upstream = TestServer::spawn(router).await;
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = S3tapCommand::new()
+        .env("S3TAP_LISTEN", "127.0.0.1:0")
+        .env("S3TAP_ADMIN_LISTEN", "127.0.0.1:0")
+        .env("AWS_S3_ENDPOINT", upstream.url())
+        .env("AWS_REGION", "eu-west-9")
+        .env("AWS_ACCESS_KEY_ID", "REGIONKEY")
+        .env("AWS_SECRET_ACCESS_KEY", "region-secret")
+        .start(dir.path());
+    assert_eq!(proxy.admin_get("/healthz").await.0, 200);
+    let (file, data) = random_file(dir.path(), "payload.bin", 2000, 6);
+    let out = boto3_script(
+        peers,
+        "boto3_roundtrip.py",
+        &[
+            proxy.endpoint.as_ref(),
+            "regional".as_ref(),
+            "object.bin".as_ref(),
+            file.as_os_str(),
+        ],
+        &Creds::new("REGIONKEY", "region-secret"),
+    )
+    .await;
+    out.assert_success(&format!("boto3; log:\n{}", proxy.logs()));
+    assert_eq!(store.get("regional", "object.bin").unwrap(), data);
+    // The client signed for us-east-1; the upstream is signed for AWS_REGION.
+    for request in store.requests() {
+        let authorization = request.header("authorization").unwrap_or_default();
+        assert!(
+            authorization.contains("/eu-west-9/s3/aws4_request"),
+            "{} {}: {authorization}",
+            request.method,
+            request.uri
+        );
+    }
+    drop(proxy);
+
+    // A flag over a variable: the flag wins, and the log says so.
+    let again = S3tapCommand::new()
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .env("S3TAP_LISTEN", "127.0.0.1:1")
+        .env("AWS_ACCESS_KEY_ID", "REGIONKEY")
+        .env("AWS_SECRET_ACCESS_KEY", "region-secret")
+        .start(dir.path());
+    assert_ne!(again.addr.port(), 1);
+    assert!(
+        again.wait_log(
+            "listen address: --listen overrides S3TAP_LISTEN",
+            Duration::from_secs(5)
+        ),
+        "{}",
+        again.logs()
+    );
+    assert!(again
+        .logs()
+        .lines()
+        .any(|l| l.contains("INFO") && l.contains("overrides S3TAP_LISTEN")));
+}
+
+/// A signed `GET /` (ListBuckets) sent by hand: the answer's head and body.
+async fn list_buckets(addr: std::net::SocketAddr) -> String {
+    let mut request = http::Request::get(format!("http://{addr}/"))
+        .header("host", addr.to_string())
+        .body(Bytes::new())
+        .unwrap();
+    signing::sign_with(
+        &mut request,
+        SignableBody::Bytes(b""),
+        &signing::SignOptions {
+            access_key: "ERRORKEY",
+            secret: "error-secret",
+            time: SystemTime::now(),
+            ..signing::SignOptions::default()
+        },
+    );
+    let mut head = "GET / HTTP/1.1\r\n".to_owned();
+    for (name, value) in request.headers() {
+        head.push_str(&format!("{name}: {}\r\n", value.to_str().unwrap()));
+    }
+    head.push_str("connection: close\r\n\r\n");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(20), stream.read_to_string(&mut answer))
+        .await
+        .expect("an answer, not a hang")
+        .unwrap();
+    answer
+}
+
+#[tokio::test]
+async fn upstream_errors_are_s3_xml_naming_the_upstream_and_each_request_is_logged_with_its_id() {
+    // An upstream that accepts connections and never answers, and a port
+    // nobody listens on.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let mut connections = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            connections.push(stream);
+        }
+    });
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    for (port, status, code) in [
+        (silent_port, 504, "GatewayTimeout"),
+        (closed, 502, "BadGateway"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let proxy = S3tapCommand::new()
+            .config(
+                dir.path(),
+                &format!(
+                    "[upstream]\nendpoint = \"http://127.0.0.1:{port}\"\n\
+                     connect_timeout_secs = 2\nresponse_timeout_secs = 1\n\n\
+                     [[clients]]\naccess_key_id = \"ERRORKEY\"\nsecret_access_key = \"error-secret\"\n"
+                ),
+            )
+            .start(dir.path());
+        let answer = list_buckets(proxy.addr).await;
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "{answer}\nlog:\n{}",
+            proxy.logs()
+        );
+        assert!(answer.contains(&format!("<Code>{code}</Code>")), "{answer}");
+        assert!(
+            answer.contains(&format!("127.0.0.1:{port}")),
+            "names the upstream: {answer}"
+        );
+        let request_id = answer
+            .lines()
+            .find_map(|l| l.strip_prefix("x-amz-request-id: "))
+            .expect("x-amz-request-id on the answer")
+            .trim()
+            .to_owned();
+        // One line for the request with its id, method, path, key, status
+        // and duration.
+        assert!(
+            proxy.wait_log(&format!("status={status}"), Duration::from_secs(5)),
+            "{}",
+            proxy.logs()
+        );
+        let logs = proxy.logs();
+        let line = logs
+            .lines()
+            .find(|l| l.contains(&format!("request_id={request_id}")) && l.contains("status="))
+            .unwrap_or_else(|| panic!("no log line with request_id={request_id}:\n{logs}"));
+        for field in [
+            "method=GET",
+            "path=/",
+            "access_key_id=\"ERRORKEY\"",
+            &format!("status={status}"),
+            "duration_ms=",
+        ] {
+            assert!(line.contains(field), "{field} missing in {line}");
+        }
+    }
+    held.abort();
+}
