@@ -35,6 +35,9 @@ struct Parts {
     signature: Option<String>,
 }
 
+/// Picks one signed part out of [`Parts`].
+type Field = fn(&mut Parts) -> &mut String;
+
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     let mut fields = text.split('\u{0}');
@@ -61,7 +64,7 @@ fuzz_target!(|data: &[u8]| {
 
     let seed = data.iter().fold(0usize, |acc, &b| acc.wrapping_mul(31).wrapping_add(b as usize));
     let signature = signed.signature.clone().unwrap();
-    let changes: [(&str, fn(&mut Parts) -> &mut String); 4] = [
+    let changes: [(&str, Field); 4] = [
         ("path or query", |p| &mut p.path_and_query),
         ("x-amz-meta-fuzz", |p| &mut p.value),
         ("x-amz-date", |p| &mut p.date),
