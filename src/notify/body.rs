@@ -129,7 +129,8 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
         let this = self.project();
-        let frame = ready!(this.inner.poll_frame(cx));
+        let mut inner = this.inner;
+        let frame = ready!(inner.as_mut().poll_frame(cx));
         if let Some(watch) = this.watch.as_mut() {
             match &frame {
                 Some(Ok(frame)) => {
@@ -142,6 +143,12 @@ where
                                 watch.bytes_sent += rest as u64;
                             }
                         }
+                    }
+                    // hyper stops polling a body that says it has ended
+                    // (all of a Content-Length sent) and drops it without
+                    // asking for the `None`: that end is not an abort.
+                    if inner.is_end_stream() {
+                        watch.finish(false);
                     }
                 }
                 Some(Err(_)) => watch.finish(true),
