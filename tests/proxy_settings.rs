@@ -1,8 +1,9 @@
 //! Settings of the `s3tap` binary the README names and no other test runs
 //! through the binary: `S3TAP_LISTEN`/`S3TAP_ADMIN_LISTEN`, `AWS_REGION`,
 //! overrides logged at info level, upstream errors as S3 XML naming the
-//! upstream (`502 BadGateway`, `504 GatewayTimeout`), and the request log
-//! line carrying the request id the client got as `x-amz-request-id`.
+//! upstream (`502 BadGateway`, `504 GatewayTimeout`), the request log line
+//! carrying the request id the client got as `x-amz-request-id`, and
+//! `[notify] emit_on = "body_end"` (bytes sent, aborted downloads).
 #![cfg(feature = "proxy")]
 
 mod signing;
@@ -185,4 +186,109 @@ async fn upstream_errors_are_s3_xml_naming_the_upstream_and_each_request_is_logg
         }
     }
     held.abort();
+}
+
+/// Sends a request signed with `key` (hex payload hash) on a new
+/// connection and returns the stream, the body written.
+async fn send_signed(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    key: (&str, &str),
+    payload: &[u8],
+) -> tokio::net::TcpStream {
+    let mut request = http::Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"))
+        .header("host", addr.to_string())
+        .header("content-length", payload.len())
+        .body(Bytes::new())
+        .unwrap();
+    signing::sign_with(
+        &mut request,
+        SignableBody::Bytes(payload),
+        &signing::SignOptions {
+            access_key: key.0,
+            secret: key.1,
+            time: SystemTime::now(),
+            ..signing::SignOptions::default()
+        },
+    );
+    let mut head = format!("{method} {path} HTTP/1.1\r\n");
+    for (name, value) in request.headers() {
+        head.push_str(&format!("{name}: {}\r\n", value.to_str().unwrap()));
+    }
+    head.push_str("connection: close\r\n\r\n");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(payload).await.unwrap();
+    stream
+}
+
+#[tokio::test]
+async fn emit_on_body_end_reports_the_bytes_sent_and_aborted_downloads() {
+    const KEY: (&str, &str) = ("BODYENDKEY", "body-end-secret");
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events.jsonl");
+    let proxy = S3tapCommand::new()
+        .env("AWS_ACCESS_KEY_ID", KEY.0)
+        .env("AWS_SECRET_ACCESS_KEY", KEY.1)
+        .config(
+            dir.path(),
+            &format!(
+                "[notify]\nemit_on = \"body_end\"\n\n[[sinks]]\nname = \"file\"\ntype = \"jsonl\"\npath = \"{}\"\n",
+                events.display()
+            ),
+        )
+        .start(dir.path());
+    let object = support::random_bytes(4 * 1024 * 1024, 12);
+    for (path, payload) in [("/bodyend", &b""[..]), ("/bodyend/big.bin", &object[..])] {
+        let mut stream = send_signed(proxy.addr, "PUT", path, KEY, payload).await;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+    // A whole download, then one the client drops after 64 KiB.
+    let mut whole = send_signed(proxy.addr, "GET", "/bodyend/big.bin", KEY, b"").await;
+    let mut all = Vec::new();
+    whole.read_to_end(&mut all).await.unwrap();
+    assert!(all.len() > object.len());
+    let mut dropped = send_signed(proxy.addr, "GET", "/bodyend/big.bin", KEY, b"").await;
+    let mut some = vec![0u8; 64 * 1024];
+    dropped.read_exact(&mut some).await.unwrap();
+    drop(dropped);
+
+    let gets = |text: &str| -> Vec<serde_json::Value> {
+        text.lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|e| e["operation"] == "GetObject")
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let found = loop {
+        let found = gets(&std::fs::read_to_string(&events).unwrap_or_default());
+        if found.len() == 2 {
+            break found;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "expected two GetObject events, got {found:?}; log:\n{}",
+            proxy.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let complete = found
+        .iter()
+        .find(|e| e["aborted"] == false)
+        .expect("the whole download");
+    assert_eq!(complete["bytes_sent"], object.len() as u64, "{complete}");
+    let aborted = found
+        .iter()
+        .find(|e| e["aborted"] == true)
+        .expect("the dropped download");
+    let sent = aborted["bytes_sent"].as_u64().expect("bytes_sent");
+    assert!(
+        sent >= 64 * 1024 && sent < object.len() as u64,
+        "bytes sent before the client left: {aborted}"
+    );
 }
