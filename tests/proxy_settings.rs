@@ -3,7 +3,8 @@
 //! overrides logged at info level, upstream errors as S3 XML naming the
 //! upstream (`502 BadGateway`, `504 GatewayTimeout`), the request log line
 //! carrying the request id the client got as `x-amz-request-id`, and
-//! `[notify] emit_on = "body_end"` (bytes sent, aborted downloads).
+//! `[notify] emit_on = "body_end"` (bytes sent, aborted downloads) and
+//! `[verify] payload_hashing = "defer"`.
 #![cfg(feature = "proxy")]
 
 mod signing;
@@ -291,4 +292,82 @@ async fn emit_on_body_end_reports_the_bytes_sent_and_aborted_downloads() {
         sent >= 64 * 1024 && sent < object.len() as u64,
         "bytes sent before the client left: {aborted}"
     );
+}
+
+/// A PUT signed for `hello` that sends `jello`; the answer.
+async fn put_with_a_wrong_payload(addr: std::net::SocketAddr, key: (&str, &str)) -> String {
+    let mut request = http::Request::put(format!("http://{addr}/deferbucket/k"))
+        .header("host", addr.to_string())
+        .header("content-length", 5)
+        .body(Bytes::new())
+        .unwrap();
+    signing::sign_with(
+        &mut request,
+        SignableBody::Bytes(b"hello"),
+        &signing::SignOptions {
+            access_key: key.0,
+            secret: key.1,
+            time: SystemTime::now(),
+            ..signing::SignOptions::default()
+        },
+    );
+    let mut head = "PUT /deferbucket/k HTTP/1.1\r\n".to_owned();
+    for (name, value) in request.headers() {
+        head.push_str(&format!("{name}: {}\r\n", value.to_str().unwrap()));
+    }
+    head.push_str("connection: close\r\n\r\n");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(b"jello").await.unwrap();
+    let mut answer = String::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), stream.read_to_string(&mut answer)).await;
+    answer
+}
+
+#[tokio::test]
+async fn payload_hashing_defer_leaves_the_hash_check_to_the_upstream() {
+    const KEY: (&str, &str) = ("DEFERKEY", "defer-secret");
+    for mode in ["verify", "defer"] {
+        let dir = tempfile::tempdir().unwrap();
+        let proxy = S3tapCommand::new()
+            .env("AWS_ACCESS_KEY_ID", KEY.0)
+            .env("AWS_SECRET_ACCESS_KEY", KEY.1)
+            .config(
+                dir.path(),
+                &format!("[verify]\npayload_hashing = \"{mode}\"\n"),
+            )
+            .start(dir.path());
+        let mut stream = send_signed(proxy.addr, "PUT", "/deferbucket", KEY, b"").await;
+        let mut created = String::new();
+        stream.read_to_string(&mut created).await.unwrap();
+        assert!(created.starts_with("HTTP/1.1 200"), "{created}");
+
+        let answer = put_with_a_wrong_payload(proxy.addr, KEY).await;
+        let (_, metrics) = proxy.admin_get("/metrics").await;
+        let proxy_refused = metrics.contains(
+            "s3tap_rejections_total{layer=\"verify\",reason=\"payload_hash_mismatch\"} 1",
+        );
+        assert!(!answer.starts_with("HTTP/1.1 200"), "{mode}: {answer}");
+        assert!(
+            !dir.path().join("data/buckets/deferbucket/k").exists(),
+            "{mode}: nothing stored"
+        );
+        match mode {
+            // The proxy hashes the body and refuses it itself.
+            "verify" => {
+                assert!(
+                    answer.starts_with("HTTP/1.1 400")
+                        && answer.contains("<Code>XAmzContentSHA256Mismatch</Code>"),
+                    "{answer}"
+                );
+                assert!(proxy_refused, "{metrics}");
+            }
+            // The proxy passes it on; the upstream (the embedded s3s store,
+            // which answers a hash mismatch with 500 InternalError) refuses.
+            _ => {
+                assert!(!proxy_refused, "the proxy checked the hash:\n{metrics}");
+                assert!(answer.contains("<Error>"), "{answer}");
+            }
+        }
+    }
 }
