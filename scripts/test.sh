@@ -35,10 +35,10 @@ timings+=("cargo test $(elapsed "$t0") s")
 
 # The benches and the fuzz targets are built by nothing else in CI: building
 # them keeps them from rotting (no timing, no fuzzing here). The benches are
-# built in the test profile (`--no-run`), reusing what `cargo test` built. The fuzz crate
-# is its own workspace with its own Cargo.lock; stable `cargo check` builds
-# it (libfuzzer-sys compiles libFuzzer with the system C++ compiler; only
-# `cargo fuzz run` needs nightly).
+# built in the test profile (`--no-run`), reusing what `cargo test` built.
+# The fuzz crate is its own workspace with its own Cargo.lock; stable
+# `cargo check` builds it (libfuzzer-sys compiles libFuzzer with the system
+# C++ compiler; only `cargo fuzz run` needs nightly).
 t0="$(now)"
 cargo test --all-features --benches --no-run || status=$?
 (cd fuzz && cargo check --bins) || status=$?

@@ -2,8 +2,8 @@
 //! through the binary: `S3TAP_LISTEN`/`S3TAP_ADMIN_LISTEN`, `AWS_REGION`,
 //! overrides logged at info level, upstream errors as S3 XML naming the
 //! upstream (`502 BadGateway`, `504 GatewayTimeout`), the request log line
-//! carrying the request id the client got as `x-amz-request-id`, and
-//! `[notify] emit_on = "body_end"` (bytes sent, aborted downloads) and
+//! carrying the request id the client got as `x-amz-request-id`,
+//! `[notify] emit_on = "body_end"` (bytes sent, aborted downloads), and
 //! `[verify] payload_hashing = "defer"`.
 #![cfg(feature = "proxy")]
 
