@@ -3,8 +3,8 @@
 //! overrides logged at info level, upstream errors as S3 XML naming the
 //! upstream (`502 BadGateway`, `504 GatewayTimeout`), the request log line
 //! carrying the request id the client got as `x-amz-request-id`,
-//! `[notify] emit_on = "body_end"` (bytes sent, aborted downloads), and
-//! `[verify] payload_hashing = "defer"`.
+//! `[notify] emit_on = "body_end"` (bytes sent, aborted downloads),
+//! `[verify] payload_hashing = "defer"` and `max_chunk_size`.
 #![cfg(feature = "proxy")]
 
 mod signing;
@@ -370,4 +370,77 @@ async fn payload_hashing_defer_leaves_the_hash_check_to_the_upstream() {
             }
         }
     }
+}
+
+/// Writes `request` (head and body) on a new connection; the answer.
+async fn send_raw(addr: std::net::SocketAddr, request: &http::Request<Bytes>) -> String {
+    let mut head = format!(
+        "{} {} HTTP/1.1\r\n",
+        request.method(),
+        request.uri().path_and_query().unwrap()
+    );
+    for (name, value) in request.headers() {
+        head.push_str(&format!("{name}: {}\r\n", value.to_str().unwrap()));
+    }
+    head.push_str("connection: close\r\n\r\n");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // The proxy may refuse before reading the whole body.
+    let _ = stream.write_all(request.body()).await;
+    let mut answer = String::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), stream.read_to_string(&mut answer)).await;
+    answer
+}
+
+#[tokio::test]
+async fn max_chunk_size_refuses_larger_signed_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = S3tapCommand::new()
+        .env("AWS_ACCESS_KEY_ID", signing::ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", signing::SECRET)
+        .config(dir.path(), "[verify]\nmax_chunk_size = 16384\n")
+        .start(dir.path());
+    let mut stream = send_signed(
+        proxy.addr,
+        "PUT",
+        "/chunks",
+        (signing::ACCESS_KEY, signing::SECRET),
+        b"",
+    )
+    .await;
+    let mut created = String::new();
+    stream.read_to_string(&mut created).await.unwrap();
+    assert!(created.starts_with("HTTP/1.1 200"), "{created}");
+
+    let payload = support::random_bytes(100_000, 3);
+    let options = signing::SignOptions {
+        time: SystemTime::now(),
+        ..signing::SignOptions::default()
+    };
+    let small =
+        signing::signed_chunked_upload_with("/chunks/small.bin", &payload, 16384, false, &options);
+    let answer = send_raw(proxy.addr, &small.request_with_body()).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "{answer}\n{}",
+        proxy.logs()
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("data/buckets/chunks/small.bin")).unwrap(),
+        payload
+    );
+
+    let large =
+        signing::signed_chunked_upload_with("/chunks/large.bin", &payload, 65536, false, &options);
+    let answer = send_raw(proxy.addr, &large.request_with_body()).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 4") && answer.contains("<Code>EntityTooLarge</Code>"),
+        "a 64 KiB chunk over a 16 KiB limit: {answer}"
+    );
+    assert!(!dir.path().join("data/buckets/chunks/large.bin").exists());
+    let (_, metrics) = proxy.admin_get("/metrics").await;
+    assert!(
+        metrics.contains("s3tap_rejections_total{layer=\"verify\""),
+        "{metrics}"
+    );
 }
