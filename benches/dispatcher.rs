@@ -5,6 +5,9 @@
 //! harness: each scenario runs once per round and prints events/s; the
 //! figures in BENCHMARKS.md come from here). `S3TAP_BENCH_EVENTS` sets the
 //! events per round (default 200 000), `S3TAP_BENCH_ROUNDS` the rounds (3).
+//! Each round also times `emit` into a 16-slot queue whose sink never
+//! answers (`SpillToSpool`): the speed goal that `tests/dispatcher.rs`
+//! only checks as "did not block".
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,8 +19,8 @@ use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use s3tap::notify::{Dispatcher, Event, FsyncPolicy, S3Operation};
-use s3tap::sink::{Sink, WebhookSink};
+use s3tap::notify::{Dispatcher, Event, FsyncPolicy, OverflowPolicy, S3Operation};
+use s3tap::sink::{BoxFuture, Sink, SinkError, WebhookSink};
 use tokio::net::TcpListener;
 
 const BATCH: usize = 1000;
@@ -141,6 +144,47 @@ async fn dispatched(
     )
 }
 
+/// A sink that never answers.
+struct Hang;
+
+impl Sink for Hang {
+    fn name(&self) -> &str {
+        "hang"
+    }
+    fn max_batch(&self) -> usize {
+        100
+    }
+    fn deliver<'a>(&'a self, _: &'a [Event]) -> BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(std::future::pending())
+    }
+}
+
+/// `emit` into a full 16-slot queue of a hung sink: mean and slowest call.
+async fn emit_to_a_hung_sink(batch: Vec<Event>) -> (Duration, Duration) {
+    let dir = tempfile::tempdir().unwrap();
+    let (dispatcher, task) = Dispatcher::builder()
+        .sink("hang", Arc::new(Hang) as Arc<dyn Sink>)
+        .queue_capacity(16)
+        .lane_capacity(256)
+        .overflow(OverflowPolicy::SpillToSpool)
+        .spool(dir.path().join("spool.redb"), FsyncPolicy::Always)
+        .build()
+        .await
+        .unwrap();
+    let n = batch.len() as u32;
+    let mut slowest = Duration::ZERO;
+    let started = Instant::now();
+    for event in batch {
+        let t = Instant::now();
+        dispatcher.emit("hang", event).unwrap();
+        slowest = slowest.max(t.elapsed());
+    }
+    let mean = started.elapsed() / n;
+    dispatcher.shutdown(Duration::from_millis(200)).await;
+    task.await.unwrap();
+    (mean, slowest)
+}
+
 fn main() {
     let n: usize = std::env::var("S3TAP_BENCH_EVENTS")
         .ok()
@@ -174,6 +218,10 @@ fn main() {
                     "round {round}: {label:<33} {rate:>10.0} events/s  (emit {emit:?}/event, {commits} commits)"
                 );
             }
+            let (mean, slowest) = emit_to_a_hung_sink(events(20_000)).await;
+            println!(
+                "round {round}: emit, hung sink, 16-slot queue   {mean:?}/event mean, slowest {slowest:?} (20 000 events)"
+            );
         }
     });
 }

@@ -32,6 +32,17 @@ status=0
 # includes them.
 cargo test --all-features --no-fail-fast || status=$?
 timings+=("cargo test $(elapsed "$t0") s")
+
+# The benches and the fuzz targets are built by nothing else in CI: building
+# them keeps them from rotting (no timing, no fuzzing here). The benches are
+# built in the test profile (`--no-run`), reusing what `cargo test` built.
+# The fuzz crate is its own workspace with its own Cargo.lock; stable
+# `cargo check` builds it (libfuzzer-sys compiles libFuzzer with the system
+# C++ compiler; only `cargo fuzz run` needs nightly).
+t0="$(now)"
+cargo test --all-features --benches --no-run || status=$?
+(cd fuzz && cargo check --bins) || status=$?
+timings+=("cargo check benches + fuzz $(elapsed "$t0") s")
 timings+=("total $(elapsed "$t_all") s")
 
 echo "test.sh: timings:"
@@ -39,6 +50,6 @@ for t in "${timings[@]}"; do
   echo "  $t"
 done
 if [[ $status -ne 0 ]]; then
-  echo "test.sh: FAILED (cargo test exited $status)" >&2
+  echo "test.sh: FAILED (cargo test or a cargo check exited $status)" >&2
 fi
 exit "$status"

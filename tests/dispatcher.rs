@@ -474,14 +474,14 @@ async fn emit_never_blocks_on_a_hung_sink_with_a_full_queue() {
     }
     let elapsed = started.elapsed();
     // 20 000 emits into a 16-slot queue, each one a try_send or a push onto
-    // the overflow list: no emit waits for the disk or the sink.
+    // the overflow list: no emit waits for the disk or the sink. An emit
+    // that waited for the hung sink would never return; the bound is only
+    // "did not block", generous for a loaded debug build. How fast emit is
+    // here is measured by benches/dispatcher.rs.
+    eprintln!("{N} emits took {elapsed:?}, the slowest {slowest:?}");
     assert!(
-        slowest < Duration::from_millis(50),
-        "slowest emit took {slowest:?}"
-    );
-    assert!(
-        elapsed < Duration::from_secs(2),
-        "{N} emits took {elapsed:?}"
+        slowest < Duration::from_secs(2),
+        "an emit blocked for {slowest:?}"
     );
     // The other sink is not held up by the hung one.
     let fine_ids = emit_all(&dispatcher, "fine", 10, "fine");

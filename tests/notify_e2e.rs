@@ -195,6 +195,7 @@ fn events_of(body: &[u8]) -> Vec<Value> {
 struct RunningProxy {
     child: Child,
     endpoint: String,
+    admin: SocketAddr,
     stderr: Arc<Mutex<String>>,
 }
 
@@ -222,23 +223,55 @@ impl RunningProxy {
         std::thread::spawn(move || {
             for line in lines.map_while(Result::ok) {
                 if line.contains("s3tap is ready") {
-                    if let Some(rest) = line.split("listen=").nth(1) {
-                        let endpoint = rest.split_whitespace().next().unwrap_or("").to_owned();
-                        let _ = ready_tx.send(endpoint);
-                    }
+                    let field = |name: &str| {
+                        line.split(name)
+                            .nth(1)
+                            .and_then(|rest| rest.split_whitespace().next())
+                            .unwrap_or("")
+                            .to_owned()
+                    };
+                    let _ = ready_tx.send((field("listen="), field("admin=")));
                 }
                 let mut log = log.lock().unwrap();
                 log.push_str(&line);
                 log.push('\n');
             }
         });
-        let endpoint = ready_rx
+        let (endpoint, admin) = ready_rx
             .recv_timeout(Duration::from_secs(30))
             .unwrap_or_else(|_| panic!("s3tap did not start:\n{}", stderr.lock().unwrap()));
         RunningProxy {
             child,
             endpoint,
+            admin: admin.parse().expect("admin address in the ready line"),
             stderr,
+        }
+    }
+
+    /// A gauge or counter of the proxy's `/metrics`.
+    async fn metric(&self, series: &str) -> f64 {
+        let (_, text) = support::binary::http_get(self.admin, "/metrics").await;
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+    }
+
+    /// Waits until the hook sink has failed more than `before` deliveries
+    /// (`s3tap_sink_retried_total`), i.e. the dispatcher met the fault.
+    async fn wait_retried_beyond(&self, before: f64, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let retried = self.metric("s3tap_sink_retried_total{sink=\"hook\"}").await;
+            if retried > before {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no failed delivery within {limit:?}:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -556,8 +589,15 @@ async fn real_clients_get_exactly_their_events_signed() {
         log.acked_total(),
         setup.proxy.logs()
     );
-    // Anything extra (events for parts, duplicates) would come in this time.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Anything extra (events for parts, duplicates) would still be queued
+    // or spooled: read the records once the dispatcher holds nothing.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while setup.proxy.metric("s3tap_events_queued").await > 0.0
+        || setup.proxy.metric("s3tap_events_spooled").await > 0.0
+    {
+        assert!(Instant::now() < deadline, "the dispatcher never went idle");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     let records = setup.hook.log.records();
     assert!(records.iter().all(|r| r.status == Some(200)));
@@ -698,9 +738,17 @@ async fn sink_faults_lose_no_event_and_cost_clients_nothing() {
 
     // Down (port closed): latency, then recovery.
     setup.hook.down();
+    let retried = setup
+        .proxy
+        .metric("s3tap_sink_retried_total{sink=\"hook\"}")
+        .await;
     let down_keys = keys("down/", LATENCY_SAMPLES);
     let down_latency = setup.put_all(&down_keys).await;
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // The dispatcher has met the closed port before the receiver returns.
+    setup
+        .proxy
+        .wait_retried_beyond(retried, Duration::from_secs(10))
+        .await;
     setup.hook.up().await;
     setup
         .hook
@@ -771,9 +819,17 @@ async fn sink_faults_lose_no_event_and_cost_clients_nothing() {
     setup
         .hook
         .set(Mode::Slow(SINK_TIMEOUT + Duration::from_millis(500)));
+    let retried = setup
+        .proxy
+        .metric("s3tap_sink_retried_total{sink=\"hook\"}")
+        .await;
     let slow_keys = keys("slow/", LATENCY_SAMPLES);
     let slow_latency = setup.put_all(&slow_keys).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // A delivery has timed out against the slow receiver before it recovers.
+    setup
+        .proxy
+        .wait_retried_beyond(retried, Duration::from_secs(10))
+        .await;
     setup.hook.set(Mode::Ok);
     setup
         .hook
@@ -797,33 +853,31 @@ async fn sink_faults_lose_no_event_and_cost_clients_nothing() {
     let distinct_keys: BTreeSet<&String> = delivered.values().collect();
     assert_eq!(distinct_keys.len(), total, "one event per key");
 
-    // Client latency. The bounds are loose on purpose: on a shared 2-core
-    // CI machine (measured with a release build running alongside) a PUT
-    // through proxy and s3s-fs stalls for 50 to 200 ms now and then, and p99
-    // of 150 samples is the second-slowest request, so p99 moves by 100 ms
-    // between phases by itself; the median moves by a few ms. What the
-    // bounds must catch is the response path waiting for the sink: that
-    // would cost at least the sink's 1 s timeout per request while the
-    // receiver hangs, far above 2 × p99 + 100 ms and 2 × p50 + 20 ms.
-    let (up, down, slow) = (p99(&up_latency), p99(&down_latency), p99(&slow_latency));
+    // The response path never waits for the sink (invariant 7). This is a
+    // "did not block" check, not a speed goal (the cost of notifications is
+    // measured in benches/notify_overhead.rs): had the response waited for
+    // the receiver that is slower than the sink's 1 s timeout, every PUT of
+    // that phase would have taken at least that second, the median too; with
+    // the receiver down, put_all would not have returned at all. The median
+    // stays far below it however much a shared machine stalls one request.
     let (up50, down50, slow50) = (p50(&up_latency), p50(&down_latency), p50(&slow_latency));
     eprintln!(
-        "client PUT p50/p99: sink up {up50:?}/{up:?}, sink down {down50:?}/{down:?}, \
-         sink slower than its timeout {slow50:?}/{slow:?}; \
+        "client PUT p50/p99: sink up {up50:?}/{:?}, sink down {down50:?}/{:?}, \
+         sink slower than its timeout {slow50:?}/{:?}; \
          {total} events delivered, {duplicates} duplicate deliveries; {} requests to the sink",
+        p99(&up_latency),
+        p99(&down_latency),
+        p99(&slow_latency),
         setup.hook.log.records().len()
     );
-    let bound = up * 2 + Duration::from_millis(100);
-    assert!(down < bound, "p99 with the sink down {down:?} ≥ {bound:?}");
-    assert!(slow < bound, "p99 with the sink slow {slow:?} ≥ {bound:?}");
-    let bound50 = up50 * 2 + Duration::from_millis(20);
     assert!(
-        down50 < bound50,
-        "p50 with the sink down {down50:?} ≥ {bound50:?}"
+        slow50 < SINK_TIMEOUT,
+        "with the receiver slower than the sink timeout, the median PUT took {slow50:?}: \
+         the response waited for the sink"
     );
     assert!(
-        slow50 < bound50,
-        "p50 with the sink slow {slow50:?} ≥ {bound50:?}"
+        down50 < SINK_TIMEOUT,
+        "with the receiver down, the median PUT took {down50:?}"
     );
     drop(setup.config);
 }
@@ -841,8 +895,16 @@ async fn sigkill_and_restart_with_the_receiver_down_loses_nothing() {
     setup.put_all(&killed_keys).await;
     // The response does not wait for the spool (invariant 7): an event is
     // committed by the next group commit, every 5 ms with `fsync =
-    // "interval"`. Give it a generous 20 of them before the kill.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // "interval"`. Kill once all of them are in the spool.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while setup.proxy.metric("s3tap_events_spooled").await < K as f64 {
+        assert!(
+            Instant::now() < deadline,
+            "the events never reached the spool:\n{}",
+            setup.proxy.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     setup.proxy.kill9();
     assert!(setup.hook.log.records().is_empty());
 

@@ -2,9 +2,12 @@
 //! into the test object store, over HTTP and HTTPS.
 //!
 //! Every scenario is generic over the layer in front of the store:
-//! - `plumbing_*` tests run it with `tower::layer::util::Identity`, checking
-//!   the harness itself and recording what each client puts on the wire
-//!   (written up in `tests/clients/WIRE.md`);
+//! - `plumbing_*` tests run it with `tower::layer::util::Identity`: they run
+//!   no s3tap code on purpose. Each pins the wire form its `verified_*` twin
+//!   depends on (payload mode, framing, trailer; written up in
+//!   `tests/clients/WIRE.md`), so a client upgrade that changes it fails
+//!   here, by name, instead of leaving the `verified_*` test green while it
+//!   no longer covers that payload mode;
 //! - `verified_*` and `wrong_secret_*` tests run it behind the crate's SigV4
 //!   verification (see [`layered`]).
 
@@ -327,6 +330,8 @@ fn check_framed_upload(client: &str, req: &RecordedRequest, data: &[u8]) {
 // ---------------------------------------------------------------------------
 // Plumbing: the harness and the clients, with no layer.
 
+/// Pins for `verified_boto3_http`: a hex payload hash, a CRC32 header and
+/// `Expect: 100-continue`, no aws-chunked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plumbing_boto3_http() {
     let (svc, store) = plumbing_store();
@@ -349,6 +354,7 @@ async fn plumbing_boto3_http() {
     assert!(put.header("content-encoding").is_none());
 }
 
+/// Pins for `verified_boto3_https`: unsigned aws-chunked with a trailer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plumbing_boto3_https() {
     let (svc, store) = plumbing_store();
@@ -368,6 +374,7 @@ async fn plumbing_boto3_https() {
     check_framed_upload("boto3 HTTPS", put, &run.data);
 }
 
+/// Pins for `verified_aws_cli_multipart_64mib`: eight hex-signed parts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plumbing_aws_cli_multipart_64mib() {
     let (svc, store) = plumbing_store();
@@ -400,6 +407,8 @@ async fn plumbing_aws_cli_multipart_64mib() {
     }
 }
 
+/// Pins for `verified_js_sdk_stream`: unsigned aws-chunked with a trailer,
+/// even over HTTP.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plumbing_js_sdk_stream() {
     let (svc, store) = plumbing_store();
@@ -432,9 +441,12 @@ fn assert_decoded(run: &Run) {
             Some("aws-chunked"),
             "the handler must get the decoded body"
         );
-        if let Some(len) = put.header("content-length") {
-            assert_eq!(len, put.body.len().to_string(), "content-length is decoded");
-        }
+        // The decoded length, present: a missing header must fail too.
+        assert_eq!(
+            put.header("content-length"),
+            Some(put.body.len().to_string().as_str()),
+            "content-length is the decoded length"
+        );
     }
 }
 
@@ -493,51 +505,55 @@ async fn verified_js_sdk_stream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_secret_boto3_http_is_rejected() {
     let (svc, store) = verified_store(SECRET);
-    if let Some(run) = boto3_run(svc, store, false, &wrong_creds()).await {
-        run.assert_rejected();
-        assert!(
-            run.out.stderr.contains("SignatureDoesNotMatch"),
-            "{}",
-            run.out.stderr
-        );
-    }
+    let Some(run) = boto3_run(svc, store, false, &wrong_creds()).await else {
+        return;
+    };
+    run.assert_rejected();
+    assert!(
+        run.out.stderr.contains("SignatureDoesNotMatch"),
+        "{}",
+        run.out.stderr
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_secret_boto3_https_is_rejected() {
     let (svc, store) = verified_store(SECRET);
-    if let Some(run) = boto3_run(svc, store, true, &wrong_creds()).await {
-        run.assert_rejected();
-        assert!(
-            run.out.stderr.contains("SignatureDoesNotMatch"),
-            "{}",
-            run.out.stderr
-        );
-    }
+    let Some(run) = boto3_run(svc, store, true, &wrong_creds()).await else {
+        return;
+    };
+    run.assert_rejected();
+    assert!(
+        run.out.stderr.contains("SignatureDoesNotMatch"),
+        "{}",
+        run.out.stderr
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_secret_aws_cli_is_rejected() {
     let (svc, store) = verified_store(SECRET);
-    if let Some(run) = aws_cli_run(svc, store, &wrong_creds()).await {
-        run.assert_rejected();
-        assert!(
-            run.out.stderr.contains("SignatureDoesNotMatch"),
-            "{}",
-            run.out.stderr
-        );
-    }
+    let Some(run) = aws_cli_run(svc, store, &wrong_creds()).await else {
+        return;
+    };
+    run.assert_rejected();
+    assert!(
+        run.out.stderr.contains("SignatureDoesNotMatch"),
+        "{}",
+        run.out.stderr
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_secret_js_sdk_is_rejected() {
     let (svc, store) = verified_store(SECRET);
-    if let Some(run) = js_sdk_run(svc, store, &wrong_creds()).await {
-        run.assert_rejected();
-        assert!(
-            run.out.stderr.contains("SignatureDoesNotMatch"),
-            "{}",
-            run.out.stderr
-        );
-    }
+    let Some(run) = js_sdk_run(svc, store, &wrong_creds()).await else {
+        return;
+    };
+    run.assert_rejected();
+    assert!(
+        run.out.stderr.contains("SignatureDoesNotMatch"),
+        "{}",
+        run.out.stderr
+    );
 }

@@ -82,8 +82,10 @@ async fn deliver_during_outage(sink: &dyn Sink, batch: &[Event]) {
         "{}: expected a transient error while the broker is down, got {result:?}",
         sink.name()
     );
+    // Bounded by the sink's timeout, not a hang: generous on a loaded
+    // machine, this is no speed goal.
     assert!(
-        took < TIMEOUT + Duration::from_secs(1),
+        took < TIMEOUT + Duration::from_secs(5),
         "{}: the failed delivery took {took:?}",
         sink.name()
     );
@@ -622,15 +624,22 @@ async fn dispatcher_delivers_every_event_to_nats_across_a_restart() {
 
     let mut outage = lease.stop();
     for (i, event) in during.iter().enumerate() {
-        // emit() never waits, broker or not.
+        // emit() never waits, broker or not: a generous "did not block"
+        // bound, not a speed goal (benches/dispatcher.rs measures emit).
         let started = Instant::now();
         dispatcher.emit("nats", event.clone()).expect("emit");
-        assert!(started.elapsed() < Duration::from_millis(100));
+        assert!(started.elapsed() < Duration::from_secs(2));
         if i % 10 == 9 {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Wait until the dispatcher has met the outage, then check that nothing
+    // was delivered meanwhile.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while dispatcher.stats().sinks[0].retried == 0 {
+        assert!(Instant::now() < deadline, "{:?}", dispatcher.stats());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let stats = dispatcher.stats();
     assert_eq!(stats.delivered(), 40, "{stats:?}");
     assert!(

@@ -198,8 +198,8 @@ impl fmt::Debug for AdminSection {
     }
 }
 
-/// `[upstream]`
-#[derive(Debug, Default, Deserialize)]
+/// `[upstream]`. Its `Debug` redacts the secret.
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct UpstreamSection {
     /// `https://s3.us-west-004.backblazeb2.com`
@@ -221,6 +221,25 @@ pub(super) struct UpstreamSection {
     pub connect_timeout_secs: Option<u64>,
     /// Seconds to the response head.
     pub response_timeout_secs: Option<u64>,
+}
+
+impl fmt::Debug for UpstreamSection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpstreamSection")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("addressing", &self.addressing)
+            .field("credentials", &self.credentials)
+            .field("access_key_id", &self.access_key_id)
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("ca_file", &self.ca_file)
+            .field("connect_timeout_secs", &self.connect_timeout_secs)
+            .field("response_timeout_secs", &self.response_timeout_secs)
+            .finish()
+    }
 }
 
 /// `[verify]`

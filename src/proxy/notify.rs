@@ -35,8 +35,8 @@ fn invalid(message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid(message.into())
 }
 
-/// `[notify]`
-#[derive(Debug, Default, Deserialize)]
+/// `[notify]`. Its `Debug` redacts the webhook secret.
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NotifySection {
     /// Where event notifications go (the Worker's `WEBHOOK_URL`).
@@ -72,6 +72,23 @@ pub struct NotifySection {
     /// `/readyz` answers 503 once the spool is fuller than this fraction of
     /// its limits (0 < fill <= 1; default: off).
     pub readyz_max_spool_fill: Option<f64>,
+}
+
+impl std::fmt::Debug for NotifySection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NotifySection")
+            .field("webhook_url", &self.webhook_url)
+            .field(
+                "webhook_secret",
+                &self.webhook_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("webhook_format", &self.webhook_format)
+            .field("spool_dir", &self.spool_dir)
+            .field("fsync", &self.fsync)
+            .field("emit_on", &self.emit_on)
+            .field("queue_capacity", &self.queue_capacity)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One `[[sinks]]` entry. Its `Debug` shows the name only: entries hold

@@ -21,6 +21,7 @@ use tower_service::Service;
 use super::body::UpstreamBody;
 use super::error::{BuildError, UpstreamError};
 use super::future::{ErrorContext, ResponseFuture};
+use super::resolve::Resolver;
 use crate::body::BoxError;
 use crate::hop_by_hop::remove_hop_by_hop;
 use crate::s3error::RequestId;
@@ -34,7 +35,7 @@ type RequestBody = UnsyncBoxBody<Bytes, BoxError>;
 /// back. See the [module docs](super).
 #[derive(Clone)]
 pub struct UpstreamClient {
-    client: Client<HttpsConnector<HttpConnector>, RequestBody>,
+    client: Client<HttpsConnector<HttpConnector<Resolver>>, RequestBody>,
     connect_timeout: Duration,
     response_timeout: Duration,
 }
@@ -249,7 +250,7 @@ impl UpstreamClientBuilder {
             .with_root_certificates(roots)
             .with_no_client_auth();
 
-        let mut http = HttpConnector::new();
+        let mut http = HttpConnector::new_with_resolver(Resolver::default());
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(self.connect_timeout));

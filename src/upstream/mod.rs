@@ -5,6 +5,9 @@
 //! with an absolute URI (as `ResignLayer` produces). Connections are pooled;
 //! HTTPS uses rustls with the webpki roots (optionally the system's roots and
 //! extra CAs), HTTP/1.1, and HTTP/2 where the upstream offers it by ALPN.
+//! Host names go to the system resolver, except `localhost` and
+//! `*.localhost`, which are loopback (RFC 6761), so virtual-hosted buckets of
+//! a local upstream (`bucket.localhost:9000`) resolve everywhere.
 //!
 //! Responses stream back as they arrive: status, headers (less hop-by-hop
 //! ones) and body, whose bytes are never copied. The service never fails:
@@ -30,6 +33,7 @@ mod body;
 mod client;
 mod error;
 mod future;
+mod resolve;
 
 pub use body::UpstreamBody;
 pub use client::{UpstreamClient, UpstreamClientBuilder};

@@ -304,3 +304,76 @@ pub async fn boto3_script(
     cmd.arg(clients_dir().join(script)).args(args);
     run(cmd, script).await
 }
+
+/// [`boto3_script`] with extra environment variables (`AWS_CA_BUNDLE`,
+/// `S3TAP_ADDRESSING`, ...).
+pub async fn boto3_script_env(
+    peers: &Peers,
+    script: &str,
+    args: &[&std::ffi::OsStr],
+    creds: &Creds,
+    env: &[(&str, &std::ffi::OsStr)],
+) -> ClientOutput {
+    let home = tempfile::tempdir().expect("client temp dir");
+    let mut cmd = client_command(peers.python(), home.path(), creds);
+    cmd.arg(clients_dir().join(script)).args(args);
+    for (name, value) in env {
+        cmd.env(name, value);
+    }
+    run(cmd, script).await
+}
+
+/// `aws s3 ARGS... --endpoint-url ENDPOINT --ca-bundle CA` with aws-cli v1,
+/// path-style, one attempt per request.
+pub async fn aws_cli_s3_tls(
+    peers: &Peers,
+    endpoint: &str,
+    ca_bundle: &Path,
+    creds: &Creds,
+    args: &[&std::ffi::OsStr],
+) -> ClientOutput {
+    let mut all: Vec<&std::ffi::OsStr> = args.to_vec();
+    all.push("--ca-bundle".as_ref());
+    all.push(ca_bundle.as_os_str());
+    aws_cli_s3(peers, endpoint, creds, &all).await
+}
+
+/// A script of `tests/clients` run with node and the peers' AWS JS SDK v3.
+pub async fn node_script(
+    peers: &Peers,
+    script: &str,
+    args: &[&std::ffi::OsStr],
+    creds: &Creds,
+) -> ClientOutput {
+    let home = tempfile::tempdir().expect("client temp dir");
+    let mut cmd = client_command(peers.node(), home.path(), creds);
+    cmd.env("S3TAP_NODE_MODULES", peers.node_modules())
+        .arg(clients_dir().join(script))
+        .args(args);
+    run(cmd, script).await
+}
+
+/// `s3cmd ARGS...` against `endpoint` (`127.0.0.1:PORT`, plain HTTP, path
+/// style, SigV4), with a config file written to a private HOME.
+pub async fn s3cmd(
+    peers: &Peers,
+    host: &str,
+    creds: &Creds,
+    args: &[&std::ffi::OsStr],
+) -> ClientOutput {
+    let home = tempfile::tempdir().expect("client temp dir");
+    let config = home.path().join("s3cfg");
+    std::fs::write(
+        &config,
+        format!(
+            "[default]\naccess_key = {}\nsecret_key = {}\nhost_base = {host}\n\
+             host_bucket = {host}\nbucket_location = {}\nuse_https = False\n\
+             signature_v2 = False\n",
+            creds.access_key, creds.secret_key, creds.region
+        ),
+    )
+    .expect("write s3cmd config");
+    let mut cmd = client_command(peers.s3cmd(), home.path(), creds);
+    cmd.arg("--config").arg(&config).args(args);
+    run(cmd, "s3cmd").await
+}

@@ -6,6 +6,8 @@
 //! uses every helper, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+#[cfg(feature = "proxy")]
+pub mod binary;
 pub mod clients;
 pub mod peers;
 #[cfg(feature = "upstream")]

@@ -101,6 +101,12 @@ pub struct S3sFs {
 impl S3sFs {
     /// Starts s3s-fs accepting only `creds`; `None` when peers are skipped.
     pub async fn start(creds: &Creds) -> Option<S3sFs> {
+        S3sFs::start_with_args(creds, &[]).await
+    }
+
+    /// [`S3sFs::start`] with extra flags (`--domain localhost` takes
+    /// `bucket.localhost` Host headers as virtual-hosted buckets).
+    pub async fn start_with_args(creds: &Creds, extra: &[&str]) -> Option<S3sFs> {
         let peers = Peers::get()?;
         let data = tempfile::tempdir().expect("s3s-fs data dir");
         let logs = tempfile::tempdir().expect("s3s-fs log dir");
@@ -110,6 +116,7 @@ impl S3sFs {
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .args(["--access-key", &creds.access_key])
             .args(["--secret-key", &creds.secret_key])
+            .args(extra)
             .arg(data.path());
         let mut process = Process::spawn(command, logs.path(), "s3s-fs");
         process.wait_listening(port, "s3s-fs").await;
