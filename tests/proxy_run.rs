@@ -218,10 +218,12 @@ async fn sigterm_lets_an_upload_in_flight_finish_then_exits_0() {
 async fn embedded_store_lists_odd_keys_and_recursive_listings_as_aws_does() {
     let Some(peers) = Peers::get() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let proxy = RunningProxy::start(&dir.path().join("data"), &[]);
+    let proxy = start(dir.path(), &dir.path().join("data"), &[]);
+    let access_key_id = proxy.banner("access key id");
+    let secret = proxy.banner("secret access key");
     let (file, _) = random_file(dir.path(), "payload.bin", 1000, 9);
     let key = "odd names/a+b c%20d.txt";
-    let output = python(peers, dir.path(), &proxy.access_key_id, &proxy.secret)
+    let output = python(peers, dir.path(), &access_key_id, &secret)
         .arg(script("boto3_roundtrip.py"))
         .args([proxy.endpoint.as_str(), "listing", key])
         .arg(&file)
@@ -235,7 +237,7 @@ async fn embedded_store_lists_odd_keys_and_recursive_listings_as_aws_does() {
         String::from_utf8_lossy(&output.stderr),
     );
 
-    let creds = support::clients::Creds::new(&proxy.access_key_id, &proxy.secret);
+    let creds = support::clients::Creds::new(&access_key_id, &secret);
     let listed = support::clients::rclone(
         peers,
         &proxy.endpoint,

@@ -8,7 +8,6 @@ mod support;
 use std::time::Duration;
 
 use clap::Parser;
-use s3tap::proxy::config::{FileConfig, UpstreamSection};
 use s3tap::proxy::{Args, Config};
 use support::binary::{S3tap, S3tapCommand};
 use support::clients::{boto3_script, Creds};
@@ -227,35 +226,6 @@ upstream_secret_access_key = "{UPSTREAM_SECRET}"
     );
 }
 
-/// The whole configuration as a JSON value (the same shape as the TOML
-/// file), holding every kind of secret the file can hold.
-fn file_with_every_secret() -> serde_json::Value {
-    serde_json::json!({
-        "upstream": {
-            "endpoint": "http://127.0.0.1:9",
-            "credentials": "fixed",
-            "access_key_id": "UPKEY",
-            "secret_access_key": UPSTREAM_SECRET,
-        },
-        "notify": {
-            "webhook_url": "http://127.0.0.1:9/hook",
-            "webhook_secret": WEBHOOK_SECRET,
-        },
-        "clients": [{
-            "access_key_id": "CLIENTKEY",
-            "secret_access_key": CLIENT_SECRET,
-            "upstream_access_key_id": "MAPPEDKEY",
-            "upstream_secret_access_key": OTHER_CLIENT_SECRET,
-        }],
-        "sinks": [
-            {"name": "b2", "type": "webhook", "url": "http://127.0.0.1:9/b2", "b2_secret": B2_SINK_SECRET},
-            {"name": "std", "type": "webhook", "url": "http://127.0.0.1:9/s", "standard_webhooks_secret": STANDARD_SECRET},
-            {"name": "sns", "type": "sns", "topic_arn": "arn:aws:sns:us-east-1:1:t", "region": "us-east-1",
-             "access_key_id": "SNSKEY", "secret_access_key": SNS_SECRET},
-        ],
-    })
-}
-
 const EVERY_SECRET: [&str; 7] = [
     UPSTREAM_SECRET,
     WEBHOOK_SECRET,
@@ -266,20 +236,11 @@ const EVERY_SECRET: [&str; 7] = [
     SNS_SECRET,
 ];
 
+/// The merged configuration's `Debug`; the file sections' own `Debug` is
+/// checked beside them (`proxy::config`'s unit tests), as they are private.
 #[test]
 fn debug_output_of_every_config_type_has_no_secrets() {
-    let file: FileConfig = serde_json::from_value(file_with_every_secret()).unwrap();
-    let mut shown = vec![
-        format!("{file:?}"),
-        format!("{file:#?}"),
-        format!("{:?}", file.upstream),
-        format!("{:?}", file.notify),
-        format!("{:?}", file.clients),
-        format!("{:?}", file.sinks),
-    ];
-    let upstream: UpstreamSection =
-        serde_json::from_value(file_with_every_secret()["upstream"].clone()).unwrap();
-    shown.push(format!("{upstream:?}"));
+    let mut shown = Vec::new();
 
     // The merged Config, from the same settings as a TOML file plus the
     // Worker's variables.

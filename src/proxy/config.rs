@@ -956,6 +956,89 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
+    /// The file's sections print no secret they hold (the merged `Config` is
+    /// checked through the public API in `tests/proxy_secrets.rs`).
+    #[test]
+    fn debug_output_of_the_file_sections_has_no_secrets() {
+        let secrets = [
+            "upstream-secret-d4",
+            "webhook-secret-e5",
+            "client-secret-a1",
+            "mapped-secret-b2",
+            "b2-sink-secret-f6",
+            "whsec_c3RhbmRhcmQtbmV2ZXI",
+            "sns-secret-h8",
+            "admin-token-i9",
+        ];
+        let text = format!(
+            r#"
+[admin]
+token = "{}"
+[upstream]
+endpoint = "http://127.0.0.1:9"
+credentials = "fixed"
+access_key_id = "UPKEY"
+secret_access_key = "{}"
+[notify]
+webhook_url = "http://127.0.0.1:9/hook"
+webhook_secret = "{}"
+[[clients]]
+access_key_id = "CLIENTKEY"
+secret_access_key = "{}"
+upstream_access_key_id = "MAPPEDKEY"
+upstream_secret_access_key = "{}"
+[[sinks]]
+name = "b2"
+type = "webhook"
+url = "http://127.0.0.1:9/b2"
+b2_secret = "{}"
+[[sinks]]
+name = "std"
+type = "webhook"
+url = "http://127.0.0.1:9/s"
+standard_webhooks_secret = "{}"
+[[sinks]]
+name = "sns"
+type = "sns"
+topic_arn = "arn:aws:sns:us-east-1:1:t"
+region = "us-east-1"
+access_key_id = "SNSKEY"
+secret_access_key = "{}"
+"#,
+            secrets[7],
+            secrets[0],
+            secrets[1],
+            secrets[2],
+            secrets[3],
+            secrets[4],
+            secrets[5],
+            secrets[6],
+        );
+        let file: FileConfig = toml::from_str(&text).unwrap();
+        let shown = [
+            format!("{file:?}"),
+            format!("{file:#?}"),
+            format!("{:?}", file.upstream),
+            format!("{:?}", file.admin),
+            format!("{:?}", file.notify),
+            format!("{:?}", file.clients),
+            format!("{:?}", file.sinks),
+        ];
+        for text in &shown {
+            for secret in secrets {
+                assert!(
+                    !text.contains(secret),
+                    "{secret:?} in Debug output:\n{text}"
+                );
+            }
+        }
+        assert!(
+            shown[0].contains("UPKEY"),
+            "the Debug output shows the rest: {}",
+            shown[0]
+        );
+    }
+
     fn load(args: Args, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let vars: HashMap<String, String> = vars
             .iter()
