@@ -135,15 +135,9 @@ async fn the_workers_environment_with_aws_cli_and_a_signed_seed_webhook() {
         event["contentType"], "text/plain",
         "aws-cli guesses it from .txt"
     );
-    // contentLength: the Worker sent the header's text ("12345"); a change
-    // in flight (helper h2, issue 12) makes it a JSON number. Both are
-    // accepted here for the value 12345 until that lands; the lead tightens
-    // this to the one form after the merge.
-    let length = &event["contentLength"];
-    assert!(
-        length.as_u64() == Some(12_345) || length.as_str() == Some("12345"),
-        "contentLength {length}"
-    );
+    // contentLength: a JSON number, as the Worker's parseInt of the header
+    // gives it (a receiver doing arithmetic on it must not get a string).
+    assert_eq!(event["contentLength"], serde_json::json!(12_345));
     // x-amz-date of the client's request: within the minutes around the run.
     let stamp = event["signatureTimestamp"]
         .as_str()
