@@ -24,7 +24,8 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::Empty;
 use s3tap::sigv4::chunked::{chunk_header, empty_sha256, encoded_length};
 use s3tap::sigv4::ChunkSigner;
-use s3tap::verify::{BoxError, VerifyBody};
+use s3tap::body::BoxError;
+use s3tap::verify::VerifyBody;
 use sha2::{Digest, Sha256};
 use tower::{Layer, ServiceExt};
 

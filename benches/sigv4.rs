@@ -18,11 +18,12 @@ use bytes::Bytes;
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput};
 use http::{Request, Response};
 use http_body_util::Empty;
+use s3tap::body::{BoxError, ResponseBody};
 use s3tap::sigv4::{
     AuthorizationHeader, CanonicalRequest, ChecksumAlgorithm, SigningKey, SigningKeyCache,
     UriEncoding,
 };
-use s3tap::verify::{BoxError, ResponseBody, VerifyBody};
+use s3tap::verify::VerifyBody;
 use sha2::{Digest, Sha256};
 use tower::{Layer, ServiceExt};
 

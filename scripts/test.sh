@@ -43,6 +43,42 @@ t0="$(now)"
 cargo test --all-features --benches --no-run || status=$?
 (cd fuzz && cargo check --bins) || status=$?
 timings+=("cargo check benches + fuzz $(elapsed "$t0") s")
+
+# The crate's surface, checked as a user meets it (no tests run here):
+# - each feature alone builds without warnings (a user of one layer compiles
+#   only what it needs);
+# - the docs build as docs.rs builds them: nightly with `--cfg docsrs` and
+#   every feature, where a nightly toolchain is installed (rustup cannot
+#   fetch one here), else stable's rustdoc with `--cfg docsrs` accepting the
+#   same nightly-only attribute (RUSTC_BOOTSTRAP, for this check only);
+# - the package holds only what belongs in the crate.
+t0="$(now)"
+for features in "" notify dispatcher webhook upstream sink-webhook; do
+  cargo clippy --quiet --lib --no-default-features ${features:+--features "$features"} \
+    -- -D warnings || {
+    echo "test.sh: the library does not build cleanly with features [${features}]" >&2
+    status=1
+  }
+done
+if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+  RUSTDOCFLAGS="--cfg docsrs -D warnings" cargo +nightly doc --quiet --no-deps --all-features \
+    --target-dir target/docsrs || status=$?
+  timings+=("docs as docs.rs builds them (nightly) $(elapsed "$t0") s")
+else
+  echo "test.sh: no nightly toolchain; checking the docs.rs build with stable rustdoc" >&2
+  RUSTC_BOOTSTRAP=1 RUSTDOCFLAGS="--cfg docsrs -D warnings" cargo doc --quiet --no-deps \
+    --all-features --target-dir target/docsrs || status=$?
+fi
+RUSTDOCFLAGS="-D warnings" cargo doc --quiet --no-deps --all-features || status=$?
+stray="$(cargo package --list --allow-dirty 2>/dev/null |
+  grep -Ev '^(src|examples|tests|benches|scripts)/|^(README|CHANGELOG|BENCHMARKS)\.md$|^Cargo\.(toml|toml\.orig|lock)$|^\.cargo_vcs_info\.json$' || true)"
+runtime="$(cargo package --list --allow-dirty 2>/dev/null | grep -E '\.redb$|(^|/)s3tap-(spool|data)/' || true)"
+if [[ -n "$stray$runtime" ]]; then
+  echo "test.sh: cargo package would ship files that do not belong in the crate:" >&2
+  echo "$stray$runtime" >&2
+  status=1
+fi
+timings+=("crate surface (features, docs, package) $(elapsed "$t0") s")
 timings+=("total $(elapsed "$t_all") s")
 
 echo "test.sh: timings:"

@@ -25,7 +25,8 @@ use s3tap::credentials::{Credential, StaticCredentials, UpstreamCredentials};
 use s3tap::resign::ResignLayer;
 use s3tap::resign::Upstream as UpstreamEndpoint;
 use s3tap::sigv4::{ChecksumAlgorithm, PayloadMode};
-use s3tap::verify::{SigV4VerifyLayer, Verified};
+use s3tap::verified::Verified;
+use s3tap::verify::SigV4VerifyLayer;
 use signing::*;
 use tower::util::BoxCloneService;
 use tower::{ServiceBuilder, ServiceExt};
@@ -314,7 +315,7 @@ async fn presigned_requests_are_forwarded_with_header_auth() {
     assert!(headers.contains_key("authorization"));
     assert_eq!(
         verified.as_ref().unwrap().auth,
-        s3tap::verify::AuthKind::Header
+        s3tap::verified::AuthKind::Header
     );
 }
 

@@ -17,7 +17,8 @@ use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
 use s3tap::credentials::{Credential, StaticCredentials};
 use s3tap::sigv4::ChecksumAlgorithm;
-use s3tap::verify::{AuthKind, PayloadHashing, SigV4VerifyLayer, Verified, VerifyBody};
+use s3tap::verified::{AuthKind, Verified};
+use s3tap::verify::{PayloadHashing, SigV4VerifyLayer, VerifyBody};
 use signing::*;
 use tower::{Layer, Service, ServiceExt};
 

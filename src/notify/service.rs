@@ -32,6 +32,22 @@ impl<S> Notify<S> {
     pub fn get_ref(&self) -> &S {
         &self.inner
     }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
+    /// The layer that wraps services in this one
+    /// ([`NotifyLayer::new`](super::NotifyLayer::new)).
+    pub fn layer(emitter: impl super::EventEmitter) -> super::NotifyLayer {
+        super::NotifyLayer::new(emitter)
+    }
 }
 
 impl<S: Clone> Clone for Notify<S> {

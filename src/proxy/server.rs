@@ -42,8 +42,9 @@ use crate::notify::{Dispatcher, DispatcherTask, Notify, NotifyLayer};
 use crate::resign::{Resign, ResignLayer, Upstream};
 use crate::s3error::{RequestId, S3Error, S3ErrorCode};
 use crate::upstream::UpstreamClient;
+use crate::verified::Verified;
 use crate::verified::{ClientAddr, Rejection};
-use crate::verify::{PayloadHashing, SigV4Verify, SigV4VerifyLayer, Verified};
+use crate::verify::{PayloadHashing, SigV4Verify, SigV4VerifyLayer};
 
 /// The proxy could not start. One line, naming the setting; never a secret.
 #[derive(Debug, thiserror::Error)]

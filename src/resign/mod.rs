@@ -40,7 +40,6 @@ mod layer;
 mod service;
 mod upstream;
 
-pub use crate::body::ResponseBody;
 pub use body::{ReframeError, ResignBody};
 pub use future::ResponseFuture;
 pub use layer::ResignLayer;

@@ -36,6 +36,22 @@ impl<S> Resign<S> {
     pub fn get_ref(&self) -> &S {
         &self.inner
     }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
+    /// The layer that wraps services in this one
+    /// ([`ResignLayer::new`](super::ResignLayer::new)).
+    pub fn layer(upstream: super::Upstream) -> super::ResignLayer {
+        super::ResignLayer::new(upstream)
+    }
 }
 
 impl<S: Clone> Clone for Resign<S> {

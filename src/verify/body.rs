@@ -14,15 +14,15 @@ use pin_project_lite::pin_project;
 use sha2::{Digest, Sha256};
 
 use super::error::VerifyError;
-use super::{ChunkDigest, ChunkDigests};
 use crate::crypto::constant_time_eq;
 use crate::sigv4::chunked::empty_sha256;
 use crate::sigv4::{
     ChecksumAlgorithm, Checksummer, ChunkEvent, ChunkSigner, ChunkedDecoder, ChunkedLimits,
     PayloadMode,
 };
+use crate::verified::{ChunkDigest, ChunkDigests};
 
-pub use crate::body::BoxError;
+use crate::body::BoxError;
 
 /// Shared between a body and its response future: the first verification
 /// failure, so the response can carry the precise S3 error.

@@ -145,7 +145,7 @@ impl<C: CredentialStore> SigV4VerifyLayer<C> {
     }
 
     /// Publishes each verified chunk's length and SHA-256 in
-    /// [`Verified::chunk_digests`](super::Verified::chunk_digests), so a
+    /// [`Verified::chunk_digests`](crate::verified::Verified::chunk_digests), so a
     /// re-signing layer can sign the same chunks without hashing them again.
     /// Off by default: without a consumer the list would grow with the object.
     pub fn publish_chunk_digests(mut self, publish: bool) -> Self {

@@ -8,7 +8,7 @@
 //! recomputed; all before the body is polled. Failures become S3 XML errors.
 //!
 //! On success the inner service gets:
-//! - a [`Verified`] request extension: who signed, for which scope, how the
+//! - a [`Verified`](crate::verified::Verified) request extension: who signed, for which scope, how the
 //!   payload is protected;
 //! - a [`VerifyBody`] that checks the payload while it streams:
 //!   `x-amz-content-sha256` digests, `x-amz-checksum-*` headers and trailers,
@@ -18,11 +18,12 @@
 //!
 //! The headers the client signed are otherwise left as sent, so
 //! `x-amz-content-sha256` still names the client's payload mode
-//! ([`Verified::payload`] says the same).
+//! ([`Verified::payload`](crate::verified::Verified::payload) says the same).
 //!
 //! ```
 //! use s3tap::credentials::StaticCredentials;
-//! use s3tap::verify::{SigV4VerifyLayer, Verified, VerifyBody};
+//! use s3tap::verified::Verified;
+//! use s3tap::verify::{SigV4VerifyLayer, VerifyBody};
 //! use tower::ServiceBuilder;
 //!
 //! # fn main() {
@@ -43,11 +44,8 @@ mod future;
 mod layer;
 mod service;
 
-pub use crate::body::ResponseBody;
-pub use body::{BoxError, VerifyBody};
+pub use body::VerifyBody;
 pub use error::VerifyError;
 pub use future::ResponseFuture;
 pub use layer::{PayloadHashing, SigV4VerifyLayer};
 pub use service::SigV4Verify;
-
-pub use crate::verified::{AuthKind, ChunkDigest, ChunkDigests, Verified};

@@ -13,7 +13,6 @@ use super::body::{PayloadPlan, VerifyBody};
 use super::error::VerifyError;
 use super::future::ResponseFuture;
 use super::layer::{PayloadHashing, VerifyConfig};
-use super::{AuthKind, ChunkDigests, Verified};
 use crate::body::ResponseBody;
 use crate::credentials::{Credential, CredentialStore};
 use crate::crypto::constant_time_eq;
@@ -21,6 +20,7 @@ use crate::sigv4::{
     sign_request, AmzDate, AuthorizationHeader, CanonicalRequest, ChecksumAlgorithm, ChunkSigner,
     CredentialScope, PayloadMode, PresignedQuery, SignedHeaders,
 };
+use crate::verified::{AuthKind, ChunkDigests, Verified};
 
 /// The service made by [`SigV4VerifyLayer`](super::SigV4VerifyLayer).
 pub struct SigV4Verify<S, C> {
@@ -41,6 +41,24 @@ impl<S, C> SigV4Verify<S, C> {
     /// The wrapped service.
     pub fn get_ref(&self) -> &S {
         &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, C: crate::credentials::CredentialStore> SigV4Verify<S, C> {
+    /// The layer that wraps services in this one
+    /// ([`SigV4VerifyLayer::new`](super::SigV4VerifyLayer::new)).
+    pub fn layer(store: C) -> super::SigV4VerifyLayer<C> {
+        super::SigV4VerifyLayer::new(store)
     }
 }
 

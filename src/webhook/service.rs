@@ -47,6 +47,12 @@ impl<S> VerifyWebhook<S> {
         self.inner
     }
 
+    /// The layer that wraps services in this one
+    /// ([`VerifyWebhookLayer::new`](super::VerifyWebhookLayer::new)).
+    pub fn layer(scheme: impl super::WebhookScheme) -> super::VerifyWebhookLayer {
+        super::VerifyWebhookLayer::new(scheme)
+    }
+
     /// The refusal due before any byte of the body is read, if any.
     fn refuse_early<B: Body>(&self, request: &Request<B>) -> Result<(), WebhookError> {
         let limit = self.config.max_body_size;

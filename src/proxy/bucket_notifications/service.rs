@@ -17,7 +17,7 @@ use super::NotificationStore;
 use crate::body::BoxError;
 use crate::s3error::{new_request_id, RequestId, S3Error, S3ErrorCode};
 use crate::sigv4::PayloadMode;
-use crate::verify::Verified;
+use crate::verified::Verified;
 
 /// The largest configuration document read. S3 documents no limit; a
 /// hundred configurations fit in a few tens of KiB.
