@@ -11,9 +11,9 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::body::{FailureSlot, VerifyBody};
+use super::checks::{complete, Claim};
 use super::error::VerifyError;
 use super::layer::VerifyConfig;
-use super::service::{complete, Claim};
 use crate::body::ResponseBody;
 use crate::credentials::{Credential, CredentialStoreError};
 use crate::s3error::{new_request_id, RequestId};

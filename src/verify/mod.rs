@@ -39,6 +39,7 @@
 //! ```
 
 mod body;
+mod checks;
 mod error;
 mod future;
 mod layer;
