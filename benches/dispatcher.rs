@@ -6,7 +6,7 @@
 //! figures in BENCHMARKS.md come from here). `S3TAP_BENCH_EVENTS` sets the
 //! events per round (default 200 000), `S3TAP_BENCH_ROUNDS` the rounds (3).
 //! Each round also times `emit` into a 16-slot queue whose sink never
-//! answers (`SpillToSpool`): the speed goal that `tests/dispatcher.rs`
+//! answers (`SpillToSpool`): the speed goal that `tests/notify_dispatcher.rs`
 //! only checks as "did not block".
 
 use std::convert::Infallible;

@@ -3,7 +3,7 @@
 //!
 //! The binaries are the ones a plain `cargo test` builds next to this test's
 //! own binary. To run this file alone, build them first:
-//! `cargo build --examples && cargo test --test webhook_examples` (otherwise
+//! `cargo build --examples && cargo test --test example_webhook_receivers` (otherwise
 //! an older build of the examples may be the one tested).
 #![cfg(feature = "webhook")]
 
