@@ -11,44 +11,13 @@ mod support;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use aws_sigv4::http_request::SignableBody;
-use bytes::Bytes;
 use clap::Parser;
 use notify_support::{Receiver, Reply, Seen};
 use s3tap::proxy::{Args, Config, Proxy};
 use signing::*;
 use support::binary::http_get;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
-async fn put(address: SocketAddr, path: &str, payload: &[u8]) -> String {
-    let mut request = http::Request::put(format!("http://{address}{path}"))
-        .header("host", address.to_string())
-        .header("content-length", payload.len())
-        .body(Bytes::copy_from_slice(payload))
-        .unwrap();
-    sign_with(
-        &mut request,
-        SignableBody::Bytes(payload),
-        &SignOptions {
-            time: SystemTime::now(),
-            ..Default::default()
-        },
-    );
-    let mut head = format!("PUT {path} HTTP/1.1\r\n");
-    for (name, value) in request.headers() {
-        head.push_str(&format!("{name}: {}\r\n", value.to_str().unwrap()));
-    }
-    head.push_str("connection: close\r\n\r\n");
-    let mut stream = TcpStream::connect(address).await.unwrap();
-    stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(payload).await.unwrap();
-    let mut answer = String::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut answer)).await;
-    answer
-}
 
 /// The value of one series (`name` or `name{labels}`), if it is exposed.
 fn value(text: &str, series: &str) -> Option<f64> {
@@ -167,9 +136,11 @@ sinks = ["good", "flaky", "refuse"]
     }
 
     // Three events: a bucket and two objects.
-    assert!(put(s3, "/metrics", b"").await.starts_with("HTTP/1.1 200"));
+    assert!(raw_put(s3, "/metrics", b"")
+        .await
+        .starts_with("HTTP/1.1 200"));
     for key in ["a.txt", "b.txt"] {
-        assert!(put(s3, &format!("/metrics/{key}"), b"0123456789")
+        assert!(raw_put(s3, &format!("/metrics/{key}"), b"0123456789")
             .await
             .starts_with("HTTP/1.1 200"));
     }
@@ -260,7 +231,7 @@ async fn a_sink_answering_410_is_shown_disabled() {
         ),
     )
     .await;
-    assert!(put(s3, "/gone", b"").await.starts_with("HTTP/1.1 200"));
+    assert!(raw_put(s3, "/gone", b"").await.starts_with("HTTP/1.1 200"));
     scrape
         .until("the sink disabled", |get| {
             get("s3tap_sink_disabled{sink=\"gone\"}") == 1.0
@@ -281,9 +252,9 @@ async fn events_a_healthy_sink_acknowledges_at_once_never_touch_the_spool() {
         ),
     )
     .await;
-    assert!(put(s3, "/fine", b"").await.starts_with("HTTP/1.1 200"));
+    assert!(raw_put(s3, "/fine", b"").await.starts_with("HTTP/1.1 200"));
     for i in 0..9 {
-        assert!(put(s3, &format!("/fine/{i}"), b"x")
+        assert!(raw_put(s3, &format!("/fine/{i}"), b"x")
             .await
             .starts_with("HTTP/1.1 200"));
     }

@@ -5,44 +5,12 @@
 
 mod signing;
 
-use std::net::SocketAddr;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use aws_sigv4::http_request::SignableBody;
-use bytes::Bytes;
 use clap::Parser;
 use redis::AsyncCommands;
 use s3tap::proxy::{Args, Config, Proxy};
 use signing::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
-async fn put(address: SocketAddr, path: &str, payload: &[u8]) -> String {
-    let mut request = http::Request::put(format!("http://{address}{path}"))
-        .header("host", address.to_string())
-        .header("content-length", payload.len())
-        .body(Bytes::copy_from_slice(payload))
-        .unwrap();
-    sign_with(
-        &mut request,
-        SignableBody::Bytes(payload),
-        &SignOptions {
-            time: SystemTime::now(),
-            ..Default::default()
-        },
-    );
-    let mut head = format!("PUT {path} HTTP/1.1\r\n");
-    for (name, value) in request.headers() {
-        head.push_str(&format!("{name}: {}\r\n", value.to_str().unwrap()));
-    }
-    head.push_str("connection: close\r\n\r\n");
-    let mut stream = TcpStream::connect(address).await.unwrap();
-    stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(payload).await.unwrap();
-    let mut answer = String::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut answer)).await;
-    answer
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_upload_reaches_every_sink_its_rules_name() {
@@ -118,13 +86,13 @@ sinks = ["file"]
     let address = proxy.local_addr();
     tokio::spawn(proxy.serve(std::future::pending()));
 
-    assert!(put(address, "/fanout", b"")
+    assert!(raw_put(address, "/fanout", b"")
         .await
         .starts_with("HTTP/1.1 200"));
-    assert!(put(address, "/fanout/photos/cat.jpg", b"meow")
+    assert!(raw_put(address, "/fanout/photos/cat.jpg", b"meow")
         .await
         .starts_with("HTTP/1.1 200"));
-    assert!(put(address, "/fanout/docs/readme.txt", b"text")
+    assert!(raw_put(address, "/fanout/docs/readme.txt", b"text")
         .await
         .starts_with("HTTP/1.1 200"));
 

@@ -247,3 +247,59 @@ pub fn signed_chunked_upload_with(
         data_offsets,
     }
 }
+
+/// The head of a request to `address` for `path` with a hex-hashed
+/// `payload`, signed now, as raw HTTP/1.1 text (ending in the blank line;
+/// `extra` headers go in unsigned before it). For tests that write to the
+/// socket themselves: slow heads, stalled bodies, `Expect`.
+pub fn signed_head(
+    method: http::Method,
+    path: &str,
+    address: std::net::SocketAddr,
+    payload: &[u8],
+    extra: &[(&str, &str)],
+) -> String {
+    let mut request = http::Request::builder()
+        .method(method.clone())
+        .uri(format!("http://{address}{path}"))
+        .header("host", address.to_string())
+        .header("content-length", payload.len())
+        .body(Bytes::copy_from_slice(payload))
+        .unwrap();
+    sign_with(
+        &mut request,
+        SignableBody::Bytes(payload),
+        &SignOptions {
+            time: SystemTime::now(),
+            ..SignOptions::default()
+        },
+    );
+    let mut head = format!("{method} {path} HTTP/1.1\r\n");
+    for (name, value) in request.headers() {
+        head.push_str(&format!("{name}: {}\r\n", value.to_str().unwrap()));
+    }
+    for (name, value) in extra {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    head
+}
+
+/// A signed PUT written to a raw socket with `connection: close`; the whole
+/// answer as text (empty if none came within 10 s).
+pub async fn raw_put(address: std::net::SocketAddr, path: &str, payload: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let head = signed_head(
+        http::Method::PUT,
+        path,
+        address,
+        payload,
+        &[("connection", "close")],
+    );
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(payload).await.unwrap();
+    let mut answer = String::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut answer)).await;
+    answer
+}
