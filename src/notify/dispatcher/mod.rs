@@ -103,8 +103,11 @@ use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::retry::RetryPolicy;
-use super::spool::{
+pub(super) mod retry;
+pub(super) mod spool;
+
+use self::retry::RetryPolicy;
+use self::spool::{
     now_ms, Append, DeadLetter, DeadLetterFilter, FsyncPolicy, Op, Spool, SpoolError, Stored,
 };
 use crate::notify::Event;
@@ -1560,7 +1563,7 @@ impl Writer {
         }
     }
 
-    fn after_commit(&mut self, appends: &[Append], applied: super::spool::Applied) {
+    fn after_commit(&mut self, appends: &[Append], applied: spool::Applied) {
         let c = &self.counters;
         c.commits.fetch_add(1, Ordering::Relaxed);
         let appended = appends.len() as u64;
