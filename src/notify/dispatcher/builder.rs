@@ -11,14 +11,14 @@ use tokio::sync::{mpsc, watch, Notify};
 
 use super::error::DispatcherError;
 use super::handle::{Dispatcher, Inner, OverflowPolicy};
-use super::lanes::{Lane, LaneState};
+use super::lanes::Lane;
 use super::retry::RetryPolicy;
 use super::sink::Sink;
 use super::spool::{FsyncPolicy, Spool};
 use super::stats::{Counters, SinkCounters};
 use super::supervisor::{DispatcherTask, Supervisor};
 use super::worker::Worker;
-use super::writer::Writer;
+use super::writer::{grace_ticks, Writer};
 
 impl Dispatcher {
     /// A builder.
@@ -201,17 +201,8 @@ impl DispatcherBuilder {
             .iter()
             .map(|name| {
                 let last = recovered.sinks.get(&**name).map(|(_, max)| *max);
-                Arc::new(Lane {
-                    state: Mutex::new(LaneState {
-                        queue: VecDeque::new(),
-                        // Start by reading whatever the spool holds.
-                        spilled: last.is_some(),
-                        spill_from: 0,
-                        spilled_through: last,
-                        disabled: false,
-                    }),
-                    notify: Notify::new(),
-                })
+                // Start by reading whatever the spool holds.
+                Arc::new(Lane::new(last))
             })
             .collect();
         if recovered.sinks.values().any(|(n, _)| *n > 0) {
@@ -281,10 +272,7 @@ impl DispatcherBuilder {
             unspooled: VecDeque::new(),
             unspooled_from: recovered.next_seq,
             tick: 0,
-            grace_ticks: match self.fsync {
-                FsyncPolicy::Interval(_) => 1,
-                FsyncPolicy::Always | FsyncPolicy::Never => 0,
-            },
+            grace_ticks: grace_ticks(self.fsync),
             touched: vec![false; names.len()],
             admin: Vec::new(),
         };

@@ -27,6 +27,22 @@ pub(super) struct LaneState {
 }
 
 impl Lane {
+    /// A lane whose sink has events in the spool up to `spilled_through`
+    /// (none: an empty lane the writer feeds at once); while there are, the
+    /// worker reads them from the spool first.
+    pub(super) fn new(spilled_through: Option<u64>) -> Self {
+        Lane {
+            state: Mutex::new(LaneState {
+                queue: VecDeque::new(),
+                spilled: spilled_through.is_some(),
+                spill_from: 0,
+                spilled_through,
+                disabled: false,
+            }),
+            notify: Notify::new(),
+        }
+    }
+
     pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, LaneState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -78,6 +78,15 @@ const CHECKPOINT: Duration = Duration::from_secs(1);
 /// the same on/off ratio with twice the wake-ups).
 const HANDOVER: Duration = Duration::from_millis(2);
 
+/// Ticks an event may wait for its acknowledgement before it is due for
+/// the spool: one interval under `Interval`, none otherwise.
+pub(super) fn grace_ticks(fsync: FsyncPolicy) -> u64 {
+    match fsync {
+        FsyncPolicy::Interval(_) => 1,
+        FsyncPolicy::Always | FsyncPolicy::Never => 0,
+    }
+}
+
 impl Writer {
     pub(super) async fn run(mut self) -> Result<(), DispatcherError> {
         let mut ops: Vec<Op> = Vec::new();
