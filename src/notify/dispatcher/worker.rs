@@ -512,3 +512,6 @@ impl Worker {
         self.waiting.clear();
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -626,3 +626,6 @@ impl Writer {
             .map_err(|_| SpoolError::Task)?
     }
 }
+
+#[cfg(test)]
+mod tests;
