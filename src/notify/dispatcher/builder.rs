@@ -218,12 +218,22 @@ impl DispatcherBuilder {
         let wake = Arc::new(Notify::new());
         let overflow = Arc::new(Mutex::new(Vec::new()));
 
+        // Each sink's batch bound and how many of its events wait in memory
+        // (its lane, and as much again in its worker).
+        let limits: Vec<(usize, usize)> = self
+            .sinks
+            .iter()
+            .map(|(_, sink)| {
+                let batch_max = self.batch_max.min(sink.max_batch().max(1));
+                let window = self
+                    .lane_capacity
+                    .unwrap_or_else(|| (batch_max * 4).max(4096));
+                (batch_max, window)
+            })
+            .collect();
         let mut workers = Vec::new();
         for (i, (_, sink)) in self.sinks.iter().enumerate() {
-            let batch_max = self.batch_max.min(sink.max_batch().max(1));
-            let window = self
-                .lane_capacity
-                .unwrap_or_else(|| (batch_max * 4).max(4096));
+            let (batch_max, window) = limits[i];
             let worker = Worker {
                 index: i,
                 name: names[i].clone(),
@@ -245,15 +255,7 @@ impl DispatcherBuilder {
             };
             workers.push(tokio::spawn(worker.run()));
         }
-        let lane_capacity: Vec<usize> = self
-            .sinks
-            .iter()
-            .map(|(_, sink)| {
-                let batch_max = self.batch_max.min(sink.max_batch().max(1));
-                self.lane_capacity
-                    .unwrap_or_else(|| (batch_max * 4).max(4096))
-            })
-            .collect();
+        let lane_capacity: Vec<usize> = limits.iter().map(|&(_, window)| window).collect();
 
         let writer = Writer {
             spool: spool.clone(),
