@@ -53,16 +53,16 @@ pub mod format;
 mod future;
 mod layer;
 mod parts;
-#[cfg(feature = "dispatcher")]
-mod retry;
 pub mod rules;
 mod service;
-#[cfg(feature = "dispatcher")]
-mod spool;
 mod xml;
 
 pub use body::{NotifyBody, NotifyRequestBody};
 pub use classify::{classify, Classified};
+#[cfg(feature = "dispatcher")]
+pub use dispatcher::retry::RetryPolicy;
+#[cfg(feature = "dispatcher")]
+pub use dispatcher::spool::{DeadLetter, DeadLetterFilter, FsyncPolicy, SpoolError};
 #[cfg(feature = "dispatcher")]
 pub use dispatcher::{
     Dispatcher, DispatcherBuilder, DispatcherError, DispatcherStats, DispatcherTask, EmitError,
@@ -71,12 +71,8 @@ pub use dispatcher::{
 pub use event::{ContentChecksum, Event, EventId, S3Operation};
 pub use future::ResponseFuture;
 pub use layer::{EmitOn, EventEmitter, NotifyLayer, SizeLookup};
-#[cfg(feature = "dispatcher")]
-pub use retry::RetryPolicy;
 pub use rules::{Rule, Rules, StatusFilter};
 pub use service::Notify;
-#[cfg(feature = "dispatcher")]
-pub use spool::{DeadLetter, DeadLetterFilter, FsyncPolicy, SpoolError};
 pub use xml::{
     parse_delete_objects_result, DeleteResultScanner, DeletedKey, MAX_DELETE_KEYS,
     MAX_DELETE_REQUEST_BYTES,
