@@ -17,7 +17,7 @@ use pin_project_lite::pin_project;
 
 use super::layer::{EmitOn, EventEmitter, SizeLookup};
 use super::parts::{PartSizes, UploadKey};
-use super::xml::{
+use super::scan::{
     DeleteRequestScanner, DeleteResultScanner, DeletedKey, PartListScanner, ResultScanner,
 };
 use super::{Event, EventId, S3Operation};

@@ -16,7 +16,7 @@ use super::body::{lock, BodyWatch, NotifyBody, QuietDelete, RequestScan, ResultW
 use super::classify::Classified;
 use super::layer::{EmitOn, NotifyConfig};
 use super::parts::UploadKey;
-use super::xml::ResultScanner;
+use super::scan::ResultScanner;
 use super::{ContentChecksum, Event, EventId, S3Operation};
 use crate::body::ResponseBody;
 use crate::s3error::{new_request_id, S3Error};

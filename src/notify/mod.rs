@@ -54,8 +54,8 @@ mod future;
 mod layer;
 mod parts;
 pub mod rules;
+mod scan;
 mod service;
-mod xml;
 
 pub use body::{NotifyBody, NotifyRequestBody};
 pub use classify::{classify, Classified};
@@ -72,8 +72,8 @@ pub use event::{ContentChecksum, Event, EventId, S3Operation};
 pub use future::ResponseFuture;
 pub use layer::{EmitOn, EventEmitter, NotifyLayer, SizeLookup};
 pub use rules::{Rule, Rules, StatusFilter};
-pub use service::Notify;
-pub use xml::{
+pub use scan::{
     parse_delete_objects_result, DeleteResultScanner, DeletedKey, MAX_DELETE_KEYS,
     MAX_DELETE_REQUEST_BYTES,
 };
+pub use service::Notify;

@@ -12,7 +12,7 @@ use super::body::{NotifyRequestBody, RequestScan};
 use super::classify::{classify_addressed, query_value};
 use super::future::{PendingEvent, ResponseFuture};
 use super::layer::NotifyConfig;
-use super::xml::{DeleteRequestScanner, PartListScanner, MAX_DELETE_REQUEST_BYTES};
+use super::scan::{DeleteRequestScanner, PartListScanner, MAX_DELETE_REQUEST_BYTES};
 use super::S3Operation;
 use crate::s3error::{RequestId, S3Error, S3ErrorCode};
 use crate::verified::{ClientAddr, Observed};
