@@ -29,14 +29,11 @@ use tracing::Instrument;
 
 use super::admin::AdminState;
 use super::bucket_notifications::{self, BucketNotifications, BucketNotificationsLayer};
-use super::config::Limits;
-use super::config::{
-    Addressing, ClientKey, Config, CredentialsMode, PayloadHashingMode, RemoteUpstream,
-    UpstreamConfig,
-};
+use super::config::{ClientKey, Config, Limits, RemoteUpstream, UpstreamConfig};
 use super::embedded::{self, EmbeddedStore};
 use super::limits::{ClientBody, CountedBody};
 use super::metrics::ProxyMetrics;
+use super::schema::{Addressing, CredentialsMode, PayloadHashingMode};
 use crate::credentials::{Credential, Identity, StaticCredentials, UpstreamCredentials};
 use crate::notify::{Dispatcher, DispatcherTask, Notify, NotifyLayer};
 use crate::resign::{Resign, ResignLayer, Upstream};
@@ -45,20 +42,7 @@ use crate::upstream::UpstreamClient;
 use crate::verified::{ClientAddr, Rejection};
 use crate::verify::{PayloadHashing, SigV4Verify, SigV4VerifyLayer, Verified};
 
-/// The proxy could not start. One line, naming the setting; never a secret.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct StartError {
-    message: String,
-}
-
-impl StartError {
-    pub(crate) fn new(message: impl Into<String>) -> Self {
-        StartError {
-            message: message.into(),
-        }
-    }
-}
+use super::error::StartError;
 
 /// The verify → bucket notification API → record identity → re-sign →
 /// upstream stack.
@@ -409,7 +393,7 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, StartError> {
 fn stack(
     remote: &RemoteUpstream,
     clients: &[ClientKey],
-    verify: &super::config::VerifyConfig,
+    verify: &super::config::VerifySettings,
     virtual_host_suffix: Option<String>,
     metrics: Arc<ProxyMetrics>,
     notifications: BucketNotificationsLayer,

@@ -79,7 +79,7 @@ pub(crate) fn start(
     default_spool_dir: std::path::PathBuf,
     emitter: &super::notify::RoutingEmitter,
     clients: &[super::config::ClientKey],
-    verify: &super::config::VerifyConfig,
+    verify: &super::config::VerifySettings,
     virtual_host_suffix: Option<&str>,
 ) -> Result<(BucketNotificationsLayer, String), super::StartError> {
     let names: Vec<&str> = settings.sinks().map(|(name, _)| name).collect();
@@ -94,7 +94,7 @@ pub(crate) fn start(
         tracing::info!(sink = name, arn = %sink_arn(name), "sink ARN for bucket notification configurations");
     }
     let mut layer = BucketNotificationsLayer::new(std::sync::Arc::new(store))
-        .check_payload_hash(verify.payload_hashing == super::config::PayloadHashingMode::Defer);
+        .check_payload_hash(verify.payload_hashing == super::schema::PayloadHashingMode::Defer);
     for client in clients.iter().filter(|c| c.manage_notifications) {
         layer = layer.manager(client.access_key_id.clone());
     }
