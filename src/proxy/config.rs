@@ -10,16 +10,17 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::credentials::Secret;
+use crate::credentials::{Secret, UpstreamCredentials};
 use crate::notify::Rule;
-use crate::resign::Upstream;
+use crate::resign::{Addressing, CredentialsSource, Upstream};
+use crate::verify::PayloadHashing;
 
 use super::cli::{Args, DEFAULT_ADMIN_LISTEN, DEFAULT_DATA_DIR, DEFAULT_LISTEN};
 use super::error::{invalid, ConfigError};
 use super::notify::NotifySettings;
 use super::schema::{
-    read_file, Addressing, ClientSection, CredentialsMode, FileConfig, LimitsSection, LogFormat,
-    NotifySection, PayloadHashingMode, SinkSection, TlsSection, UpstreamSection, VerifySection,
+    read_file, ClientSection, CredentialsSetting, FileConfig, LimitsSection, LogFormat,
+    NotifySection, SinkSection, TlsSection, UpstreamSection, VerifySection,
 };
 
 /// The resolved `[limits]`.
@@ -130,7 +131,9 @@ pub enum UpstreamConfig {
     },
 }
 
-/// A real S3 endpoint.
+/// A real S3 endpoint. Addressing and credentials are the re-signer's own
+/// types, so the settings hand them to [`ResignLayer`](crate::resign::ResignLayer)
+/// as they are.
 #[derive(Debug)]
 pub struct RemoteUpstream {
     /// Endpoint.
@@ -138,11 +141,9 @@ pub struct RemoteUpstream {
     /// Signing region (`None`: derived from the endpoint).
     pub region: Option<String>,
     /// Bucket addressing.
-    pub addressing: Addressing,
-    /// Which key signs.
-    pub credentials: CredentialsMode,
-    /// The fixed upstream key (`credentials = "fixed"`).
-    pub fixed: Option<(String, Secret)>,
+    pub(crate) addressing: Addressing,
+    /// Which key signs, with the fixed key for `credentials = "fixed"`.
+    pub(crate) credentials: CredentialsSource,
     /// Extra CA PEM to trust.
     pub ca_pem: Option<Vec<u8>>,
     /// Connect timeout.
@@ -174,7 +175,7 @@ pub struct VerifySettings {
     /// Largest aws-chunked chunk.
     pub max_chunk_size: u64,
     /// Payload hashing.
-    pub payload_hashing: PayloadHashingMode,
+    pub payload_hashing: PayloadHashing,
 }
 
 /// Where a value came from, for override notes and error messages.
@@ -414,8 +415,8 @@ impl Merge<'_> {
             invalid(format!("{from}: {e}"))
         })?;
         let mode = up.credentials.unwrap_or_default();
-        let fixed = self.signing_key(mode, up, env_key, clients)?;
-        if mode != CredentialsMode::Fixed
+        let credentials = self.signing_key(mode, up, env_key, clients)?;
+        if mode != CredentialsSetting::Fixed
             && (up.access_key_id.is_some() || up.secret_access_key.is_some())
         {
             return Err(invalid(
@@ -441,8 +442,7 @@ impl Merge<'_> {
             endpoint,
             region,
             addressing: up.addressing,
-            credentials: mode,
-            fixed,
+            credentials,
             ca_pem,
             connect_timeout: positive_secs(
                 up.connect_timeout_secs,
@@ -461,19 +461,19 @@ impl Merge<'_> {
     /// key as a client for `"client"`, every client mapped for `"mapped"`.
     fn signing_key(
         &mut self,
-        mode: CredentialsMode,
+        mode: CredentialsSetting,
         up: &UpstreamSection,
         env_key: Option<(String, Secret)>,
         clients: &mut Vec<ClientKey>,
-    ) -> Result<Option<(String, Secret)>, ConfigError> {
+    ) -> Result<CredentialsSource, ConfigError> {
         match mode {
-            CredentialsMode::Client => {
+            CredentialsSetting::Client => {
                 if let Some((id, secret)) = env_key {
                     self.add_env_client(clients, id, secret);
                 }
-                Ok(None)
+                Ok(CredentialsSource::Client)
             }
-            CredentialsMode::Fixed => {
+            CredentialsSetting::Fixed => {
                 let file_key = match (&up.access_key_id, &up.secret_access_key) {
                     (Some(id), Some(secret)) => Some((id.clone(), Secret::new(secret.as_str()))),
                     (None, None) => None,
@@ -491,7 +491,9 @@ impl Merge<'_> {
                     );
                 }
                 match file_key.or(env_key) {
-                    Some(key) => Ok(Some(key)),
+                    Some((id, secret)) => Ok(CredentialsSource::Fixed(UpstreamCredentials::new(
+                        id, secret,
+                    ))),
                     None => Err(invalid(
                         "credentials = \"fixed\" needs an upstream key: [upstream] \
                          access_key_id and secret_access_key, or AWS_ACCESS_KEY_ID and \
@@ -499,7 +501,7 @@ impl Merge<'_> {
                     )),
                 }
             }
-            CredentialsMode::Mapped => {
+            CredentialsSetting::Mapped => {
                 if env_key.is_some() {
                     self.notes.push(
                         "AWS_ACCESS_KEY_ID is not used with credentials = \"mapped\"; \
@@ -514,7 +516,7 @@ impl Merge<'_> {
                         c.access_key_id
                     )));
                 }
-                Ok(None)
+                Ok(CredentialsSource::Mapped)
             }
         }
     }
@@ -726,7 +728,7 @@ mod tests {
         let UpstreamConfig::Remote(up) = &config.upstream else {
             panic!("expected a remote upstream");
         };
-        assert_eq!(up.credentials, CredentialsMode::Client);
+        assert!(matches!(up.credentials, CredentialsSource::Client));
         assert_eq!(up.endpoint.region(), "us-west-004");
         assert_eq!(config.clients.len(), 1);
         assert_eq!(config.clients[0].access_key_id, "AKID");

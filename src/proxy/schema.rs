@@ -12,6 +12,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::resign::Addressing;
+use crate::verify::PayloadHashing;
+
 use super::error::ConfigError;
 
 /// How log lines are written (to stderr).
@@ -25,21 +28,12 @@ pub enum LogFormat {
     Json,
 }
 
-/// How buckets are addressed on the upstream.
+/// `[upstream] credentials`: which key signs requests to the upstream, as
+/// the file names it. [`config`](super::config) resolves it, with the key
+/// itself, into the re-signer's own `CredentialsSource`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Addressing {
-    /// `host/bucket/key`.
-    #[default]
-    Path,
-    /// `bucket.host/key`.
-    Virtual,
-}
-
-/// Which key signs requests to the upstream.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CredentialsMode {
+pub(super) enum CredentialsSetting {
     /// The client's own key (it also works upstream): the Worker's behaviour.
     #[default]
     Client,
@@ -47,17 +41,6 @@ pub enum CredentialsMode {
     Fixed,
     /// Each client's `upstream_*` key from `[[clients]]`.
     Mapped,
-}
-
-/// Whether hex and unsigned payloads are hashed in the proxy.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PayloadHashingMode {
-    /// Hash and hold the last frame until the digest matches.
-    #[default]
-    Verify,
-    /// Let the upstream check the hash it is sent.
-    Defer,
 }
 
 // ---- the TOML file ------------------------------------------------------
@@ -157,7 +140,7 @@ pub(super) struct UpstreamSection {
     #[serde(default)]
     pub addressing: Addressing,
     /// `"client"`, `"fixed"` or `"mapped"`.
-    pub credentials: Option<CredentialsMode>,
+    pub credentials: Option<CredentialsSetting>,
     /// The fixed upstream key id (`credentials = "fixed"`).
     pub access_key_id: Option<String>,
     /// The fixed upstream secret (`credentials = "fixed"`).
@@ -199,7 +182,7 @@ pub(super) struct VerifySection {
     pub max_chunk_size: Option<u64>,
     /// `"verify"` or `"defer"`.
     #[serde(default)]
-    pub payload_hashing: PayloadHashingMode,
+    pub payload_hashing: PayloadHashing,
 }
 
 /// `[limits]`: what one client may cost the proxy. Every limit has a safe

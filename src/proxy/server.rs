@@ -33,14 +33,13 @@ use super::config::{ClientKey, Config, Limits, RemoteUpstream, UpstreamConfig};
 use super::embedded::{self, EmbeddedStore};
 use super::limits::{ClientBody, CountedBody};
 use super::metrics::ProxyMetrics;
-use super::schema::{Addressing, CredentialsMode, PayloadHashingMode};
 use crate::credentials::{Credential, Identity, StaticCredentials, UpstreamCredentials};
 use crate::notify::{Dispatcher, DispatcherTask, Notify, NotifyLayer};
-use crate::resign::{Resign, ResignLayer, Upstream};
+use crate::resign::{Addressing, CredentialsSource, Resign, ResignLayer, Upstream};
 use crate::s3error::{RequestId, S3Error, S3ErrorCode};
 use crate::upstream::UpstreamClient;
 use crate::verified::{ClientAddr, Rejection};
-use crate::verify::{PayloadHashing, SigV4Verify, SigV4VerifyLayer, Verified};
+use crate::verify::{SigV4Verify, SigV4VerifyLayer, Verified};
 
 use super::error::StartError;
 
@@ -99,8 +98,10 @@ impl Proxy {
                     endpoint,
                     region: None,
                     addressing: Addressing::Path,
-                    credentials: CredentialsMode::Fixed,
-                    fixed: Some(store.internal_key()),
+                    credentials: {
+                        let (id, secret) = store.internal_key();
+                        CredentialsSource::Fixed(UpstreamCredentials::new(id, secret))
+                    },
                     ca_pem: None,
                     connect_timeout: Duration::from_secs(5),
                     response_timeout: Duration::from_secs(60),
@@ -152,7 +153,7 @@ impl Proxy {
             listen = %format!("{scheme}://{local}"),
             admin = %admin.local_addr().map(|a| a.to_string()).unwrap_or_default(),
             upstream = %remote.endpoint,
-            credentials = ?remote.credentials,
+            credentials = credentials_label(&remote.credentials),
             clients = clients.len(),
             "s3tap is ready"
         );
@@ -384,6 +385,16 @@ impl Proxy {
     }
 }
 
+/// How the startup line names the signing key: `Client`, `Fixed` or
+/// `Mapped`, never the key.
+fn credentials_label(credentials: &CredentialsSource) -> &'static str {
+    match credentials {
+        CredentialsSource::Client => "Client",
+        CredentialsSource::Fixed(_) => "Fixed",
+        CredentialsSource::Mapped => "Mapped",
+    }
+}
+
 async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, StartError> {
     TcpListener::bind(addr)
         .await
@@ -424,19 +435,12 @@ fn stack(
     if let Some(region) = &remote.region {
         resign = resign.region(region.clone());
     }
-    if remote.addressing == Addressing::Virtual {
-        resign = resign.virtual_hosted_style();
-    }
+    resign = resign
+        .addressing(remote.addressing)
+        .credentials(remote.credentials.clone());
     if let Some(suffix) = virtual_host_suffix {
         resign = resign.client_virtual_host_suffix(suffix);
     }
-    resign = match (&remote.credentials, &remote.fixed) {
-        (CredentialsMode::Fixed, Some((id, secret))) => {
-            resign.sign_with(UpstreamCredentials::new(id.clone(), secret.clone()))
-        }
-        (CredentialsMode::Mapped, _) => resign.sign_with_mapped_credentials(),
-        _ => resign.sign_with_client_credentials(),
-    };
 
     let head_for_size = super::head::HeadForSize {
         upstream: resign.layer(client.clone()),
@@ -448,10 +452,7 @@ fn stack(
         .publish_chunk_digests(true)
         .max_clock_skew(verify.max_clock_skew)
         .max_chunk_size(verify.max_chunk_size)
-        .payload_hashing(match verify.payload_hashing {
-            PayloadHashingMode::Verify => PayloadHashing::Verify,
-            PayloadHashingMode::Defer => PayloadHashing::DeferToUpstream,
-        });
+        .payload_hashing(verify.payload_hashing);
     Ok((
         verify_layer.layer(notifications.layer(RecordAccessKey {
             inner: resign.layer(client),

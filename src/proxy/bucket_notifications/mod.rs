@@ -93,8 +93,9 @@ pub(crate) fn start(
     for name in &names {
         tracing::info!(sink = name, arn = %sink_arn(name), "sink ARN for bucket notification configurations");
     }
-    let mut layer = BucketNotificationsLayer::new(std::sync::Arc::new(store))
-        .check_payload_hash(verify.payload_hashing == super::schema::PayloadHashingMode::Defer);
+    let mut layer = BucketNotificationsLayer::new(std::sync::Arc::new(store)).check_payload_hash(
+        verify.payload_hashing == crate::verify::PayloadHashing::DeferToUpstream,
+    );
     for client in clients.iter().filter(|c| c.manage_notifications) {
         layer = layer.manager(client.access_key_id.clone());
     }
