@@ -1,7 +1,8 @@
 //! Event notifications: the [`NotifyLayer`], the [`Event`] model, S3
 //! operation classification ([`classify()`]), the event-type vocabularies
 //! ([`event_types`]), routing [`rules`], the wire [`format`](mod@format)s and
-//! the dispatcher.
+//! the dispatcher, with the [`RoutingEmitter`] that joins the layer to it
+//! through the rules (feature `dispatcher`).
 //!
 //! [`NotifyLayer`] sits outermost in a stack: it classifies each request
 //! (PutObject, CompleteMultipartUpload, DeleteObjects, ...), lets it through
@@ -55,6 +56,8 @@ mod layer;
 mod parts;
 #[cfg(feature = "dispatcher")]
 mod retry;
+#[cfg(feature = "dispatcher")]
+mod routing;
 pub mod rules;
 mod service;
 #[cfg(feature = "dispatcher")]
@@ -73,6 +76,8 @@ pub use future::ResponseFuture;
 pub use layer::{EmitOn, EventEmitter, NotifyLayer, SizeLookup};
 #[cfg(feature = "dispatcher")]
 pub use retry::RetryPolicy;
+#[cfg(feature = "dispatcher")]
+pub use routing::{RoutingEmitter, SharedRules};
 pub use rules::{Rule, Rules, StatusFilter};
 pub use service::Notify;
 #[cfg(feature = "dispatcher")]

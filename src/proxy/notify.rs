@@ -20,14 +20,13 @@ use http::{HeaderName, HeaderValue};
 use crate::credentials::Secret;
 use crate::notify::format::{CloudEventsMode, Encoder as FormatEncoder, Format, FormatOptions};
 use crate::notify::{
-    Dispatcher, DispatcherTask, EmitError, Event, EventEmitter, FsyncPolicy, Rule, Rules,
+    Dispatcher, DispatcherTask, Event, FsyncPolicy, RoutingEmitter, Rule, Rules, SharedRules,
     StatusFilter,
 };
 use crate::sink::webhook::{Encoded, WebhookSink};
 use crate::sink::JsonLinesSink;
 use crate::sink::Sink;
 
-use super::bucket_notifications::ApiRules;
 use super::error::{invalid, ConfigError};
 use super::schema::{NotifySection, SinkSection};
 
@@ -287,6 +286,13 @@ impl NotifySettings {
         })
     }
 
+    /// The emitter that routes each event through the `[[rules]]`, then
+    /// `api_rules` (those made through the S3 notification API), into
+    /// `dispatcher`.
+    pub fn emitter(&self, dispatcher: Dispatcher, api_rules: SharedRules) -> RoutingEmitter {
+        RoutingEmitter::new(Rules::new(self.rules.clone()), dispatcher).shared_rules(api_rules)
+    }
+
     /// The rules, in order.
     pub fn rules(&self) -> &[Rule] {
         &self.rules
@@ -319,7 +325,7 @@ impl NotifySettings {
         &self,
         default_spool_dir: PathBuf,
         region: &str,
-    ) -> Result<(Arc<RoutingEmitter>, Dispatcher, DispatcherTask), String> {
+    ) -> Result<(Dispatcher, DispatcherTask), String> {
         let options = FormatOptions {
             b2: self.b2.clone(),
             aws_region: region.to_owned(),
@@ -405,12 +411,7 @@ impl NotifySettings {
             .build()
             .await
             .map_err(|e| format!("event spool: {e}"))?;
-        let emitter = Arc::new(RoutingEmitter {
-            rules: Rules::new(self.rules.clone()),
-            api_rules: ApiRules::default(),
-            dispatcher: dispatcher.clone(),
-        });
-        Ok((emitter, dispatcher, task))
+        Ok((dispatcher, task))
     }
 }
 
@@ -613,41 +614,6 @@ fn encode(encoder: &FormatEncoder, events: &[Event]) -> Encoded {
         content_type: HeaderValue::from_static(body.content_type),
         body: body.body,
         headers,
-    }
-}
-
-/// Routes each event through the rules (the `[[rules]]`, then those made
-/// through the S3 notification API) and queues a copy per matching sink.
-/// Never blocks: the dispatcher queues, spills to its spool, or refuses.
-pub struct RoutingEmitter {
-    rules: Rules,
-    api_rules: ApiRules,
-    dispatcher: Dispatcher,
-}
-
-impl RoutingEmitter {
-    /// The rules made through the S3 notification API, which this emitter
-    /// routes by as well.
-    pub fn api_rules(&self) -> ApiRules {
-        self.api_rules.clone()
-    }
-}
-
-impl EventEmitter for RoutingEmitter {
-    fn emit(&self, event: Event) {
-        let api_rules = self.api_rules.read();
-        for (sink, routed) in self.rules.route_events_with(&api_rules, event) {
-            // The id is copied only for the message: `emit` takes the event.
-            let id = routed.id.clone();
-            if let Err(error) = self.dispatcher.emit(sink, routed) {
-                match error {
-                    EmitError::SinkDisabled(_) => {
-                        tracing::debug!("event for disabled sink {sink} not queued")
-                    }
-                    other => tracing::error!("event {id} for sink {sink} not queued: {other}"),
-                }
-            }
-        }
     }
 }
 

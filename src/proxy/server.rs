@@ -34,7 +34,7 @@ use super::embedded::{self, EmbeddedStore};
 use super::limits::{ClientBody, CountedBody};
 use super::metrics::ProxyMetrics;
 use crate::credentials::{Credential, Identity, StaticCredentials, UpstreamCredentials};
-use crate::notify::{Dispatcher, DispatcherTask, Notify, NotifyLayer};
+use crate::notify::{Dispatcher, DispatcherTask, Notify, NotifyLayer, SharedRules};
 use crate::resign::{Addressing, CredentialsSource, Resign, ResignLayer, Upstream};
 use crate::s3error::{RequestId, S3Error, S3ErrorCode};
 use crate::upstream::UpstreamClient;
@@ -165,20 +165,22 @@ impl Proxy {
             .region
             .clone()
             .unwrap_or_else(|| remote.endpoint.region());
-        let (emitter, dispatcher, dispatcher_task) = config
+        let (dispatcher, dispatcher_task) = config
             .notify
             .start(default_spool.clone(), &region)
             .await
             .map_err(StartError::new)?;
+        let api_rules = SharedRules::default();
+        let emitter = config.notify.emitter(dispatcher.clone(), api_rules.clone());
         let (notifications, sinks_json) = bucket_notifications::start(
             &config.notify,
             default_spool,
-            &emitter,
+            api_rules,
             &clients,
             &config.verify,
             config.virtual_host_suffix.as_deref(),
         )?;
-        let mut notify = NotifyLayer::from_arc(emitter);
+        let mut notify = NotifyLayer::new(emitter);
         if config.notify.emit_on_body_end() {
             notify = notify.emit_on_body_end();
         }
