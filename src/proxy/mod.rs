@@ -18,6 +18,7 @@
 // The TOML schema and the server's parts are not semver surface: only what
 // is re-exported below is.
 mod admin;
+mod admin_listener;
 mod bucket_notifications;
 mod cli;
 mod config;
@@ -27,8 +28,10 @@ mod head;
 mod limits;
 mod metrics;
 mod notify;
+mod request_log;
 mod schema;
 mod server;
+mod tls;
 
 use std::process::ExitCode;
 
