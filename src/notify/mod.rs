@@ -22,6 +22,13 @@
 //!
 //! The inner service gets the request body as a [`NotifyRequestBody`].
 //!
+//! A layer in front that needs the classification first (the s3tap proxy's
+//! request log labels its metrics with the operation) can classify the
+//! request itself and put the [`Classified`] in the request's extensions:
+//! the layer takes it from there instead of classifying again. It must be
+//! classified with the same client addressing the layer has (virtual-host
+//! suffix, path prefix).
+//!
 //! ```
 //! use std::sync::{Arc, Mutex};
 //! use s3tap::notify::{Event, NotifyLayer, NotifyRequestBody};

@@ -21,6 +21,8 @@ use tracing::Instrument;
 use super::config::Limits;
 use super::limits::{ClientBody, CountedBody};
 use super::metrics::ProxyMetrics;
+use crate::addressing::ClientAddressing;
+use crate::notify::classify::classify_addressed;
 use crate::s3error::{RequestId, S3Error, S3ErrorCode};
 use crate::verified::{ClientAddr, Rejection};
 use crate::verify::Verified;
@@ -33,7 +35,9 @@ pub(super) struct RequestLog<S> {
     peer: Option<SocketAddr>,
     metrics: Arc<ProxyMetrics>,
     limits: Limits,
-    virtual_host_suffix: Option<Arc<str>>,
+    /// How clients address buckets: the `NotifyLayer` inside is given the
+    /// same, so the classification made here is the one it would make.
+    addressing: Arc<ClientAddressing>,
 }
 
 impl<S> RequestLog<S> {
@@ -41,14 +45,18 @@ impl<S> RequestLog<S> {
         inner: S,
         metrics: Arc<ProxyMetrics>,
         limits: Limits,
-        virtual_host_suffix: Option<Arc<str>>,
+        virtual_host_suffix: Option<&str>,
     ) -> Self {
+        let mut addressing = ClientAddressing::default();
+        if let Some(suffix) = virtual_host_suffix {
+            addressing.set_virtual_host_suffix(suffix);
+        }
         RequestLog {
             inner,
             peer: None,
             metrics,
             limits,
-            virtual_host_suffix,
+            addressing: Arc::new(addressing),
         }
     }
 
@@ -101,15 +109,16 @@ where
             duration_ms = tracing::field::Empty,
         );
         let started = Instant::now();
-        let operation = operation_label(
-            crate::notify::classify(
-                request.method(),
-                request.uri(),
-                request.headers(),
-                self.virtual_host_suffix.as_deref(),
-            )
-            .operation,
+        // Classified once, here: the metrics need the operation even for a
+        // request refused below, and `NotifyLayer` takes this `Classified`
+        // from the extensions instead of classifying again.
+        let classified = classify_addressed(
+            request.method(),
+            request.uri(),
+            request.headers(),
+            &self.addressing,
         );
+        let operation = classified.operation.as_str();
         let metrics = self.metrics.clone();
         // botocore (aws-cli v1, boto3) sends `Expect: 100-continue` even for
         // empty uploads; answered without a 100 (there is no body to ask
@@ -144,6 +153,7 @@ where
             metrics.request(operation, response.status().as_u16());
             return Box::pin(async move { Ok(response) }.instrument(span));
         }
+        request.extensions_mut().insert(classified);
         let request = request
             .map(|body| ClientBody::new(body, self.limits.body_idle_timeout, metrics.bytes_in()));
         let future = span.in_scope(|| self.inner.call(request));
@@ -182,11 +192,6 @@ where
             .instrument(span),
         )
     }
-}
-
-/// A stable label for an operation: its AWS API name.
-fn operation_label(operation: crate::notify::S3Operation) -> &'static str {
-    operation.as_str()
 }
 
 /// Writes the verified access key id into the request's span and times the

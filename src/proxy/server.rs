@@ -208,7 +208,7 @@ impl Proxy {
             notify.layer(stack),
             metrics.clone(),
             config.limits.clone(),
-            config.virtual_host_suffix.map(Arc::from),
+            config.virtual_host_suffix.as_deref(),
         );
         Ok(Proxy {
             listener,
