@@ -1,18 +1,16 @@
-//! The operator's subcommands (`s3tap dead-letters ...`, `s3tap sinks
-//! enable`): clients of a running proxy's admin API (see the admin
-//! endpoints in the README), printing a table or, with `--json`, the API's
-//! own JSON.
+//! The `s3tap` command line: the proxy's flags ([`Args`]) and the
+//! operator's subcommands (`s3tap dead-letters ...`, `s3tap sinks enable`),
+//! clients of a running proxy's admin API (see the admin endpoints in the
+//! README), printing a table or, with `--json`, the API's own JSON.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use bytes::Bytes;
+use clap::Parser;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use serde_json::Value;
-
-use std::path::PathBuf;
-
-use clap::Parser;
 
 use super::schema::LogFormat;
 

@@ -1,5 +1,7 @@
-//! The proxy's settings: command-line flags, a TOML file and the original
-//! Worker's environment variables, merged into one [`Config`].
+//! The proxy's settings, resolved: command-line flags ([`cli`](super::cli)),
+//! the TOML file ([`schema`](super::schema)) and the original Worker's
+//! environment variables, merged and checked into one [`Config`] and what
+//! it holds. [`Config::load`] runs one step per section or concern.
 //!
 //! Precedence is flags > file > environment. Where a higher source replaces
 //! a value a lower one also set, the merge records a note that the server
@@ -19,8 +21,8 @@ use super::cli::{Args, DEFAULT_ADMIN_LISTEN, DEFAULT_DATA_DIR, DEFAULT_LISTEN};
 use super::error::{invalid, ConfigError};
 use super::notify::NotifySettings;
 use super::schema::{
-    read_file, ClientSection, CredentialsSetting, FileConfig, LimitsSection, LogFormat,
-    NotifySection, SinkSection, TlsSection, UpstreamSection, VerifySection,
+    read_file, ClientSection, CredentialsSetting, EmbeddedSection, FileConfig, LimitsSection,
+    LogFormat, NotifySection, SinkSection, TlsSection, UpstreamSection, VerifySection,
 };
 
 /// The resolved `[limits]`.
@@ -395,6 +397,52 @@ impl Merge<'_> {
         Ok(clients)
     }
 
+    /// `--endpoint` and `--region`, `[upstream]` and the Worker's variables.
+    fn endpoint_and_region(
+        &mut self,
+        args: &Args,
+        up: &UpstreamSection,
+    ) -> (Option<(String, Source)>, Option<String>) {
+        let endpoint_file = format!("{} [upstream] endpoint", self.file_name);
+        let endpoint_env = self.env_named("AWS_S3_ENDPOINT");
+        let endpoint = self.pick(
+            "upstream endpoint",
+            args.endpoint.clone().map(|v| (v, "--endpoint")),
+            up.endpoint.clone().map(|v| (v, endpoint_file.as_str())),
+            endpoint_env,
+        );
+        let region_env = self.env_named("AWS_REGION");
+        let region = self
+            .pick(
+                "upstream region",
+                args.region.clone().map(|v| (v, "--region")),
+                up.region.clone().map(|v| (v, "[upstream] region")),
+                region_env,
+            )
+            .map(|(v, _)| v);
+        (endpoint, region)
+    }
+
+    /// No endpoint: the embedded store in its data directory, with the
+    /// Worker's key (if set) as its client.
+    fn embedded(
+        &mut self,
+        args: &Args,
+        section: EmbeddedSection,
+        env_key: Option<(String, Secret)>,
+        clients: &mut Vec<ClientKey>,
+    ) -> UpstreamConfig {
+        let data_dir = args
+            .data_dir
+            .clone()
+            .or(section.data_dir)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        if let Some((id, secret)) = env_key {
+            self.add_env_client(clients, id, secret);
+        }
+        UpstreamConfig::Embedded { data_dir }
+    }
+
     /// A real upstream: its endpoint, TLS trust and timeouts, and which key
     /// signs for it (adding the Worker's key as a client where that is what
     /// it means).
@@ -571,23 +619,7 @@ impl Config {
         let env_key = merge.env_key()?;
 
         let up = fc.upstream.unwrap_or_default();
-        let endpoint_file = format!("{} [upstream] endpoint", merge.file_name);
-        let endpoint_env = merge.env_named("AWS_S3_ENDPOINT");
-        let endpoint = merge.pick(
-            "upstream endpoint",
-            args.endpoint.clone().map(|v| (v, "--endpoint")),
-            up.endpoint.clone().map(|v| (v, endpoint_file.as_str())),
-            endpoint_env,
-        );
-        let region_env = merge.env_named("AWS_REGION");
-        let region = merge
-            .pick(
-                "upstream region",
-                args.region.clone().map(|v| (v, "--region")),
-                up.region.clone().map(|v| (v, "[upstream] region")),
-                region_env,
-            )
-            .map(|(v, _)| v);
+        let (endpoint, region) = merge.endpoint_and_region(args, &up);
 
         let verify = verify_settings(&fc.verify)?;
         let limits = limits_config(&fc.limits)?;
@@ -596,17 +628,7 @@ impl Config {
 
         let mut clients = merge.clients(fc.clients)?;
         let upstream = match endpoint {
-            None => {
-                let data_dir = args
-                    .data_dir
-                    .clone()
-                    .or(fc.embedded.data_dir)
-                    .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
-                if let Some((id, secret)) = env_key {
-                    merge.add_env_client(&mut clients, id, secret);
-                }
-                UpstreamConfig::Embedded { data_dir }
-            }
+            None => merge.embedded(args, fc.embedded, env_key, &mut clients),
             Some(endpoint) => UpstreamConfig::Remote(merge.remote_upstream(
                 endpoint,
                 region,

@@ -81,12 +81,12 @@ pub(crate) fn start(
     clients: &[super::config::ClientKey],
     verify: &super::config::VerifySettings,
     virtual_host_suffix: Option<&str>,
-) -> Result<(BucketNotificationsLayer, String), super::StartError> {
+) -> Result<(BucketNotificationsLayer, String), super::error::StartError> {
     let names: Vec<&str> = settings.sinks().map(|(name, _)| name).collect();
     let dir = settings.spool_dir_or(default_spool_dir);
     let store =
         NotificationStore::open(&dir, names.iter().map(|name| (*name).to_owned()), api_rules)
-            .map_err(super::StartError::new)?;
+            .map_err(super::error::StartError::new)?;
     for name in &names {
         tracing::info!(sink = name, arn = %sink_arn(name), "sink ARN for bucket notification configurations");
     }
