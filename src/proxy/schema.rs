@@ -1,10 +1,8 @@
 //! The TOML file as written: every section and key, `deny_unknown_fields`
 //! throughout so a typo never passes for a setting. Nothing here is checked
-//! beyond its type; [`config`](super::config) resolves and checks it.
-//!
-//! One file for the whole schema, so a key is found where the README's
-//! example puts it; it is long because the schema is (each sink kind lists
-//! its keys), not because it does several things.
+//! beyond its type; [`config`](super::config) resolves and checks it. One
+//! file for the whole schema, so a key is found where the README's example
+//! puts it.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -43,7 +41,7 @@ pub(super) enum CredentialsSetting {
     Mapped,
 }
 
-// ---- the TOML file ------------------------------------------------------
+// ---- the file and its sections -------------------------------------------
 
 /// The TOML file, as written. Unknown keys are errors, so a typo never
 /// passes for a setting.
