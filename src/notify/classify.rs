@@ -22,7 +22,9 @@ use super::S3Operation;
 use crate::addressing::ClientAddressing;
 use crate::sigv4::canonical::percent_decode;
 
-/// What [`classify`] found.
+/// What [`classify`] found. Left in a request's extensions, it is what
+/// [`NotifyLayer`](super::NotifyLayer) uses instead of classifying the
+/// request again (see the [module docs](super)).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Classified {
     /// The operation.

@@ -1,7 +1,8 @@
 //! Event notifications: the [`NotifyLayer`], the [`Event`] model, S3
 //! operation classification ([`classify()`]), the event-type vocabularies
 //! ([`event_types`]), routing [`rules`], the wire [`format`](mod@format)s and
-//! the dispatcher.
+//! the dispatcher, with the [`RoutingEmitter`] that joins the layer to it
+//! through the rules (feature `dispatcher`).
 //!
 //! [`NotifyLayer`] sits outermost in a stack: it classifies each request
 //! (PutObject, CompleteMultipartUpload, DeleteObjects, ...), lets it through
@@ -20,6 +21,13 @@
 //! parts uploaded through the layer, or what a [`SizeLookup`] finds.
 //!
 //! The inner service gets the request body as a [`NotifyRequestBody`].
+//!
+//! A layer in front that needs the classification first (the s3tap proxy's
+//! request log labels its metrics with the operation) can classify the
+//! request itself and put the [`Classified`] in the request's extensions:
+//! the layer takes it from there instead of classifying again. It must be
+//! classified with the same client addressing the layer has (virtual-host
+//! suffix, path prefix).
 //!
 //! ```
 //! use std::sync::{Arc, Mutex};
@@ -53,6 +61,8 @@ pub mod format;
 mod future;
 mod layer;
 mod parts;
+#[cfg(feature = "dispatcher")]
+mod routing;
 pub mod rules;
 mod scan;
 mod service;
@@ -71,6 +81,8 @@ pub use dispatcher::{
 pub use event::{ContentChecksum, Event, EventId, S3Operation};
 pub use future::ResponseFuture;
 pub use layer::{EmitOn, EventEmitter, NotifyLayer, SizeLookup};
+#[cfg(feature = "dispatcher")]
+pub use routing::{RoutingEmitter, SharedRules};
 pub use rules::{Rule, Rules, StatusFilter};
 pub use scan::{
     parse_delete_objects_result, DeleteResultScanner, DeletedKey, MAX_DELETE_KEYS,

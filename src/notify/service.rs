@@ -9,7 +9,7 @@ use http::{header, Request, Response};
 use tower_service::Service;
 
 use super::body::{NotifyRequestBody, RequestScan};
-use super::classify::{classify_addressed, query_value};
+use super::classify::{classify_addressed, query_value, Classified};
 use super::future::{PendingEvent, ResponseFuture};
 use super::layer::NotifyConfig;
 use super::scan::{DeleteRequestScanner, PartListScanner, MAX_DELETE_REQUEST_BYTES};
@@ -108,12 +108,17 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        let classified = classify_addressed(
-            request.method(),
-            request.uri(),
-            request.headers(),
-            &self.config.addressing,
-        );
+        // An outer layer that classified the request already (the s3tap
+        // proxy's request log does, for its metrics) leaves its result here.
+        let classified = match request.extensions_mut().remove::<Classified>() {
+            Some(classified) => classified,
+            None => classify_addressed(
+                request.method(),
+                request.uri(),
+                request.headers(),
+                &self.config.addressing,
+            ),
+        };
         let headers = request.headers();
         let operation = classified.operation;
         let content_length = header_number(headers, header::CONTENT_LENGTH);
@@ -210,4 +215,53 @@ pub(crate) fn too_long_error() -> S3Error {
             MAX_DELETE_REQUEST_BYTES
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tower::{Layer, ServiceExt};
+
+    use crate::notify::{Classified, Event, NotifyLayer, NotifyRequestBody, S3Operation};
+
+    async fn event_for(request: http::Request<String>) -> Event {
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let sink = events.clone();
+        let service = NotifyLayer::new(move |event: Event| sink.lock().unwrap().push(event)).layer(
+            tower::service_fn(|_: http::Request<NotifyRequestBody<String>>| async {
+                Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+            }),
+        );
+        service.oneshot(request).await.unwrap();
+        let mut events = events.lock().unwrap();
+        assert_eq!(events.len(), 1);
+        events.remove(0)
+    }
+
+    /// The proxy's request log classifies each request for its metrics and
+    /// leaves the result in the extensions; the layer takes it as it is
+    /// instead of classifying a second time.
+    #[tokio::test]
+    async fn a_classification_in_the_extensions_is_used_not_redone() {
+        let mut request = http::Request::put("/photos/cat.jpg")
+            .body(String::from("meow"))
+            .unwrap();
+        request.extensions_mut().insert(Classified {
+            operation: S3Operation::PutObject,
+            bucket: Some("classified-outside".into()),
+            key: Some("by-the-request-log".into()),
+        });
+        let event = event_for(request).await;
+        assert_eq!(event.bucket.as_deref(), Some("classified-outside"));
+        assert_eq!(event.key.as_deref(), Some("by-the-request-log"));
+
+        // Alone, the layer classifies the request itself.
+        let request = http::Request::put("/photos/cat.jpg")
+            .body(String::from("meow"))
+            .unwrap();
+        let event = event_for(request).await;
+        assert_eq!(event.bucket.as_deref(), Some("photos"));
+        assert_eq!(event.key.as_deref(), Some("cat.jpg"));
+    }
 }

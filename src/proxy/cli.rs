@@ -1,16 +1,68 @@
-//! The operator's subcommands (`s3tap dead-letters ...`, `s3tap sinks
-//! enable`): clients of a running proxy's admin API (see the admin
-//! endpoints in the README), printing a table or, with `--json`, the API's
-//! own JSON.
+//! The `s3tap` command line: the proxy's flags ([`Args`]) and the
+//! operator's subcommands (`s3tap dead-letters ...`, `s3tap sinks enable`),
+//! clients of a running proxy's admin API (see the admin endpoints in the
+//! README), printing a table or, with `--json`, the API's own JSON.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use bytes::Bytes;
+use clap::Parser;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use serde_json::Value;
 
-use super::config::{Args, DEFAULT_ADMIN_LISTEN};
+use super::schema::LogFormat;
+
+/// Default address of the S3 listener.
+pub(super) const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default address of the admin listener (`/healthz`, `/readyz`).
+pub(super) const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
+/// Default data directory of the embedded store.
+pub(super) const DEFAULT_DATA_DIR: &str = "./s3tap-data";
+
+/// Command-line flags of the `s3tap` binary.
+#[derive(Debug, Default, Parser)]
+#[command(
+    name = "s3tap",
+    version,
+    about = "S3 proxy: verifies SigV4, re-signs for the upstream"
+)]
+pub struct Args {
+    /// TOML configuration file.
+    #[arg(long, value_name = "PATH", global = true)]
+    pub config: Option<PathBuf>,
+    /// Address of the S3 listener [env: S3TAP_LISTEN] [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Address of the admin listener serving /healthz and /readyz
+    /// [env: S3TAP_ADMIN_LISTEN] [default: 127.0.0.1:9090].
+    #[arg(long, value_name = "ADDR")]
+    pub admin_listen: Option<String>,
+    /// PEM certificate chain: serve HTTPS instead of HTTP.
+    #[arg(long, value_name = "PATH", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Upstream S3 endpoint [env: AWS_S3_ENDPOINT]; without one an embedded
+    /// store is started.
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// Signing region [env: AWS_REGION] [default: derived from the endpoint].
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Data directory of the embedded store [default: ./s3tap-data].
+    #[arg(long, value_name = "PATH")]
+    pub data_dir: Option<PathBuf>,
+    /// Log format (filter with RUST_LOG).
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Instead of running the proxy, operate a running one through its
+    /// admin API.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
 
 /// Exit code of a subcommand that failed (bad flags exit with clap's 2).
 pub(super) const EXIT_FAILED: u8 = 1;
@@ -311,7 +363,7 @@ fn age(secs: u64) -> String {
 /// the config file.
 fn target(args: &Args, remote: &Remote) -> Result<(String, Option<String>), String> {
     let file = match &args.config {
-        Some(path) => Some(super::config::read_file(path).map_err(|e| e.to_string())?),
+        Some(path) => Some(super::schema::read_file(path).map_err(|e| e.to_string())?),
         None => None,
     };
     let file_admin = file.as_ref().and_then(|f| f.admin.address.clone());

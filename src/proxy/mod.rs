@@ -18,23 +18,31 @@
 // The TOML schema and the server's parts are not semver surface: only what
 // is re-exported below is.
 mod admin;
+mod admin_listener;
 mod bucket_notifications;
 mod cli;
 mod config;
 mod embedded;
+mod error;
 mod head;
 mod limits;
 mod metrics;
 mod notify;
+mod request_log;
+mod schema;
 mod server;
+mod tls;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-pub use config::{Args, Config, ConfigError, LogFormat};
+pub use cli::Args;
+pub use config::Config;
 pub use embedded::EmbeddedStore;
-pub use server::{shutdown_signal, Proxy, StartError};
+pub use error::{ConfigError, StartError};
+pub use schema::LogFormat;
+pub use server::{shutdown_signal, Proxy};
 
 /// Exit code for a setting that keeps the proxy from starting.
 pub const EXIT_BAD_SETTINGS: u8 = 2;

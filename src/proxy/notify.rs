@@ -16,259 +16,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
-use serde::Deserialize;
 
 use crate::credentials::Secret;
 use crate::notify::format::{CloudEventsMode, Encoder as FormatEncoder, Format, FormatOptions};
 use crate::notify::{
-    Dispatcher, DispatcherTask, EmitError, Event, EventEmitter, FsyncPolicy, Rule, Rules,
+    Dispatcher, DispatcherTask, Event, FsyncPolicy, RoutingEmitter, Rule, Rules, SharedRules,
     StatusFilter,
 };
 use crate::sink::webhook::{Encoded, WebhookSink};
 use crate::sink::JsonLinesSink;
 use crate::sink::Sink;
 
-use super::bucket_notifications::ApiRules;
-use super::config::ConfigError;
-
-fn invalid(message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid(message.into())
-}
-
-/// `[notify]`. Its `Debug` redacts the webhook secret.
-#[derive(Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NotifySection {
-    /// Where event notifications go (the Worker's `WEBHOOK_URL`).
-    pub webhook_url: Option<String>,
-    /// Signs that webhook as B2 does (`WEBHOOK_SECRET`).
-    pub webhook_secret: Option<String>,
-    /// Format of that webhook: `seed` (default), `b2`, `s3`, `cloudevents`,
-    /// `cloudevents-batch`, `s3tap`.
-    pub webhook_format: Option<String>,
-    /// Directory of the durable event spool (default: `<data dir>/spool`
-    /// with the embedded store, else `./s3tap-spool`).
-    pub spool_dir: Option<PathBuf>,
-    /// `always`, `interval` (default: group commit every 5 ms) or `never`.
-    pub fsync: Option<String>,
-    /// `head` (default: when the response head arrives) or `body_end`.
-    pub emit_on: Option<String>,
-    /// Capacity of the in-memory event queue (default 10000); beyond it
-    /// events spill to the spool.
-    pub queue_capacity: Option<usize>,
-    /// Completes the size of an object a copy or multipart upload created,
-    /// when the parts did not all pass through this proxy, with a `HEAD` of
-    /// it at the upstream (default false: such events carry no size).
-    #[serde(default)]
-    pub head_for_size: bool,
-    /// B2 identity for the `b2` format.
-    #[serde(default)]
-    pub b2: crate::notify::format::B2Identity,
-    /// Most events the spool holds (default 10 000 000); beyond it new
-    /// events are refused and counted.
-    pub spool_max_events: Option<u64>,
-    /// Most bytes of event records the spool holds (default 1 GiB).
-    pub spool_max_bytes: Option<u64>,
-    /// `/readyz` answers 503 once the spool is fuller than this fraction of
-    /// its limits (0 < fill <= 1; default: off).
-    pub readyz_max_spool_fill: Option<f64>,
-}
-
-impl std::fmt::Debug for NotifySection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NotifySection")
-            .field("webhook_url", &self.webhook_url)
-            .field(
-                "webhook_secret",
-                &self.webhook_secret.as_ref().map(|_| "<redacted>"),
-            )
-            .field("webhook_format", &self.webhook_format)
-            .field("spool_dir", &self.spool_dir)
-            .field("fsync", &self.fsync)
-            .field("emit_on", &self.emit_on)
-            .field("queue_capacity", &self.queue_capacity)
-            .finish_non_exhaustive()
-    }
-}
-
-/// One `[[sinks]]` entry. Its `Debug` shows the name only: entries hold
-/// secrets.
-#[derive(Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
-pub enum SinkSection {
-    /// An HTTP webhook.
-    Webhook {
-        /// Name rules refer to.
-        name: String,
-        /// Target URL.
-        url: String,
-        /// Payload format (default `b2`).
-        format: Option<String>,
-        /// B2-style signature secret.
-        b2_secret: Option<String>,
-        /// Standard Webhooks secret (`whsec_...`).
-        standard_webhooks_secret: Option<String>,
-        /// Extra headers.
-        #[serde(default)]
-        headers: HashMap<String, String>,
-        /// Request timeout, seconds (default 10).
-        timeout_secs: Option<u64>,
-        /// Most events per POST: 1 to 50 for `b2` (default 1, as B2's
-        /// rules), 1 to the format's limit for the others (default that
-        /// limit).
-        max_events_per_batch: Option<usize>,
-        /// Send one `b2:TestEvent` when the sink starts, as B2's "Test Rule"
-        /// does (`b2` format only; default false).
-        #[serde(default)]
-        test_event: bool,
-    },
-    /// JSON lines to a file or stdout.
-    Jsonl {
-        /// Name rules refer to.
-        name: String,
-        /// File to append to; stdout when absent.
-        path: Option<PathBuf>,
-    },
-    /// Kafka (needs the `sink-kafka` feature).
-    Kafka {
-        /// Name rules refer to.
-        name: String,
-        /// `bootstrap.servers`.
-        brokers: String,
-        /// Default topic.
-        topic: String,
-        /// Topic per rule name.
-        #[serde(default)]
-        topics: HashMap<String, String>,
-        /// Payload format (default `cloudevents`).
-        format: Option<String>,
-        /// Other librdkafka settings (SASL, TLS, ...).
-        #[serde(default)]
-        config: HashMap<String, String>,
-    },
-    /// NATS JetStream (needs the `sink-nats` feature).
-    Nats {
-        /// Name rules refer to.
-        name: String,
-        /// Server URL, e.g. `nats://127.0.0.1:4222`.
-        url: String,
-        /// Subject (the stream must exist).
-        subject: String,
-        /// Publish to `<subject>.<rule name>`.
-        #[serde(default)]
-        subject_per_rule: bool,
-        /// Payload format (default `cloudevents`).
-        format: Option<String>,
-    },
-    /// Redis Streams (needs the `sink-redis` feature).
-    Redis {
-        /// Name rules refer to.
-        name: String,
-        /// Server URL, e.g. `redis://127.0.0.1:6379`.
-        url: String,
-        /// Stream key.
-        stream: String,
-        /// Approximate `MAXLEN` trimming.
-        max_len: Option<usize>,
-        /// Payload format (default `cloudevents`).
-        format: Option<String>,
-    },
-    /// RabbitMQ (needs the `sink-rabbitmq` feature).
-    Rabbitmq {
-        /// Name rules refer to.
-        name: String,
-        /// AMQP URL, e.g. `amqp://guest:guest@127.0.0.1:5672/%2f`.
-        url: String,
-        /// Exchange.
-        exchange: String,
-        /// Routing key.
-        routing_key: String,
-        /// Payload format (default `cloudevents`).
-        format: Option<String>,
-    },
-    /// MQTT (needs the `sink-mqtt` feature).
-    Mqtt {
-        /// Name rules refer to.
-        name: String,
-        /// Broker host.
-        host: String,
-        /// Broker port (default 1883).
-        port: Option<u16>,
-        /// Topic.
-        topic: String,
-        /// Payload format (default `cloudevents`).
-        format: Option<String>,
-    },
-    /// Amazon SNS (needs the `sink-sns` feature).
-    Sns {
-        /// Name rules refer to.
-        name: String,
-        /// Topic ARN (`.fifo` topics get group and de-duplication ids).
-        topic_arn: String,
-        /// Region.
-        region: String,
-        /// Access key id.
-        access_key_id: String,
-        /// Secret access key.
-        secret_access_key: String,
-        /// Endpoint override (e.g. a local emulator).
-        endpoint: Option<String>,
-        /// Payload format (default `s3`).
-        format: Option<String>,
-    },
-    /// Amazon SQS (needs the `sink-sns` feature).
-    Sqs {
-        /// Name rules refer to.
-        name: String,
-        /// Queue URL.
-        queue_url: String,
-        /// Region.
-        region: String,
-        /// Access key id.
-        access_key_id: String,
-        /// Secret access key.
-        secret_access_key: String,
-        /// Endpoint override.
-        endpoint: Option<String>,
-        /// Payload format (default `s3`).
-        format: Option<String>,
-    },
-}
-
-impl std::fmt::Debug for SinkSection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SinkSection({})", self.name())
-    }
-}
-
-impl SinkSection {
-    fn name(&self) -> &str {
-        match self {
-            SinkSection::Webhook { name, .. }
-            | SinkSection::Jsonl { name, .. }
-            | SinkSection::Kafka { name, .. }
-            | SinkSection::Nats { name, .. }
-            | SinkSection::Redis { name, .. }
-            | SinkSection::Rabbitmq { name, .. }
-            | SinkSection::Mqtt { name, .. }
-            | SinkSection::Sns { name, .. }
-            | SinkSection::Sqs { name, .. } => name,
-        }
-    }
-
-    /// The cargo feature that builds this kind of sink into the binary.
-    fn feature(&self) -> &'static str {
-        match self {
-            SinkSection::Webhook { .. } | SinkSection::Jsonl { .. } => "proxy",
-            SinkSection::Kafka { .. } => "sink-kafka",
-            SinkSection::Nats { .. } => "sink-nats",
-            SinkSection::Redis { .. } => "sink-redis",
-            SinkSection::Rabbitmq { .. } => "sink-rabbitmq",
-            SinkSection::Mqtt { .. } => "sink-mqtt",
-            SinkSection::Sns { .. } | SinkSection::Sqs { .. } => "sink-sns",
-        }
-    }
-}
+use super::error::{invalid, ConfigError};
+use super::schema::{NotifySection, SinkSection};
 
 /// What the notification settings resolved to, checked.
 pub struct NotifySettings {
@@ -526,6 +286,13 @@ impl NotifySettings {
         })
     }
 
+    /// The emitter that routes each event through the `[[rules]]`, then
+    /// `api_rules` (those made through the S3 notification API), into
+    /// `dispatcher`.
+    pub fn emitter(&self, dispatcher: Dispatcher, api_rules: SharedRules) -> RoutingEmitter {
+        RoutingEmitter::new(Rules::new(self.rules.clone()), dispatcher).shared_rules(api_rules)
+    }
+
     /// The rules, in order.
     pub fn rules(&self) -> &[Rule] {
         &self.rules
@@ -558,7 +325,7 @@ impl NotifySettings {
         &self,
         default_spool_dir: PathBuf,
         region: &str,
-    ) -> Result<(Arc<RoutingEmitter>, Dispatcher, DispatcherTask), String> {
+    ) -> Result<(Dispatcher, DispatcherTask), String> {
         let options = FormatOptions {
             b2: self.b2.clone(),
             aws_region: region.to_owned(),
@@ -644,12 +411,7 @@ impl NotifySettings {
             .build()
             .await
             .map_err(|e| format!("event spool: {e}"))?;
-        let emitter = Arc::new(RoutingEmitter {
-            rules: Rules::new(self.rules.clone()),
-            api_rules: ApiRules::default(),
-            dispatcher: dispatcher.clone(),
-        });
-        Ok((emitter, dispatcher, task))
+        Ok((dispatcher, task))
     }
 }
 
@@ -855,44 +617,10 @@ fn encode(encoder: &FormatEncoder, events: &[Event]) -> Encoded {
     }
 }
 
-/// Routes each event through the rules (the `[[rules]]`, then those made
-/// through the S3 notification API) and queues a copy per matching sink.
-/// Never blocks: the dispatcher queues, spills to its spool, or refuses.
-pub struct RoutingEmitter {
-    rules: Rules,
-    api_rules: ApiRules,
-    dispatcher: Dispatcher,
-}
-
-impl RoutingEmitter {
-    /// The rules made through the S3 notification API, which this emitter
-    /// routes by as well.
-    pub fn api_rules(&self) -> ApiRules {
-        self.api_rules.clone()
-    }
-}
-
-impl EventEmitter for RoutingEmitter {
-    fn emit(&self, event: Event) {
-        let api_rules = self.api_rules.read();
-        for (sink, routed) in self.rules.route_events_with(&api_rules, event) {
-            // The id is copied only for the message: `emit` takes the event.
-            let id = routed.id.clone();
-            if let Err(error) = self.dispatcher.emit(sink, routed) {
-                match error {
-                    EmitError::SinkDisabled(_) => {
-                        tracing::debug!("event for disabled sink {sink} not queued")
-                    }
-                    other => tracing::error!("event {id} for sink {sink} not queued: {other}"),
-                }
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde::Deserialize;
 
     fn resolve(toml_text: &str) -> Result<NotifySettings, ConfigError> {
         #[derive(Deserialize)]

@@ -1,22 +1,18 @@
 //! The proxy server: binds the listeners, composes
-//! `SigV4VerifyLayer → BucketNotificationsLayer → ResignLayer →
-//! UpstreamClient` behind a request log, serves HTTP or HTTPS, answers
-//! `/healthz`, `/readyz` and `/admin/sinks` on the admin address, and drains
-//! in-flight requests on shutdown.
+//! `RequestLog → NotifyLayer → SigV4VerifyLayer → BucketNotificationsLayer →
+//! RecordAccessKey → ResignLayer → UpstreamClient`, serves HTTP or HTTPS on
+//! the S3 listener, runs the admin listener beside it, and drains in-flight
+//! requests on shutdown (then the event dispatcher).
+//!
+//! The parts live beside it: the request log in
+//! [`request_log`](super::request_log), the admin listener in
+//! [`admin_listener`](super::admin_listener), TLS in [`tls`](super::tls).
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bytes::Bytes;
-use http::{Request, Response, StatusCode};
-use http_body_util::Either;
-use http_body_util::Full;
-use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -24,42 +20,21 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tower_layer::Layer;
-use tower_service::Service;
-use tracing::Instrument;
 
 use super::admin::AdminState;
+use super::admin_listener::serve_admin;
 use super::bucket_notifications::{self, BucketNotifications, BucketNotificationsLayer};
-use super::config::Limits;
-use super::config::{
-    Addressing, ClientKey, Config, CredentialsMode, PayloadHashingMode, RemoteUpstream,
-    UpstreamConfig,
-};
+use super::config::{ClientKey, Config, Limits, RemoteUpstream, UpstreamConfig};
 use super::embedded::{self, EmbeddedStore};
-use super::limits::{ClientBody, CountedBody};
+use super::error::StartError;
 use super::metrics::ProxyMetrics;
+use super::request_log::{RecordAccessKey, RequestLog};
+use super::tls::tls_acceptor;
 use crate::credentials::{Credential, Identity, StaticCredentials, UpstreamCredentials};
-use crate::notify::{Dispatcher, DispatcherTask, Notify, NotifyLayer};
-use crate::resign::{Resign, ResignLayer, Upstream};
-use crate::s3error::{RequestId, S3Error, S3ErrorCode};
+use crate::notify::{Dispatcher, DispatcherTask, Notify, NotifyLayer, SharedRules};
+use crate::resign::{Addressing, CredentialsSource, Resign, ResignLayer, Upstream};
 use crate::upstream::UpstreamClient;
-use crate::verified::Verified;
-use crate::verified::{ClientAddr, Rejection};
-use crate::verify::{PayloadHashing, SigV4Verify, SigV4VerifyLayer};
-
-/// The proxy could not start. One line, naming the setting; never a secret.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct StartError {
-    message: String,
-}
-
-impl StartError {
-    pub(crate) fn new(message: impl Into<String>) -> Self {
-        StartError {
-            message: message.into(),
-        }
-    }
-}
+use crate::verify::{SigV4Verify, SigV4VerifyLayer};
 
 /// The verify → bucket notification API → record identity → re-sign →
 /// upstream stack.
@@ -116,8 +91,10 @@ impl Proxy {
                     endpoint,
                     region: None,
                     addressing: Addressing::Path,
-                    credentials: CredentialsMode::Fixed,
-                    fixed: Some(store.internal_key()),
+                    credentials: {
+                        let (id, secret) = store.internal_key();
+                        CredentialsSource::Fixed(UpstreamCredentials::new(id, secret))
+                    },
                     ca_pem: None,
                     connect_timeout: Duration::from_secs(5),
                     response_timeout: Duration::from_secs(60),
@@ -169,7 +146,7 @@ impl Proxy {
             listen = %format!("{scheme}://{local}"),
             admin = %admin.local_addr().map(|a| a.to_string()).unwrap_or_default(),
             upstream = %remote.endpoint,
-            credentials = ?remote.credentials,
+            credentials = credentials_label(&remote.credentials),
             clients = clients.len(),
             "s3tap is ready"
         );
@@ -181,20 +158,22 @@ impl Proxy {
             .region
             .clone()
             .unwrap_or_else(|| remote.endpoint.region());
-        let (emitter, dispatcher, dispatcher_task) = config
+        let (dispatcher, dispatcher_task) = config
             .notify
             .start(default_spool.clone(), &region)
             .await
             .map_err(StartError::new)?;
+        let api_rules = SharedRules::default();
+        let emitter = config.notify.emitter(dispatcher.clone(), api_rules.clone());
         let (notifications, sinks_json) = bucket_notifications::start(
             &config.notify,
             default_spool,
-            &emitter,
+            api_rules,
             &clients,
             &config.verify,
             config.virtual_host_suffix.as_deref(),
         )?;
-        let mut notify = NotifyLayer::from_arc(emitter);
+        let mut notify = NotifyLayer::new(emitter);
         if config.notify.emit_on_body_end() {
             notify = notify.emit_on_body_end();
         }
@@ -225,13 +204,12 @@ impl Proxy {
         if config.notify.head_for_size() {
             notify = notify.size_lookup(head_for_size);
         }
-        let service = RequestLog {
-            inner: notify.layer(stack),
-            peer: None,
-            metrics: metrics.clone(),
-            limits: config.limits.clone(),
-            virtual_host_suffix: config.virtual_host_suffix.map(Arc::from),
-        };
+        let service = RequestLog::new(
+            notify.layer(stack),
+            metrics.clone(),
+            config.limits.clone(),
+            config.virtual_host_suffix.as_deref(),
+        );
         Ok(Proxy {
             listener,
             admin,
@@ -336,9 +314,7 @@ impl Proxy {
                 () = &mut shutdown => break,
             };
             let _ = tcp.set_nodelay(true);
-            let mut service = service.clone();
-            service.peer = Some(peer);
-            let service = TowerToHyperService::new(service);
+            let service = TowerToHyperService::new(service.for_peer(peer));
             let builder = builder.clone();
             let watcher = graceful.watcher();
             let tls = tls.clone();
@@ -401,6 +377,16 @@ impl Proxy {
     }
 }
 
+/// How the startup line names the signing key: `Client`, `Fixed` or
+/// `Mapped`, never the key.
+fn credentials_label(credentials: &CredentialsSource) -> &'static str {
+    match credentials {
+        CredentialsSource::Client => "Client",
+        CredentialsSource::Fixed(_) => "Fixed",
+        CredentialsSource::Mapped => "Mapped",
+    }
+}
+
 async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, StartError> {
     TcpListener::bind(addr)
         .await
@@ -410,7 +396,7 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, StartError> {
 fn stack(
     remote: &RemoteUpstream,
     clients: &[ClientKey],
-    verify: &super::config::VerifyConfig,
+    verify: &super::config::VerifySettings,
     virtual_host_suffix: Option<String>,
     metrics: Arc<ProxyMetrics>,
     notifications: BucketNotificationsLayer,
@@ -441,19 +427,12 @@ fn stack(
     if let Some(region) = &remote.region {
         resign = resign.region(region.clone());
     }
-    if remote.addressing == Addressing::Virtual {
-        resign = resign.virtual_hosted_style();
-    }
+    resign = resign
+        .addressing(remote.addressing)
+        .credentials(remote.credentials.clone());
     if let Some(suffix) = virtual_host_suffix {
         resign = resign.client_virtual_host_suffix(suffix);
     }
-    resign = match (&remote.credentials, &remote.fixed) {
-        (CredentialsMode::Fixed, Some((id, secret))) => {
-            resign.sign_with(UpstreamCredentials::new(id.clone(), secret.clone()))
-        }
-        (CredentialsMode::Mapped, _) => resign.sign_with_mapped_credentials(),
-        _ => resign.sign_with_client_credentials(),
-    };
 
     let head_for_size = super::head::HeadForSize {
         upstream: resign.layer(client.clone()),
@@ -465,330 +444,12 @@ fn stack(
         .publish_chunk_digests(true)
         .max_clock_skew(verify.max_clock_skew)
         .max_chunk_size(verify.max_chunk_size)
-        .payload_hashing(match verify.payload_hashing {
-            PayloadHashingMode::Verify => PayloadHashing::Verify,
-            PayloadHashingMode::Defer => PayloadHashing::DeferToUpstream,
-        });
+        .payload_hashing(verify.payload_hashing);
     Ok((
-        verify_layer.layer(notifications.layer(RecordAccessKey {
-            inner: resign.layer(client),
-            metrics,
-        })),
+        verify_layer
+            .layer(notifications.layer(RecordAccessKey::new(resign.layer(client), metrics))),
         head_for_size,
     ))
-}
-
-// ---- request log ------------------------------------------------------------
-
-/// One span per request (request id, method, path, access key id once
-/// verified, status, duration) and an `x-amz-request-id` on every response.
-#[derive(Clone)]
-struct RequestLog<S> {
-    inner: S,
-    peer: Option<SocketAddr>,
-    metrics: Arc<ProxyMetrics>,
-    limits: Limits,
-    virtual_host_suffix: Option<Arc<str>>,
-}
-
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
-/// What the client gets: the stack's response, counted, or the proxy's own
-/// S3 error for a request it refused at the door.
-type ClientResponse<B> = Response<Either<CountedBody<B>, Full<Bytes>>>;
-
-impl<S, B> Service<Request<Incoming>> for RequestLog<S>
-where
-    S: Service<Request<ClientBody<Incoming>>, Response = Response<B>, Error = Infallible>,
-    S::Future: Send + 'static,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-{
-    type Response = ClientResponse<B>;
-    type Error = Infallible;
-    type Future = BoxFuture<Result<ClientResponse<B>, Infallible>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: Request<Incoming>) -> Self::Future {
-        let request_id = RequestId::generate();
-        request.extensions_mut().insert(request_id.clone());
-        if let Some(peer) = self.peer {
-            request.extensions_mut().insert(ClientAddr(peer));
-        }
-        // The path only: a presigned URL's query holds its signature.
-        let span = tracing::info_span!(
-            "request",
-            request_id = %request_id,
-            method = %request.method(),
-            path = %request.uri().path(),
-            access_key_id = tracing::field::Empty,
-            status = tracing::field::Empty,
-            duration_ms = tracing::field::Empty,
-        );
-        let started = Instant::now();
-        let operation = operation_label(
-            crate::notify::classify(
-                request.method(),
-                request.uri(),
-                request.headers(),
-                self.virtual_host_suffix.as_deref(),
-            )
-            .operation,
-        );
-        let metrics = self.metrics.clone();
-        // botocore (aws-cli v1, boto3) sends `Expect: 100-continue` even for
-        // empty uploads; answered without a 100 (there is no body to ask
-        // for), it misreads the next response on that connection and waits
-        // for its read timeout. Closing such a connection after the answer
-        // keeps the client's next request on a fresh one.
-        let close_after = request
-            .headers()
-            .get(http::header::EXPECT)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
-            && request
-                .headers()
-                .get(http::header::CONTENT_LENGTH)
-                .is_some_and(|v| v.as_bytes() == b"0");
-        let target_len = request
-            .uri()
-            .path_and_query()
-            .map_or(0, |p| p.as_str().len());
-        if target_len > self.limits.max_uri_bytes {
-            let error = S3Error::new(
-                S3ErrorCode::InvalidURI,
-                format!(
-                    "The request target is {target_len} bytes long; this proxy accepts at most {}.",
-                    self.limits.max_uri_bytes
-                ),
-            );
-            let is_head = request.method() == http::Method::HEAD;
-            let response = error
-                .to_response("", request_id.as_str(), is_head)
-                .map(|body| Either::Right(Full::new(body)));
-            metrics.rejection("proxy", "uri_too_long");
-            metrics.request(operation, response.status().as_u16());
-            return Box::pin(async move { Ok(response) }.instrument(span));
-        }
-        let request = request
-            .map(|body| ClientBody::new(body, self.limits.body_idle_timeout, metrics.bytes_in()));
-        let future = span.in_scope(|| self.inner.call(request));
-        Box::pin(
-            async move {
-                let Ok(response) = future.await;
-                let (mut parts, body) = response.into_parts();
-                if !parts.headers.contains_key("x-amz-request-id") {
-                    if let Ok(value) = http::HeaderValue::from_str(request_id.as_str()) {
-                        parts.headers.insert("x-amz-request-id", value);
-                    }
-                }
-                if close_after {
-                    parts.headers.insert(
-                        http::header::CONNECTION,
-                        http::HeaderValue::from_static("close"),
-                    );
-                }
-                if let Some(rejection) = parts.extensions.get::<Rejection>() {
-                    metrics.rejection(rejection.layer, rejection.reason);
-                }
-                metrics.request(operation, parts.status.as_u16());
-                let span = tracing::Span::current();
-                span.record("status", parts.status.as_u16());
-                span.record("duration_ms", started.elapsed().as_millis() as u64);
-                // The id the client saw: ours, or the upstream's own.
-                let amz_request_id = parts
-                    .headers
-                    .get("x-amz-request-id")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default();
-                tracing::info!(amz_request_id, "response");
-                let body = Either::Left(CountedBody::new(body, metrics.bytes_out()));
-                Ok(Response::from_parts(parts, body))
-            }
-            .instrument(span),
-        )
-    }
-}
-
-/// A stable label for an operation: its AWS API name.
-fn operation_label(operation: crate::notify::S3Operation) -> &'static str {
-    operation.as_str()
-}
-
-/// Writes the verified access key id into the request's span and times the
-/// upstream's answer.
-#[derive(Clone)]
-struct RecordAccessKey<S> {
-    inner: S,
-    metrics: Arc<ProxyMetrics>,
-}
-
-impl<S, B> Service<Request<B>> for RecordAccessKey<S>
-where
-    S: Service<Request<B>>,
-    S::Future: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = BoxFuture<Result<S::Response, S::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<B>) -> Self::Future {
-        if let Some(verified) = request.extensions().get::<Verified>() {
-            tracing::Span::current().record("access_key_id", verified.access_key_id.as_str());
-        }
-        let started = Instant::now();
-        let metrics = self.metrics.clone();
-        let future = self.inner.call(request);
-        Box::pin(async move {
-            let result = future.await;
-            metrics.observe_upstream_latency(started.elapsed().as_secs_f64());
-            result
-        })
-    }
-}
-
-// ---- admin ----------------------------------------------------------------
-
-async fn serve_admin(
-    listener: TcpListener,
-    ready_target: Arc<str>,
-    metrics: Arc<ProxyMetrics>,
-    state: Arc<AdminState>,
-) {
-    loop {
-        let Ok((tcp, _)) = listener.accept().await else {
-            continue;
-        };
-        let ready_target = ready_target.clone();
-        let metrics = metrics.clone();
-        let state = state.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-                let ready_target = ready_target.clone();
-                let metrics = metrics.clone();
-                let state = state.clone();
-                async move {
-                    if request.uri().path().starts_with("/admin/") {
-                        return Ok::<_, Infallible>(super::admin::handle(&state, request).await);
-                    }
-                    if request.uri().path() == "/metrics" {
-                        let dispatcher = &state.dispatcher;
-                        super::admin::record_oldest_undelivered(&metrics, dispatcher).await;
-                        let text = metrics.render(&dispatcher.stats());
-                        let mut response = Response::new(Full::new(Bytes::from(text)));
-                        response.headers_mut().insert(
-                            http::header::CONTENT_TYPE,
-                            http::HeaderValue::from_static("text/plain; version=0.0.4"),
-                        );
-                        return Ok::<_, Infallible>(response);
-                    }
-                    Ok::<_, Infallible>(admin_response(&request, &ready_target, &state).await)
-                }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(tcp), service)
-                .await;
-        });
-    }
-}
-
-async fn admin_response(
-    request: &Request<Incoming>,
-    ready_target: &str,
-    state: &AdminState,
-) -> Response<Full<Bytes>> {
-    let (status, text) = match request.uri().path() {
-        "/healthz" => (StatusCode::OK, "ok\n".to_owned()),
-        "/readyz" => {
-            // A TCP connect is cheap, needs no credentials, and tells whether
-            // the upstream can be reached at all.
-            let connect = tokio::net::TcpStream::connect(ready_target);
-            match tokio::time::timeout(Duration::from_secs(2), connect).await {
-                Ok(Ok(_)) => match super::admin::notify_unready(state).as_slice() {
-                    [] => (StatusCode::OK, "ready\n".to_owned()),
-                    reasons => (
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        format!("not ready: {}\n", reasons.join("; ")),
-                    ),
-                },
-                Ok(Err(e)) => (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!("upstream {ready_target} unreachable: {e}\n"),
-                ),
-                Err(_) => (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!("upstream {ready_target} did not accept a connection within 2 s\n"),
-                ),
-            }
-        }
-        _ => (StatusCode::NOT_FOUND, "not found\n".to_owned()),
-    };
-    let mut response = Response::new(Full::new(Bytes::from(text)));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/plain"),
-    );
-    response
-}
-
-// ---- TLS ------------------------------------------------------------------
-
-fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> Result<TlsAcceptor, StartError> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .and_then(|iter| iter.collect::<Result<_, _>>())
-        .map_err(|e| {
-            StartError::new(format!(
-                "cannot read the TLS certificate {}: {}",
-                cert.display(),
-                pem_error(&e)
-            ))
-        })?;
-    if certs.is_empty() {
-        return Err(StartError::new(format!(
-            "the TLS certificate {} has no CERTIFICATE block",
-            cert.display()
-        )));
-    }
-    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| {
-        StartError::new(format!(
-            "cannot read the TLS private key {}: {}",
-            key.display(),
-            pem_error(&e)
-        ))
-    })?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| StartError::new(format!("TLS setup failed: {e}")))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key_der)
-        .map_err(|e| {
-            StartError::new(format!(
-                "the TLS certificate {} and key {} do not work together: {e}",
-                cert.display(),
-                key.display()
-            ))
-        })?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(config)))
-}
-
-fn pem_error(error: &rustls::pki_types::pem::Error) -> String {
-    use rustls::pki_types::pem::Error;
-    match error {
-        Error::Io(e) => e.to_string(),
-        Error::NoItemsFound => "no PEM block of the right kind".to_owned(),
-        other => format!("not valid PEM ({other:?})"),
-    }
 }
 
 /// Completes on SIGTERM or SIGINT (Ctrl-C).

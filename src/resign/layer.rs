@@ -15,15 +15,26 @@ use crate::sigv4::SigningKeyCache;
 /// Which credentials sign the upstream request.
 #[derive(Clone, Debug)]
 pub(crate) enum CredentialsSource {
+    /// The verified client's own key.
     Client,
+    /// One key for every request.
     Fixed(UpstreamCredentials),
+    /// The upstream key the credential store maps to the client's key.
     Mapped,
 }
 
-/// How buckets are addressed on the upstream.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How buckets are addressed on the upstream. With the `proxy` feature also
+/// the `[upstream] addressing` value of the binary's TOML file: `"path"` or
+/// `"virtual"`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "proxy", derive(serde::Deserialize))]
+#[cfg_attr(feature = "proxy", serde(rename_all = "lowercase"))]
 pub(crate) enum Addressing {
+    /// `host/bucket/key`.
+    #[default]
     Path,
+    /// `bucket.host/key`.
+    #[cfg_attr(feature = "proxy", serde(rename = "virtual"))]
     VirtualHosted,
 }
 
@@ -84,6 +95,14 @@ impl ResignLayer {
         self
     }
 
+    /// Addresses buckets on the upstream as `addressing` says (the proxy's
+    /// `[upstream] addressing`).
+    #[cfg(feature = "proxy")]
+    pub(crate) fn addressing(mut self, addressing: Addressing) -> Self {
+        self.config.addressing = addressing;
+        self
+    }
+
     /// Recognises clients that address buckets as `bucket.<suffix>` in their
     /// Host header (virtual-hosted style towards the proxy).
     pub fn client_virtual_host_suffix(mut self, suffix: impl Into<String>) -> Self {
@@ -120,6 +139,14 @@ impl ResignLayer {
     /// so client keys never work upstream; unmapped clients get AccessDenied.
     pub fn sign_with_mapped_credentials(mut self) -> Self {
         self.config.credentials = CredentialsSource::Mapped;
+        self
+    }
+
+    /// Signs with the key `source` names (the proxy's resolved
+    /// `[upstream] credentials`).
+    #[cfg(feature = "proxy")]
+    pub(crate) fn credentials(mut self, source: CredentialsSource) -> Self {
+        self.config.credentials = source;
         self
     }
 

@@ -43,5 +43,7 @@ mod upstream;
 pub use body::{ReframeError, ResignBody};
 pub use future::ResponseFuture;
 pub use layer::ResignLayer;
+#[cfg(feature = "proxy")]
+pub(crate) use layer::{Addressing, CredentialsSource};
 pub use service::{strip_hop_by_hop, Resign};
 pub use upstream::{InvalidUpstream, Upstream};

@@ -11,7 +11,12 @@ use crate::credentials::CredentialStore;
 use crate::sigv4::{ChunkedLimits, SigningKeyCache, UriEncoding};
 
 /// What to do with the payload of hex-hash and `UNSIGNED-PAYLOAD` requests.
+///
+/// With the `proxy` feature it is also the `[verify] payload_hashing` value
+/// of the binary's TOML file: `"verify"` or `"defer"`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "proxy", derive(serde::Deserialize))]
+#[cfg_attr(feature = "proxy", serde(rename_all = "lowercase"))]
 pub enum PayloadHashing {
     /// Hash the payload and hold back its last frame until the digest (and
     /// any `x-amz-checksum-*` header) matches. The default.
@@ -20,6 +25,7 @@ pub enum PayloadHashing {
     /// Pass hex and unsigned payloads through untouched and let the upstream,
     /// which checks the same hash, reject a mismatch. Saves one SHA-256 pass
     /// per byte in a proxy; aws-chunked payloads are always verified.
+    #[cfg_attr(feature = "proxy", serde(rename = "defer"))]
     DeferToUpstream,
 }
 

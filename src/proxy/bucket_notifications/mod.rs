@@ -45,7 +45,7 @@ pub(super) mod store;
 
 pub(super) use layer::BucketNotificationsLayer;
 pub(super) use service::BucketNotifications;
-pub(super) use store::{ApiRules, NotificationStore};
+pub(super) use store::NotificationStore;
 
 /// What precedes the sink's name in its ARN.
 const ARN_PREFIX: &str = "arn:s3tap:sqs::1:";
@@ -77,24 +77,22 @@ pub(super) fn sinks_json<'a>(names: impl IntoIterator<Item = &'a str>) -> String
 pub(crate) fn start(
     settings: &super::notify::NotifySettings,
     default_spool_dir: std::path::PathBuf,
-    emitter: &super::notify::RoutingEmitter,
+    api_rules: crate::notify::SharedRules,
     clients: &[super::config::ClientKey],
-    verify: &super::config::VerifyConfig,
+    verify: &super::config::VerifySettings,
     virtual_host_suffix: Option<&str>,
-) -> Result<(BucketNotificationsLayer, String), super::StartError> {
+) -> Result<(BucketNotificationsLayer, String), super::error::StartError> {
     let names: Vec<&str> = settings.sinks().map(|(name, _)| name).collect();
     let dir = settings.spool_dir_or(default_spool_dir);
-    let store = NotificationStore::open(
-        &dir,
-        names.iter().map(|name| (*name).to_owned()),
-        emitter.api_rules(),
-    )
-    .map_err(super::StartError::new)?;
+    let store =
+        NotificationStore::open(&dir, names.iter().map(|name| (*name).to_owned()), api_rules)
+            .map_err(super::error::StartError::new)?;
     for name in &names {
         tracing::info!(sink = name, arn = %sink_arn(name), "sink ARN for bucket notification configurations");
     }
-    let mut layer = BucketNotificationsLayer::new(std::sync::Arc::new(store))
-        .check_payload_hash(verify.payload_hashing == super::config::PayloadHashingMode::Defer);
+    let mut layer = BucketNotificationsLayer::new(std::sync::Arc::new(store)).check_payload_hash(
+        verify.payload_hashing == crate::verify::PayloadHashing::DeferToUpstream,
+    );
     for client in clients.iter().filter(|c| c.manage_notifications) {
         layer = layer.manager(client.access_key_id.clone());
     }

@@ -11,31 +11,15 @@
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+use std::sync::{Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
 
 use super::document::TargetConfig;
-use crate::notify::{Rule, Rules, StatusFilter};
+use crate::notify::{Rule, Rules, SharedRules, StatusFilter};
 
 /// The file's name in the spool directory.
 pub(crate) const FILE_NAME: &str = "bucket-notifications.json";
-
-/// The rules made through the S3 API, shared between the store that writes
-/// them and the emitter that routes every event through them too.
-#[derive(Clone, Debug, Default)]
-pub struct ApiRules(Arc<RwLock<Rules>>);
-
-impl ApiRules {
-    /// The current rules, for the length of one routing.
-    pub fn read(&self) -> RwLockReadGuard<'_, Rules> {
-        self.0.read().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn replace(&self, rules: Rules) {
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = rules;
-    }
-}
 
 /// The file's content: a version, then each bucket's configurations.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -57,7 +41,9 @@ pub(crate) struct NotificationStore {
     /// Held by one PUT at a time, across its write of the file, so that
     /// concurrent PUTs cannot lose each other's buckets.
     writer: Mutex<()>,
-    rules: ApiRules,
+    /// The rules made through the S3 API, shared with the emitter that
+    /// routes every event through them too.
+    rules: SharedRules,
 }
 
 impl NotificationStore {
@@ -68,7 +54,7 @@ impl NotificationStore {
     pub(crate) fn open(
         dir: &Path,
         sinks: impl IntoIterator<Item = String>,
-        rules: ApiRules,
+        rules: SharedRules,
     ) -> Result<NotificationStore, String> {
         let path = dir.join(FILE_NAME);
         let document = match std::fs::read(&path) {
@@ -216,7 +202,7 @@ mod tests {
     fn configurations_survive_reopening_and_route_only_their_bucket() {
         let dir = tempfile::tempdir().unwrap();
         let sinks = || ["hook".to_owned()];
-        let rules = ApiRules::default();
+        let rules = SharedRules::default();
         let store = NotificationStore::open(dir.path(), sinks(), rules.clone()).unwrap();
         assert!(store.get("a").is_empty());
         store.put("a", vec![config("up", "hook")]).unwrap();
@@ -226,7 +212,7 @@ mod tests {
         assert!(rules.read().route(&put_event("a", "out/x")).is_empty());
         assert!(!dir.path().join("bucket-notifications.json.tmp").exists());
 
-        let rules = ApiRules::default();
+        let rules = SharedRules::default();
         let again = NotificationStore::open(dir.path(), sinks(), rules.clone()).unwrap();
         assert_eq!(again.get("a"), [config("up", "hook")]);
         assert_eq!(rules.read().route(&put_event("a", "in/y")).len(), 1);
@@ -234,7 +220,7 @@ mod tests {
         // An empty configuration removes the bucket's rules, on disk too.
         again.put("a", Vec::new()).unwrap();
         assert!(rules.read().rules.is_empty());
-        let rules = ApiRules::default();
+        let rules = SharedRules::default();
         let third = NotificationStore::open(dir.path(), sinks(), rules.clone()).unwrap();
         assert!(third.get("a").is_empty());
         assert!(rules.read().rules.is_empty());
@@ -243,10 +229,10 @@ mod tests {
     #[test]
     fn a_configuration_of_a_removed_sink_routes_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let store =
-            NotificationStore::open(dir.path(), ["old".to_owned()], ApiRules::default()).unwrap();
+        let store = NotificationStore::open(dir.path(), ["old".to_owned()], SharedRules::default())
+            .unwrap();
         store.put("a", vec![config("up", "old")]).unwrap();
-        let rules = ApiRules::default();
+        let rules = SharedRules::default();
         let store = NotificationStore::open(dir.path(), ["new".to_owned()], rules.clone()).unwrap();
         assert_eq!(store.get("a").len(), 1, "kept in the file");
         assert!(rules.read().rules.is_empty());
@@ -256,8 +242,9 @@ mod tests {
     fn a_damaged_file_stops_the_start_with_its_name() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(FILE_NAME), b"{not json").unwrap();
-        let error = NotificationStore::open(dir.path(), ["hook".to_owned()], ApiRules::default())
-            .unwrap_err();
+        let error =
+            NotificationStore::open(dir.path(), ["hook".to_owned()], SharedRules::default())
+                .unwrap_err();
         assert!(error.contains(FILE_NAME), "{error}");
     }
 }

@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::config::ClientKey;
-use super::server::StartError;
+use super::error::StartError;
 use crate::credentials::Secret;
 
 mod listing;
