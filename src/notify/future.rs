@@ -246,7 +246,7 @@ where
                 // A body cut short for breaking a limit makes whatever the
                 // inner service answered (an aborted upload's error) moot.
                 if pending.over_limit() {
-                    let error = super::service::too_long_error();
+                    let error = super::scan::too_long_error();
                     (pending.error_response(&error), Some(error))
                 } else {
                     (outcome?.map(ResponseBody::inner), None)

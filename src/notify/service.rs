@@ -12,9 +12,11 @@ use super::body::{NotifyRequestBody, RequestScan};
 use super::classify::{classify_addressed, query_value, Classified};
 use super::future::{PendingEvent, ResponseFuture};
 use super::layer::NotifyConfig;
-use super::scan::{DeleteRequestScanner, PartListScanner, MAX_DELETE_REQUEST_BYTES};
+use super::scan::{
+    too_long_error, DeleteRequestScanner, PartListScanner, MAX_DELETE_REQUEST_BYTES,
+};
 use super::S3Operation;
-use crate::s3error::{RequestId, S3Error, S3ErrorCode};
+use crate::s3error::RequestId;
 use crate::verified::{ClientAddr, Observed};
 
 /// The service made by [`NotifyLayer`](super::NotifyLayer).
@@ -203,18 +205,6 @@ where
         let request = request.map(|body| NotifyRequestBody::new(body, scan));
         ResponseFuture::new(self.inner.call(request), pending)
     }
-}
-
-/// The answer to a DeleteObjects request over the layer's limits.
-pub(crate) fn too_long_error() -> S3Error {
-    S3Error::new(
-        S3ErrorCode::MalformedXML,
-        format!(
-            "A DeleteObjects request names at most {} keys in at most {} bytes.",
-            super::MAX_DELETE_KEYS,
-            MAX_DELETE_REQUEST_BYTES
-        ),
-    )
 }
 
 #[cfg(test)]

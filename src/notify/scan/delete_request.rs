@@ -2,6 +2,7 @@
 //! `<Quiet>` flag, read as the request streams up.
 
 use super::*;
+use crate::s3error::{S3Error, S3ErrorCode};
 
 /// What a DeleteObjects request body asked for.
 #[derive(Debug)]
@@ -106,4 +107,15 @@ impl DeleteRequestScanner {
             }
         }
     }
+}
+
+/// The answer to a DeleteObjects request over the layer's limits.
+pub(crate) fn too_long_error() -> S3Error {
+    S3Error::new(
+        S3ErrorCode::MalformedXML,
+        format!(
+            "A DeleteObjects request names at most {} keys in at most {} bytes.",
+            MAX_DELETE_KEYS, MAX_DELETE_REQUEST_BYTES
+        ),
+    )
 }

@@ -254,7 +254,7 @@ mod result;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use delete_request::DeleteRequestScanner;
+pub(crate) use delete_request::{too_long_error, DeleteRequestScanner};
 pub use delete_result::{parse_delete_objects_result, DeleteResultScanner, DeletedKey};
 pub(crate) use part_list::PartListScanner;
 pub(crate) use result::ResultScanner;

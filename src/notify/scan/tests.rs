@@ -1,5 +1,5 @@
-//! The scanners against hand-written and generated documents, split at every
-//! byte.
+//! The scanners against hand-written and generated documents, fed in chunks
+//! cut at any byte.
 use super::*;
 use proptest::prelude::*;
 
