@@ -778,3 +778,64 @@ async fn an_oversized_trailer_section_is_refused() {
         "no complete payload"
     );
 }
+
+/// `X-Amz-Expires` at its bounds, each URL signed by aws-sigv4: 0 is never
+/// valid (AWS and s3s answer "Request has expired"), 1 and a week are, a
+/// week and a second is malformed.
+#[tokio::test]
+async fn presigned_expiry_bounds() {
+    let zero = run(presigned(http::Method::GET, Duration::ZERO, fixed_time())).await;
+    zero.assert_error(403, "AccessDenied");
+    assert!(zero.body.contains("Request has expired"), "{}", zero.body);
+    for secs in [1, 604_800] {
+        let ok = run(presigned(
+            http::Method::GET,
+            Duration::from_secs(secs),
+            fixed_time(),
+        ))
+        .await;
+        assert_eq!(
+            ok.status,
+            StatusCode::OK,
+            "X-Amz-Expires={secs}: {}",
+            ok.body
+        );
+    }
+    run(presigned(
+        http::Method::GET,
+        Duration::from_secs(604_801),
+        fixed_time(),
+    ))
+    .await
+    .assert_error(400, "AuthorizationQueryParametersError");
+}
+
+/// SigV2, in a header or presigned, gets AWS's answer for a SigV4-only
+/// bucket (400 InvalidRequest naming AWS4-HMAC-SHA256), not "unauthenticated".
+#[tokio::test]
+async fn sigv2_is_refused_as_an_unsupported_mechanism() {
+    let header = Request::get("http://s3.example.com/bucket/key")
+        .header("host", "s3.example.com")
+        .header("date", "Tue, 01 Dec 2026 20:00:00 GMT")
+        .header(
+            "authorization",
+            "AWS AKIDEXAMPLE:frJIUN8DYpKDtOLCwo//yllqDzg=",
+        )
+        .body(Bytes::new())
+        .unwrap();
+    let presigned = Request::get(
+        "http://s3.example.com/bucket/key?AWSAccessKeyId=AKIDEXAMPLE&Signature=frJIUN8DYpKDtOLCwo%2F%2FyllqDzg%3D&Expires=1796169600",
+    )
+    .header("host", "s3.example.com")
+    .body(Bytes::new())
+    .unwrap();
+    for request in [header, presigned] {
+        let outcome = run(request).await;
+        outcome.assert_error(400, "InvalidRequest");
+        assert!(
+            outcome.body.contains("Please use AWS4-HMAC-SHA256."),
+            "{}",
+            outcome.body
+        );
+    }
+}

@@ -50,6 +50,20 @@ fn parse_length(headers: &HeaderMap, name: &'static str) -> Result<Option<u64>, 
     }
 }
 
+/// A SigV2 presigned URL (`?AWSAccessKeyId=...&Signature=...&Expires=...`,
+/// what boto3 still makes by default for a custom endpoint): refused as an
+/// unsupported mechanism, as AWS refuses it for SigV4-only buckets, rather
+/// than as an unauthenticated request.
+fn is_sigv2_presigned(query: Option<&str>) -> bool {
+    let has = |name: &str| {
+        query.is_some_and(|q| {
+            q.split('&')
+                .any(|pair| pair.split_once('=').map_or(pair, |(n, _)| n) == name)
+        })
+    };
+    has("AWSAccessKeyId") && has("Signature")
+}
+
 /// Reads and checks the signature claim from the head alone.
 pub(crate) fn read_claim(
     config: &VerifyConfig,
@@ -64,6 +78,11 @@ pub(crate) fn read_claim(
     let (kind, scope, signed_headers, signature, date, security_token, presigned_hash) =
         match (authorization, presigned) {
             (Some(_), true) => return Err(VerifyError::BothAuthMechanisms),
+            (None, false) if is_sigv2_presigned(query) => {
+                return Err(VerifyError::UnsupportedAlgorithm(
+                    "AWS (SigV2 presigned)".into(),
+                ))
+            }
             (None, false) => return Err(VerifyError::MissingAuthentication),
             (Some(value), false) => {
                 let value = value.to_str().map_err(|_| {
@@ -112,7 +131,10 @@ pub(crate) fn read_claim(
                 if age < -(config.max_clock_skew.as_secs() as i64) {
                     return Err(VerifyError::NotYetValid);
                 }
-                if age > presigned.expires_secs as i64 {
+                // A URL valid for zero seconds is never usable: AWS and s3s
+                // answer it "Request has expired" (their clocks count the
+                // fraction of a second a whole-second age leaves out).
+                if presigned.expires_secs == 0 || age > presigned.expires_secs as i64 {
                     return Err(VerifyError::Expired);
                 }
                 let token = presigned

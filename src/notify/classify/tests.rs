@@ -3,12 +3,7 @@
 use super::*;
 use proptest::prelude::*;
 
-fn run(
-    method: Method,
-    target: &str,
-    headers: &[(&str, &str)],
-    suffix: Option<&str>,
-) -> Classified {
+fn run(method: Method, target: &str, headers: &[(&str, &str)], suffix: Option<&str>) -> Classified {
     let uri: Uri = target.parse().expect(target);
     let mut map = HeaderMap::new();
     for (name, value) in headers {
