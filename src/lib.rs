@@ -125,6 +125,7 @@ pub mod notify;
 pub mod proxy;
 pub mod resign;
 pub mod s3error;
+pub mod secret;
 pub mod sigv4;
 #[cfg(feature = "dispatcher")]
 pub mod sink;
