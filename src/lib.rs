@@ -119,6 +119,8 @@ pub mod body;
 pub mod credentials;
 pub mod crypto;
 mod hop_by_hop;
+#[cfg(any(feature = "upstream", feature = "sink-webhook"))]
+mod https;
 #[cfg(feature = "notify")]
 pub mod notify;
 #[cfg(feature = "proxy")]
