@@ -18,15 +18,14 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue};
 use serde::Deserialize;
 
-use crate::credentials::Secret;
 use crate::notify::format::{CloudEventsMode, Encoder as FormatEncoder, Format, FormatOptions};
 use crate::notify::{
     Dispatcher, DispatcherTask, EmitError, Event, EventEmitter, FsyncPolicy, Rule, Rules,
     StatusFilter,
 };
-use crate::sink::webhook::{Encoded, WebhookSink};
 use crate::sink::JsonLinesSink;
 use crate::sink::Sink;
+use crate::sink::WebhookSink;
 
 use super::bucket_notifications::ApiRules;
 use super::config::ConfigError;
@@ -496,10 +495,10 @@ impl NotifySettings {
             &rule,
             std::time::SystemTime::now(),
         );
-        let encoded = Encoded {
-            content_type: HeaderValue::from_static("application/json"),
+        let encoded = crate::notify::format::EncodedBody {
+            content_type: "application/json",
             body,
-            headers: http::HeaderMap::new(),
+            headers: Vec::new(),
         };
         let name = name.to_owned();
         let id = format!("test_{}", uuid::Uuid::now_v7());
@@ -593,11 +592,10 @@ impl NotifySettings {
                     let per_batch = events_per_batch(format, *max_events_per_batch, name)
                         .map_err(|e| e.to_string())?;
                     let encoder = FormatEncoder::new(format, options.clone());
-                    let mut sink = WebhookSink::new(url)
-                        .map_err(|e| format!("[[sinks]] {name}: {e}"))?
+                    let mut sink = WebhookSink::builder(url.as_str())
                         .max_batch(per_batch)
                         .timeout(Duration::from_secs(timeout_secs.unwrap_or(10)))
-                        .encoder(Arc::new(move |events: &[Event]| encode(&encoder, events)));
+                        .format(encoder);
                     if format == Format::B2 {
                         // Receivers written for B2 may check who is calling;
                         // configured headers below can still override it.
@@ -616,14 +614,13 @@ impl NotifySettings {
                         sink = sink.header(header, value);
                     }
                     if let Some(secret) = b2_secret {
-                        sink = sink.sign_b2(Secret::new(secret.clone()).expose());
+                        sink = sink.sign_b2(secret.as_str());
                     }
                     if let Some(secret) = standard_webhooks_secret {
-                        sink = sink
-                            .sign_standard_webhooks(secret)
-                            .map_err(|e| format!("[[sinks]] {name}: {e}"))?;
+                        sink = sink.sign_standard_webhooks(secret.as_str());
                     }
-                    let sink = Arc::new(sink);
+                    let sink =
+                        Arc::new(sink.build().map_err(|e| format!("[[sinks]] {name}: {e}"))?);
                     if *test_event {
                         self.send_test_event(name, sink.clone(), &options);
                     }
@@ -830,28 +827,6 @@ async fn broker_sink(
             other.feature(),
             other.feature(),
         )),
-    }
-}
-
-fn encode(encoder: &FormatEncoder, events: &[Event]) -> Encoded {
-    // The sink's batch limit is the format's, so one message always fits;
-    // should it not, the first event alone is still delivered correctly.
-    let body = encoder
-        .encode_batch(events)
-        .unwrap_or_else(|_| encoder.encode_one(&events[0]));
-    let mut headers = http::HeaderMap::new();
-    for (name, value) in body.headers {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(&value),
-        ) {
-            headers.append(name, value);
-        }
-    }
-    Encoded {
-        content_type: HeaderValue::from_static(body.content_type),
-        body: body.body,
-        headers,
     }
 }
 

@@ -78,13 +78,15 @@
 //! into a PostgreSQL table, `ON CONFLICT (id) DO NOTHING`, SQLSTATE classes
 //! mapped to transient or permanent, reconnecting after a failure.
 
+mod error;
 mod jsonl;
 #[cfg(feature = "sink-webhook")]
 pub mod webhook;
 
-pub use jsonl::JsonLinesSink;
+pub use error::SinkBuildError;
+pub use jsonl::{JsonLinesSink, JsonLinesSinkBuilder};
 #[cfg(feature = "sink-webhook")]
-pub use webhook::WebhookSink;
+pub use webhook::{WebhookSink, WebhookSinkBuilder};
 
 use std::future::Future;
 use std::pin::Pin;
