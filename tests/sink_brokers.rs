@@ -141,9 +141,10 @@ async fn nats_jetstream_delivers_and_survives_a_restart() {
         .await
         .expect("create the stream");
 
-    let sink = NatsSink::connect(&url)
+    let sink = NatsSink::builder(&url)
         .subject(&subject)
         .timeout(TIMEOUT)
+        .connect()
         .await
         .expect("the sink connects");
 
@@ -224,10 +225,11 @@ async fn redis_stream_delivers_and_survives_a_restart() {
             .collect()
     }
 
-    let sink = RedisSink::connect(&url)
+    let sink = RedisSink::builder(&url)
         .stream(&key)
         .max_len(1000)
         .timeout(TIMEOUT)
+        .connect()
         .await
         .expect("the sink connects");
 
@@ -348,10 +350,11 @@ async fn rabbitmq_delivers_and_survives_a_restart() {
     drop(ch);
     drop(connection);
 
-    let sink = RabbitMqSink::connect(&url)
+    let sink = RabbitMqSink::builder(&url)
         .exchange(&exchange)
         .routing_key(routing_key)
         .timeout(TIMEOUT)
+        .connect()
         .await
         .expect("the sink connects");
 
@@ -484,9 +487,10 @@ async fn mqtt_delivers_and_survives_a_restart() {
     };
     wait_ready(&mut ready).await;
 
-    let sink = MqttSink::connect("127.0.0.1", lease.broker.port)
+    let sink = MqttSink::builder("127.0.0.1", lease.broker.port)
         .topic(&topic)
         .timeout(TIMEOUT)
+        .connect()
         .await
         .expect("the sink connects");
 
@@ -582,9 +586,10 @@ async fn dispatcher_delivers_every_event_to_nats_across_a_restart() {
         .await
         .expect("create the stream");
 
-    let sink = NatsSink::connect(&url)
+    let sink = NatsSink::builder(&url)
         .subject(&subject)
         .timeout(Duration::from_secs(1))
+        .connect()
         .await
         .expect("the sink connects");
     let dir = tempfile::tempdir().unwrap();

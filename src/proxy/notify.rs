@@ -726,14 +726,13 @@ async fn broker_sink(
         } => {
             let credentials =
                 crate::credentials::UpstreamCredentials::new(access_key_id.clone(), secret_access_key.as_str());
-            let mut sink = crate::sink::SnsSink::new(topic_arn.clone(), region.clone(), credentials)
-                .map_err(|e| format!("[[sinks]] {name}: {e}"))?
+            let mut builder = crate::sink::SnsSink::builder(topic_arn.clone(), region.clone(), credentials)
                 .name(name.clone())
                 .format(encoder(format, "s3", name)?);
             if let Some(endpoint) = endpoint {
-                sink = sink.endpoint(endpoint.parse().map_err(|_| format!("[[sinks]] {name}: invalid endpoint"))?);
+                builder = builder.endpoint(endpoint.parse().map_err(|_| format!("[[sinks]] {name}: invalid endpoint"))?);
             }
-            Ok(Arc::new(sink))
+            Ok(Arc::new(builder.build().map_err(|e| format!("[[sinks]] {name}: {e}"))?))
         }
         #[cfg(feature = "sink-sns")]
         SinkSection::Sqs {
@@ -747,14 +746,13 @@ async fn broker_sink(
         } => {
             let credentials =
                 crate::credentials::UpstreamCredentials::new(access_key_id.clone(), secret_access_key.as_str());
-            let mut sink = crate::sink::SqsSink::new(queue_url.clone(), region.clone(), credentials)
-                .map_err(|e| format!("[[sinks]] {name}: {e}"))?
+            let mut builder = crate::sink::SqsSink::builder(queue_url.clone(), region.clone(), credentials)
                 .name(name.clone())
                 .format(encoder(format, "s3", name)?);
             if let Some(endpoint) = endpoint {
-                sink = sink.endpoint(endpoint.parse().map_err(|_| format!("[[sinks]] {name}: invalid endpoint"))?);
+                builder = builder.endpoint(endpoint.parse().map_err(|_| format!("[[sinks]] {name}: invalid endpoint"))?);
             }
-            Ok(Arc::new(sink))
+            Ok(Arc::new(builder.build().map_err(|e| format!("[[sinks]] {name}: {e}"))?))
         }
         #[cfg(feature = "sink-nats")]
         SinkSection::Nats {
@@ -764,14 +762,14 @@ async fn broker_sink(
             subject_per_rule,
             format,
         } => {
-            let mut builder = crate::sink::NatsSink::connect(url.clone())
+            let mut builder = crate::sink::NatsSink::builder(url.clone())
                 .subject(subject.clone())
                 .name(name.clone())
                 .format(encoder(format, "cloudevents", name)?);
             if *subject_per_rule {
                 builder = builder.subject_per_rule();
             }
-            Ok(Arc::new(builder.await.map_err(|e| format!("[[sinks]] {name}: {e}"))?))
+            Ok(Arc::new(builder.connect().await.map_err(|e| format!("[[sinks]] {name}: {e}"))?))
         }
         #[cfg(feature = "sink-redis")]
         SinkSection::Redis {
@@ -781,14 +779,14 @@ async fn broker_sink(
             max_len,
             format,
         } => {
-            let mut builder = crate::sink::RedisSink::connect(url.clone())
+            let mut builder = crate::sink::RedisSink::builder(url.clone())
                 .stream(stream.clone())
                 .name(name.clone())
                 .format(encoder(format, "cloudevents", name)?);
             if let Some(max_len) = max_len {
                 builder = builder.max_len(*max_len);
             }
-            Ok(Arc::new(builder.await.map_err(|e| format!("[[sinks]] {name}: {e}"))?))
+            Ok(Arc::new(builder.connect().await.map_err(|e| format!("[[sinks]] {name}: {e}"))?))
         }
         #[cfg(feature = "sink-rabbitmq")]
         SinkSection::Rabbitmq {
@@ -798,12 +796,12 @@ async fn broker_sink(
             routing_key,
             format,
         } => {
-            let builder = crate::sink::RabbitMqSink::connect(url.clone())
+            let builder = crate::sink::RabbitMqSink::builder(url.clone())
                 .exchange(exchange.clone())
                 .routing_key(routing_key.clone())
                 .name(name.clone())
                 .format(encoder(format, "cloudevents", name)?);
-            Ok(Arc::new(builder.await.map_err(|e| format!("[[sinks]] {name}: {e}"))?))
+            Ok(Arc::new(builder.connect().await.map_err(|e| format!("[[sinks]] {name}: {e}"))?))
         }
         #[cfg(feature = "sink-mqtt")]
         SinkSection::Mqtt {
@@ -813,11 +811,11 @@ async fn broker_sink(
             topic,
             format,
         } => {
-            let builder = crate::sink::MqttSink::connect(host.clone(), port.unwrap_or(1883))
+            let builder = crate::sink::MqttSink::builder(host.clone(), port.unwrap_or(1883))
                 .topic(topic.clone())
                 .name(name.clone())
                 .format(encoder(format, "cloudevents", name)?);
-            Ok(Arc::new(builder.await.map_err(|e| format!("[[sinks]] {name}: {e}"))?))
+            Ok(Arc::new(builder.connect().await.map_err(|e| format!("[[sinks]] {name}: {e}"))?))
         }
         other => Err(format!(
             "[[sinks]] {}: this s3tap was built without the `{}` feature that this kind of sink needs; \

@@ -50,3 +50,10 @@ impl SinkBuildError {
         matches!(self, SinkBuildError::Connect(SinkError::Transient { .. }))
     }
 }
+
+impl From<SinkError> for SinkBuildError {
+    /// A failed connection attempt.
+    fn from(error: SinkError) -> Self {
+        SinkBuildError::Connect(error)
+    }
+}

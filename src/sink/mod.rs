@@ -177,9 +177,9 @@ mod outcome;
 pub mod sns;
 
 #[cfg(feature = "sink-kafka")]
-pub use kafka::{KafkaSink, KafkaSinkBuilder, KafkaSinkError};
+pub use kafka::{KafkaSink, KafkaSinkBuilder};
 #[cfg(feature = "sink-sns")]
-pub use sns::{AwsSinkError, SnsSink, SqsSink};
+pub use sns::{SnsSink, SnsSinkBuilder, SqsSink, SqsSinkBuilder};
 
 #[cfg(any(
     feature = "sink-nats",
