@@ -626,13 +626,15 @@ impl NotifySettings {
                     }
                     sink
                 }
-                SinkSection::Jsonl { path, .. } => match path {
-                    Some(path) => Arc::new(
-                        JsonLinesSink::file(path)
-                            .map_err(|e| format!("cannot open {}: {e}", path.display()))?,
-                    ),
-                    None => Arc::new(JsonLinesSink::stdout()),
-                },
+                SinkSection::Jsonl { path, .. } => {
+                    let builder = JsonLinesSink::builder();
+                    let builder = match path {
+                        Some(path) => builder.file(path),
+                        None => builder,
+                    };
+                    // "cannot open <path>: <error>", as the operator sees it.
+                    Arc::new(builder.build().map_err(|e| e.to_string())?)
+                }
                 _ => broker_sink(section, &options).await?,
             };
             builder = builder.sink(section.name(), sink);

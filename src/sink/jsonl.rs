@@ -19,7 +19,7 @@ enum Target {
 /// or appends it to a file.
 ///
 /// Each batch is written with one `write` and flushed before it is
-/// acknowledged; with [`fsync(true)`](Self::fsync) a file is also synced to
+/// acknowledged; with [`fsync(true)`](JsonLinesSinkBuilder::fsync) a file is also synced to
 /// the disk, so an acknowledged event survives a power loss. The writing
 /// happens on tokio's blocking pool, never on the runtime's threads.
 ///
