@@ -24,9 +24,8 @@
 //! - the same setter names mean the same thing everywhere: `name` (logs and
 //!   metrics), `format` (a [`format::Encoder`](crate::notify::format::Encoder),
 //!   the one wire-format type), `timeout` (the longest one delivery may
-//!   take), `max_batch` (the largest batch the dispatcher hands over); a
-//!   sink has the ones that apply to it (SNS and SQS take their timeouts from
-//!   their HTTP client);
+//!   take), `max_batch` (the largest batch the dispatcher hands over); every
+//!   sink but the JSON-lines one (a local write) has all four;
 //! - `.build()` where nothing connects while building (webhook, JSON lines,
 //!   Kafka, SNS, SQS: connections open on the first delivery), and
 //!   `.connect().await` where the sink must reach its broker first (NATS,

@@ -52,6 +52,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::time::Duration;
 
 use futures_util::future::join_all;
 use http::Uri;
@@ -96,6 +97,9 @@ struct Messaging {
     client: QueryClient,
     encoder: Encoder,
     max_batch: usize,
+    /// The longest one `deliver` may take, all its requests together;
+    /// `None`: only the HTTP client's own timeouts bound it.
+    timeout: Option<Duration>,
 }
 
 /// One message, ready to be put into a request.
@@ -192,6 +196,7 @@ impl Messaging {
             client: QueryClient::new(service, version, region, endpoint, credentials),
             encoder: Encoder::new(Format::S3, FormatOptions::default()),
             max_batch: DEFAULT_MAX_BATCH,
+            timeout: None,
         }
     }
 
@@ -468,6 +473,7 @@ impl fmt::Debug for Messaging {
             .field("client", &self.client)
             .field("format", &self.encoder.format)
             .field("max_batch", &self.max_batch)
+            .field("timeout", &self.timeout)
             .finish()
     }
 }
@@ -517,6 +523,16 @@ macro_rules! builder_methods {
             self
         }
 
+        /// The longest one delivery may take, all its requests together
+        /// (default: no limit beyond the HTTP client's connect and
+        /// response timeouts). Exceeding it is a transient failure.
+        pub fn timeout(mut self, timeout: Duration) -> Self {
+            if let Ok(inner) = &mut self.inner {
+                inner.timeout = Some(timeout);
+            }
+            self
+        }
+
         /// Builds the sink (nothing connects: requests open connections as
         /// they go). Fails on a region that is no region name, or a queue
         /// URL that is not an absolute `http(s)://` URL.
@@ -538,7 +554,22 @@ macro_rules! sink_impl {
             }
 
             fn deliver<'a>(&'a self, batch: &'a [Event]) -> BoxFuture<'a, Result<(), SinkError>> {
-                Box::pin(self.inner.deliver(batch))
+                Box::pin(async move {
+                    let Some(timeout) = self.inner.timeout else {
+                        return self.inner.deliver(batch).await;
+                    };
+                    // Past the limit the whole batch comes again: messages
+                    // that did go out are duplicates consumers drop by
+                    // `eventId` (FIFO targets, by the de-duplication id).
+                    tokio::time::timeout(timeout, self.inner.deliver(batch))
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(SinkError::transient(format!(
+                                "{}: no answer within {timeout:?}",
+                                self.inner.name
+                            )))
+                        })
+                })
             }
         }
     };
@@ -685,6 +716,23 @@ mod tests {
 
     fn credentials() -> UpstreamCredentials {
         UpstreamCredentials::new("AKID", "secret")
+    }
+
+    #[tokio::test]
+    async fn timeout_bounds_a_delivery_to_a_silent_endpoint() {
+        // Accepts connections (the kernel's backlog) and never answers.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("http://{}/", silent.local_addr().unwrap());
+        let sink = SnsSink::builder("arn:aws:sns:us-east-1:1:t", "us-east-1", credentials())
+            .endpoint(endpoint.parse().unwrap())
+            .timeout(Duration::from_millis(200))
+            .build()
+            .unwrap();
+        let error = sink.deliver(&[event("k")]).await.unwrap_err();
+        assert!(
+            matches!(error, SinkError::Transient { ref message, .. } if message.contains("no answer within")),
+            "{error:?}"
+        );
     }
 
     #[test]
