@@ -456,7 +456,17 @@ async fn dispatcher_delivers_everything_after_a_kafka_outage() {
         .timeout(Duration::from_secs(1))
         .build()
         .unwrap();
-    sink.deliver(&events(1, 1)).await.expect("warm-up");
+    // Warm-up: with a 1 s message timeout the first delivery can expire
+    // while the fresh mock cluster is still electing leaders on a busy
+    // machine; wait until one goes through (transient failures only).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match sink.deliver(&events(1, 1)).await {
+            Ok(()) => break,
+            Err(SinkError::Transient { .. }) if Instant::now() < deadline => {}
+            Err(e) => panic!("warm-up: {e:?}"),
+        }
+    }
     for broker in 1..=3 {
         cluster.broker_down(broker).unwrap();
     }
