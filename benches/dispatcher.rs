@@ -88,10 +88,11 @@ fn events(n: usize) -> Vec<Event> {
 
 fn sink(url: &str) -> Arc<WebhookSink> {
     Arc::new(
-        WebhookSink::new(url)
-            .unwrap()
+        WebhookSink::builder(url)
             .max_batch(BATCH)
-            .timeout(Duration::from_secs(30)),
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap(),
     )
 }
 

@@ -109,10 +109,11 @@ async fn main() {
             })
             .await
             .unwrap();
-        let sink = NatsSink::connect(&url)
+        let sink = NatsSink::builder(&url)
             .subject(&subject)
             .timeout(timeout)
             .max_batch(1000)
+            .connect()
             .await
             .unwrap();
         measure("nats", &sink, events_per_run, rounds).await;
@@ -122,10 +123,11 @@ async fn main() {
     if let Some(lease) = broker_support::REDIS.lease() {
         let url = format!("redis://{}/", lease.broker.addr());
         let key = broker_support::unique("s3tap:bench:");
-        let sink = RedisSink::connect(&url)
+        let sink = RedisSink::builder(&url)
             .stream(&key)
             .max_len(100_000)
             .timeout(timeout)
+            .connect()
             .await
             .unwrap();
         measure("redis", &sink, events_per_run, rounds).await;
@@ -184,11 +186,12 @@ async fn main() {
             )
             .await
             .unwrap();
-        let sink = RabbitMqSink::connect(&url)
+        let sink = RabbitMqSink::builder(&url)
             .exchange(&name)
             .routing_key("s3.events")
             .timeout(timeout)
             .max_batch(1000)
+            .connect()
             .await
             .unwrap();
         measure("rabbitmq", &sink, events_per_run, rounds).await;
@@ -210,10 +213,11 @@ async fn main() {
 
     if let Some(lease) = broker_support::MOSQUITTO.lease() {
         let topic = broker_support::unique("s3tap/bench/");
-        let sink = MqttSink::connect("127.0.0.1", lease.broker.port)
+        let sink = MqttSink::builder("127.0.0.1", lease.broker.port)
             .topic(&topic)
             .timeout(timeout)
             .max_batch(1000)
+            .connect()
             .await
             .unwrap();
         measure("mqtt", &sink, events_per_run, rounds).await;
@@ -250,10 +254,11 @@ async fn main() {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        let sink = MqttSink::connect("127.0.0.1", port)
+        let sink = MqttSink::builder("127.0.0.1", port)
             .topic(&topic)
             .timeout(timeout)
             .max_batch(1000)
+            .connect()
             .await
             .unwrap();
         measure("mqtt+nodelay", &sink, events_per_run, rounds).await;

@@ -11,41 +11,10 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
-use zeroize::Zeroizing;
-
-/// A secret string: wiped from memory on drop, never printed.
-#[derive(Clone)]
-pub struct Secret(Arc<Zeroizing<String>>);
-
-impl Secret {
-    /// Wraps a secret.
-    pub fn new(secret: impl Into<String>) -> Self {
-        Secret(Arc::new(Zeroizing::new(secret.into())))
-    }
-
-    /// The secret itself. Call only where it is used for signing.
-    pub fn expose(&self) -> &str {
-        self.0.as_str()
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-impl From<&str> for Secret {
-    fn from(secret: &str) -> Self {
-        Secret::new(secret)
-    }
-}
-
-impl From<String> for Secret {
-    fn from(secret: String) -> Self {
-        Secret::new(secret)
-    }
-}
+/// A secret string (secret access key, session token): the crate's one
+/// [`Secret`](crate::secret::Secret) holding text, zeroized on drop and
+/// printed as `Secret(<redacted>)`.
+pub type Secret = crate::secret::Secret<String>;
 
 /// Who a verified client is, as the store names it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

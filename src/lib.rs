@@ -119,12 +119,15 @@ pub mod body;
 pub mod credentials;
 pub mod crypto;
 mod hop_by_hop;
+#[cfg(any(feature = "upstream", feature = "sink-webhook"))]
+mod https;
 #[cfg(feature = "notify")]
 pub mod notify;
 #[cfg(feature = "proxy")]
 pub mod proxy;
 pub mod resign;
 pub mod s3error;
+pub mod secret;
 pub mod sigv4;
 #[cfg(feature = "dispatcher")]
 pub mod sink;

@@ -44,10 +44,11 @@ fn fast_retry() -> RetryPolicy {
 
 fn webhook(url: &str) -> Arc<dyn Sink> {
     Arc::new(
-        WebhookSink::new(url)
-            .unwrap()
+        WebhookSink::builder(url)
             .max_batch(200)
-            .timeout(Duration::from_secs(2)),
+            .timeout(Duration::from_secs(2))
+            .build()
+            .unwrap(),
     )
 }
 

@@ -758,9 +758,10 @@ async fn a_b2_resend_reaches_the_handler_as_a_redelivery_and_a_standard_webhooks
 
     let (server, calls) =
         verifying_server(VerifyWebhookLayer::b2(B2_SECRET).replay_cache(100)).await;
-    let sink = WebhookSink::new(&format!("{}/b2", server.url()))
-        .unwrap()
-        .sign_b2(B2_SECRET);
+    let sink = WebhookSink::builder(format!("{}/b2", server.url()))
+        .sign_b2(B2_SECRET)
+        .build()
+        .unwrap();
     let batch = events(2);
     sink.deliver(&batch).await.expect("first delivery");
     sink.deliver(&batch)
@@ -775,9 +776,9 @@ async fn a_b2_resend_reaches_the_handler_as_a_redelivery_and_a_standard_webhooks
             .replay_cache(100),
     )
     .await;
-    let sink = WebhookSink::new(&format!("{}/std", server.url()))
-        .unwrap()
+    let sink = WebhookSink::builder(format!("{}/std", server.url()))
         .sign_standard_webhooks(WHSEC)
+        .build()
         .unwrap();
     let batch = events(1);
     sink.deliver(&batch).await.expect("first delivery");

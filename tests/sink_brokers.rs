@@ -141,9 +141,10 @@ async fn nats_jetstream_delivers_and_survives_a_restart() {
         .await
         .expect("create the stream");
 
-    let sink = NatsSink::connect(&url)
+    let sink = NatsSink::builder(&url)
         .subject(&subject)
         .timeout(TIMEOUT)
+        .connect()
         .await
         .expect("the sink connects");
 
@@ -224,10 +225,11 @@ async fn redis_stream_delivers_and_survives_a_restart() {
             .collect()
     }
 
-    let sink = RedisSink::connect(&url)
+    let sink = RedisSink::builder(&url)
         .stream(&key)
         .max_len(1000)
         .timeout(TIMEOUT)
+        .connect()
         .await
         .expect("the sink connects");
 
@@ -348,10 +350,11 @@ async fn rabbitmq_delivers_and_survives_a_restart() {
     drop(ch);
     drop(connection);
 
-    let sink = RabbitMqSink::connect(&url)
+    let sink = RabbitMqSink::builder(&url)
         .exchange(&exchange)
         .routing_key(routing_key)
         .timeout(TIMEOUT)
+        .connect()
         .await
         .expect("the sink connects");
 
@@ -484,9 +487,10 @@ async fn mqtt_delivers_and_survives_a_restart() {
     };
     wait_ready(&mut ready).await;
 
-    let sink = MqttSink::connect("127.0.0.1", lease.broker.port)
+    let sink = MqttSink::builder("127.0.0.1", lease.broker.port)
         .topic(&topic)
         .timeout(TIMEOUT)
+        .connect()
         .await
         .expect("the sink connects");
 
@@ -582,9 +586,10 @@ async fn dispatcher_delivers_every_event_to_nats_across_a_restart() {
         .await
         .expect("create the stream");
 
-    let sink = NatsSink::connect(&url)
+    let sink = NatsSink::builder(&url)
         .subject(&subject)
         .timeout(Duration::from_secs(1))
+        .connect()
         .await
         .expect("the sink connects");
     let dir = tempfile::tempdir().unwrap();
@@ -677,4 +682,90 @@ async fn dispatcher_delivers_every_event_to_nats_across_a_restart() {
     assert_eq!(unique, sent.keys().cloned().collect::<BTreeSet<_>>());
     assert_eq!(received.len(), sent.len(), "the stream holds duplicates");
     jetstream.delete_stream(&name).await.expect("clean up");
+}
+
+/// The one construction story: `builder(..)` then `connect().await`, with
+/// `SinkBuildError` saying a refused setting from a failed connection, and
+/// the shared setters (`name`, `max_batch`) seen through the `Sink` trait.
+/// No broker is stopped here; Redis is only written to.
+#[tokio::test]
+async fn builders_connect_with_one_error_story() {
+    use s3tap::sink::SinkBuildError;
+
+    #[cfg(feature = "sink-mqtt")]
+    {
+        use s3tap::notify::format::{BindingProtocol, CloudEventsMode, Encoder, Format};
+        use s3tap::sink::MqttSink;
+        // Refused before any connection is tried: port 1 is never dialled.
+        let binary = Encoder::new(
+            Format::CloudEvents {
+                mode: CloudEventsMode::Binary(BindingProtocol::Http),
+            },
+            Default::default(),
+        );
+        match MqttSink::builder("127.0.0.1", 1)
+            .format(binary)
+            .connect()
+            .await
+        {
+            Err(SinkBuildError::InvalidSetting { key, .. }) => assert_eq!(key, "format"),
+            other => panic!("{other:?}"),
+        }
+        match MqttSink::builder("127.0.0.1", 1)
+            .topic("s3/#")
+            .connect()
+            .await
+        {
+            Err(SinkBuildError::InvalidSetting { key, .. }) => assert_eq!(key, "topic"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[cfg(feature = "sink-nats")]
+    {
+        use s3tap::sink::NatsSink;
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("nats://{}", closed.local_addr().unwrap());
+        drop(closed);
+        let error = NatsSink::builder(url)
+            .timeout(Duration::from_millis(500))
+            .connect()
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, SinkBuildError::Connect(SinkError::Transient { .. })),
+            "{error:?}"
+        );
+        assert!(error.is_transient());
+    }
+
+    #[cfg(feature = "sink-redis")]
+    {
+        use redis::AsyncCommands;
+        use s3tap::sink::RedisSink;
+        assert!(matches!(
+            RedisSink::builder("not a url").connect().await,
+            Err(SinkBuildError::InvalidUrl(_))
+        ));
+        if let Some(lease) = broker_support::REDIS.lease() {
+            let url = format!("redis://{}/", lease.broker.addr());
+            let key = broker_support::unique("s3tap:test:builder:");
+            let sink = RedisSink::builder(url.as_str())
+                .stream(&key)
+                .name("orders")
+                .max_batch(7)
+                .timeout(TIMEOUT)
+                .connect()
+                .await
+                .expect("the sink connects");
+            assert_eq!((sink.name(), sink.max_batch()), ("orders", 7));
+            let batch = events("builder", 3);
+            sink.deliver(&batch).await.expect("delivered");
+            let client = redis::Client::open(url.as_str()).unwrap();
+            let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+            let length: usize = connection.xlen(&key).await.unwrap();
+            assert_eq!(length, batch.len());
+            let _: () = connection.del(&key).await.unwrap();
+        }
+    }
 }

@@ -251,7 +251,7 @@ async fn brokers_down_is_transient_and_a_retry_loses_nothing() {
     let bootstrap = cluster.bootstrap_servers();
     let sink = KafkaSink::builder(&bootstrap)
         .topic("s3-events")
-        .message_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(2))
         .build()
         .unwrap();
     // Connected first, so the outage hits a producer that knows the cluster.
@@ -315,7 +315,7 @@ async fn produce_request_errors_are_retried_inside_the_timeout_or_reported_trans
     let bootstrap = cluster.bootstrap_servers();
     let sink = KafkaSink::builder(&bootstrap)
         .topic("s3-events")
-        .message_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(2))
         .build()
         .unwrap();
     sink.deliver(&events(1, 1)).await.expect("warm-up");
@@ -360,7 +360,7 @@ async fn some_events_failing_is_a_partial_failure_naming_them() {
     let sink = KafkaSink::builder(&cluster.bootstrap_servers())
         .topic_for_rule("good", "ok")
         .topic_for_rule("denied", "forbidden")
-        .message_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(5))
         .build()
         .unwrap();
     let mut batch = events(6, 6);
@@ -453,10 +453,20 @@ async fn dispatcher_delivers_everything_after_a_kafka_outage() {
     let bootstrap = cluster.bootstrap_servers();
     let sink = KafkaSink::builder(&bootstrap)
         .topic("s3-events")
-        .message_timeout(Duration::from_secs(1))
+        .timeout(Duration::from_secs(1))
         .build()
         .unwrap();
-    sink.deliver(&events(1, 1)).await.expect("warm-up");
+    // Warm-up: with a 1 s message timeout the first delivery can expire
+    // while the fresh mock cluster is still electing leaders on a busy
+    // machine; wait until one goes through (transient failures only).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match sink.deliver(&events(1, 1)).await {
+            Ok(()) => break,
+            Err(SinkError::Transient { .. }) if Instant::now() < deadline => {}
+            Err(e) => panic!("warm-up: {e:?}"),
+        }
+    }
     for broker in 1..=3 {
         cluster.broker_down(broker).unwrap();
     }

@@ -161,9 +161,10 @@ impl Moto {
     }
 
     fn sns(&self, topic: &str) -> SnsSink {
-        SnsSink::new(self.get(topic), REGION, self.credentials())
-            .unwrap()
+        SnsSink::builder(self.get(topic), REGION, self.credentials())
             .endpoint(self.endpoint.parse().unwrap())
+            .build()
+            .unwrap()
     }
 
     fn receive(&self, queue: &str, expected: usize) -> Vec<Value> {
@@ -304,9 +305,10 @@ async fn an_event_over_256_kib_is_refused_alone() {
 async fn a_wrong_secret_is_a_permanent_error_naming_the_signature() {
     let Some(moto) = Moto::start() else { return };
     let wrong = UpstreamCredentials::new(moto.get("key_id"), "not-the-secret");
-    let sns = SnsSink::new(moto.get("topic"), REGION, wrong.clone())
-        .unwrap()
-        .endpoint(moto.endpoint.parse().unwrap());
+    let sns = SnsSink::builder(moto.get("topic"), REGION, wrong.clone())
+        .endpoint(moto.endpoint.parse().unwrap())
+        .build()
+        .unwrap();
     for batch in [events(1, None), events(3, None)] {
         match sns.deliver(&batch).await {
             Err(SinkError::Permanent { message }) => {
@@ -316,16 +318,18 @@ async fn a_wrong_secret_is_a_permanent_error_naming_the_signature() {
             other => panic!("expected a permanent error, got {other:?}"),
         }
     }
-    let sqs = SqsSink::new(moto.get("direct"), REGION, wrong)
-        .unwrap()
-        .endpoint(moto.endpoint.parse().unwrap());
+    let sqs = SqsSink::builder(moto.get("direct"), REGION, wrong)
+        .endpoint(moto.endpoint.parse().unwrap())
+        .build()
+        .unwrap();
     let error = sqs.deliver(&events(2, None)).await.unwrap_err();
     assert!(matches!(error, SinkError::Permanent { .. }), "{error:?}");
     // An unknown key is refused permanently too.
     let unknown = UpstreamCredentials::new("AKIDUNKNOWN0000000000", "whatever");
-    let sns = SnsSink::new(moto.get("topic"), REGION, unknown)
-        .unwrap()
-        .endpoint(moto.endpoint.parse().unwrap());
+    let sns = SnsSink::builder(moto.get("topic"), REGION, unknown)
+        .endpoint(moto.endpoint.parse().unwrap())
+        .build()
+        .unwrap();
     let error = sns.deliver(&events(1, None)).await.unwrap_err();
     assert!(matches!(error, SinkError::Permanent { .. }), "{error:?}");
     // Nothing arrived.
@@ -335,7 +339,9 @@ async fn a_wrong_secret_is_a_permanent_error_naming_the_signature() {
 #[tokio::test]
 async fn sqs_directly_in_batches() {
     let Some(moto) = Moto::start() else { return };
-    let sink = SqsSink::new(moto.get("direct"), REGION, moto.credentials()).unwrap();
+    let sink = SqsSink::builder(moto.get("direct"), REGION, moto.credentials())
+        .build()
+        .unwrap();
     // The queue URL names the endpoint (moto's), no endpoint() needed.
     let batch = events(23, Some(7));
     sink.deliver(&batch).await.expect("sent");
@@ -378,7 +384,9 @@ async fn fifo_topic_and_queue_carry_group_and_dedup_ids() {
         assert_eq!(ids, sent, "order of {key}");
     }
 
-    let sqs = SqsSink::new(moto.get("direct_fifo"), REGION, moto.credentials()).unwrap();
+    let sqs = SqsSink::builder(moto.get("direct_fifo"), REGION, moto.credentials())
+        .build()
+        .unwrap();
     assert!(sqs.is_fifo());
     let batch = events(5, None);
     sqs.deliver(&batch).await.expect("sent");
@@ -456,9 +464,10 @@ mod through_the_dispatcher {
     async fn a_wrong_then_fixed_endpoint_loses_nothing() {
         let Some(moto) = Moto::start() else { return };
         let nowhere = format!("http://127.0.0.1:{}", free_port());
-        let wrong = SnsSink::new(moto.get("topic"), REGION, moto.credentials())
-            .unwrap()
-            .endpoint(nowhere.parse().unwrap());
+        let wrong = SnsSink::builder(moto.get("topic"), REGION, moto.credentials())
+            .endpoint(nowhere.parse().unwrap())
+            .build()
+            .unwrap();
         let switch = Arc::new(Switchable(RwLock::new(Arc::new(wrong))));
         let dir = tempfile::tempdir().unwrap();
         let (dispatcher, task) = Dispatcher::builder()
@@ -493,13 +502,14 @@ mod through_the_dispatcher {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_wrong_secret_counts_as_permanent_and_is_dead_lettered() {
         let Some(moto) = Moto::start() else { return };
-        let wrong = SnsSink::new(
+        let wrong = SnsSink::builder(
             moto.get("topic"),
             REGION,
             UpstreamCredentials::new(moto.get("key_id"), "not-the-secret"),
         )
-        .unwrap()
-        .endpoint(moto.endpoint.parse().unwrap());
+        .endpoint(moto.endpoint.parse().unwrap())
+        .build()
+        .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let (dispatcher, task) = Dispatcher::builder()
             .sink("sns", Arc::new(wrong))

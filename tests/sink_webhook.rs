@@ -17,8 +17,9 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Response};
 use http_body_util::{BodyExt, Full};
 use notify_support::{closed_port, free, Receiver, Reply, Seen};
+use s3tap::notify::format::{CloudEventsMode, Encoder, Format, FormatOptions};
 use s3tap::notify::{Event, S3Operation};
-use s3tap::sink::{webhook, Sink, SinkError, WebhookSink};
+use s3tap::sink::{Sink, SinkBuildError, SinkError, WebhookSink};
 use s3tap::webhook::VerifyWebhookLayer;
 use server::TestServer;
 use tower::Layer;
@@ -62,7 +63,10 @@ async fn b2_signature_is_accepted_by_verify_webhook_layer() {
     let (server, accepted) = verifying_server(VerifyWebhookLayer::b2(B2_SECRET)).await;
     let url = format!("{}/b2", server.url());
     let events = batch(3);
-    let sink = WebhookSink::new(&url).unwrap().sign_b2(B2_SECRET);
+    let sink = WebhookSink::builder(&url)
+        .sign_b2(B2_SECRET)
+        .build()
+        .unwrap();
     sink.deliver(&events)
         .await
         .expect("the receiver verifies the B2 signature");
@@ -78,7 +82,10 @@ async fn b2_signature_is_accepted_by_verify_webhook_layer() {
     }
 
     // A wrong secret is refused (401): permanent, not worth retrying.
-    let wrong = WebhookSink::new(&url).unwrap().sign_b2("another-secret");
+    let wrong = WebhookSink::builder(&url)
+        .sign_b2("another-secret")
+        .build()
+        .unwrap();
     let error = wrong.deliver(&events).await.unwrap_err();
     assert!(
         matches!(error, SinkError::Permanent { ref message } if message.contains("401")),
@@ -95,26 +102,31 @@ async fn standard_webhooks_signature_is_accepted_by_verify_webhook_layer() {
     )
     .await;
     let url = format!("{}/hooks", server.url());
-    let sink = WebhookSink::new(&url)
-        .unwrap()
+    let sink = WebhookSink::builder(&url)
         .sign_standard_webhooks(WHSEC)
-        .unwrap()
-        .encoder(Arc::new(webhook::json_lines));
+        .format(Encoder::new(
+            Format::CloudEvents {
+                mode: CloudEventsMode::Batch,
+            },
+            FormatOptions::default(),
+        ))
+        .build()
+        .unwrap();
     sink.deliver(&batch(1)).await.expect("single event");
     sink.deliver(&batch(4)).await.expect("batch");
     assert_eq!(accepted.lock().unwrap().len(), 2);
     // Both schemes at once: each header is checked by its own layer.
-    let both = WebhookSink::new(&url)
-        .unwrap()
+    let both = WebhookSink::builder(&url)
         .sign_b2(B2_SECRET)
         .sign_standard_webhooks(WHSEC)
+        .build()
         .unwrap();
     both.deliver(&batch(2))
         .await
         .expect("standard webhooks verifies");
-    let wrong = WebhookSink::new(&url)
-        .unwrap()
+    let wrong = WebhookSink::builder(&url)
         .sign_standard_webhooks("whsec_c2VjcmV0LWtleS10aGF0LWlzLWRpZmZlcmVudA==")
+        .build()
         .unwrap();
     assert!(matches!(
         wrong.deliver(&batch(1)).await,
@@ -125,14 +137,14 @@ async fn standard_webhooks_signature_is_accepted_by_verify_webhook_layer() {
 #[test]
 fn signatures_match_python_hmac() {
     let events = batch(2);
-    let sink = WebhookSink::new("http://127.0.0.1:1/hook")
-        .unwrap()
+    let sink = WebhookSink::builder("http://127.0.0.1:1/hook")
         .header(
             HeaderName::from_static("x-tenant"),
             HeaderValue::from_static("acme"),
         )
         .sign_b2(B2_SECRET)
         .sign_standard_webhooks(WHSEC)
+        .build()
         .unwrap();
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
     let request = sink.request(&events, now);
@@ -212,7 +224,7 @@ async fn statuses_map_to_sink_errors() {
         }),
     )
     .await;
-    let sink = WebhookSink::new(&receiver.url()).unwrap();
+    let sink = WebhookSink::builder(receiver.url()).build().unwrap();
     let events = batch(2);
     let mut results = Vec::new();
     for _ in 0..9 {
@@ -253,9 +265,10 @@ async fn statuses_map_to_sink_errors() {
 #[tokio::test]
 async fn a_slow_receiver_times_out_and_a_closed_port_is_transient() {
     let receiver = Receiver::start(free(), Arc::new(|_: &Seen| Reply::Hang)).await;
-    let sink = WebhookSink::new(&receiver.url())
-        .unwrap()
-        .timeout(Duration::from_millis(300));
+    let sink = WebhookSink::builder(receiver.url())
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
     let started = Instant::now();
     let error = sink.deliver(&batch(1)).await.unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(2));
@@ -264,7 +277,9 @@ async fn a_slow_receiver_times_out_and_a_closed_port_is_transient() {
         "{error}"
     );
 
-    let down = WebhookSink::new(&format!("http://{}/hook", closed_port())).unwrap();
+    let down = WebhookSink::builder(format!("http://{}/hook", closed_port()))
+        .build()
+        .unwrap();
     let error = down.deliver(&batch(1)).await.unwrap_err();
     assert!(matches!(error, SinkError::Transient { .. }), "{error}");
 }
@@ -278,9 +293,9 @@ async fn https_with_an_added_root_certificate() {
     let url = format!("{}/hook", server.url());
     let pem = std::fs::read(server.ca_pem().unwrap()).unwrap();
 
-    let trusting = WebhookSink::new(&url)
-        .unwrap()
-        .add_root_certificate(&pem)
+    let trusting = WebhookSink::builder(&url)
+        .add_root_certificate(pem)
+        .build()
         .unwrap();
     trusting
         .deliver(&batch(2))
@@ -288,15 +303,17 @@ async fn https_with_an_added_root_certificate() {
         .expect("TLS with the test CA");
 
     // Only the webpki roots: the test CA is unknown.
-    let strict = WebhookSink::new(&url).unwrap();
+    let strict = WebhookSink::builder(&url).build().unwrap();
     let error = strict.deliver(&batch(1)).await.unwrap_err();
     assert!(
         matches!(error, SinkError::Transient { ref message, .. } if message.to_lowercase().contains("certificate")),
         "{error}"
     );
 
-    assert!(WebhookSink::new(&url)
-        .unwrap()
-        .add_root_certificate(b"not a pem")
-        .is_err());
+    assert!(matches!(
+        WebhookSink::builder(&url)
+            .add_root_certificate(b"not a pem".to_vec())
+            .build(),
+        Err(SinkBuildError::InvalidCertificate(_))
+    ));
 }

@@ -17,15 +17,13 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 
-use crate::credentials::Secret;
 use crate::notify::format::{CloudEventsMode, Encoder as FormatEncoder, Format, FormatOptions};
 use crate::notify::{
-    Dispatcher, DispatcherTask, Event, FsyncPolicy, RoutingEmitter, Rule, Rules, SharedRules,
-    StatusFilter,
+    Dispatcher, DispatcherTask, FsyncPolicy, RoutingEmitter, Rule, Rules, SharedRules, StatusFilter,
 };
-use crate::sink::webhook::{Encoded, WebhookSink};
 use crate::sink::JsonLinesSink;
 use crate::sink::Sink;
+use crate::sink::WebhookSink;
 
 use super::error::{invalid, ConfigError};
 use super::schema::{NotifySection, SinkSection};
@@ -256,10 +254,10 @@ impl NotifySettings {
             &rule,
             std::time::SystemTime::now(),
         );
-        let encoded = Encoded {
-            content_type: HeaderValue::from_static("application/json"),
+        let encoded = crate::notify::format::EncodedBody {
+            content_type: "application/json",
             body,
-            headers: http::HeaderMap::new(),
+            headers: Vec::new(),
         };
         let name = name.to_owned();
         let id = format!("test_{}", uuid::Uuid::now_v7());
@@ -360,11 +358,10 @@ impl NotifySettings {
                     let per_batch = events_per_batch(format, *max_events_per_batch, name)
                         .map_err(|e| e.to_string())?;
                     let encoder = FormatEncoder::new(format, options.clone());
-                    let mut sink = WebhookSink::new(url)
-                        .map_err(|e| format!("[[sinks]] {name}: {e}"))?
+                    let mut sink = WebhookSink::builder(url.as_str())
                         .max_batch(per_batch)
                         .timeout(Duration::from_secs(timeout_secs.unwrap_or(10)))
-                        .encoder(Arc::new(move |events: &[Event]| encode(&encoder, events)));
+                        .format(encoder);
                     if format == Format::B2 {
                         // Receivers written for B2 may check who is calling;
                         // configured headers below can still override it.
@@ -383,26 +380,27 @@ impl NotifySettings {
                         sink = sink.header(header, value);
                     }
                     if let Some(secret) = b2_secret {
-                        sink = sink.sign_b2(Secret::new(secret.clone()).expose());
+                        sink = sink.sign_b2(secret.as_str());
                     }
                     if let Some(secret) = standard_webhooks_secret {
-                        sink = sink
-                            .sign_standard_webhooks(secret)
-                            .map_err(|e| format!("[[sinks]] {name}: {e}"))?;
+                        sink = sink.sign_standard_webhooks(secret.as_str());
                     }
-                    let sink = Arc::new(sink);
+                    let sink =
+                        Arc::new(sink.build().map_err(|e| format!("[[sinks]] {name}: {e}"))?);
                     if *test_event {
                         self.send_test_event(name, sink.clone(), &options);
                     }
                     sink
                 }
-                SinkSection::Jsonl { path, .. } => match path {
-                    Some(path) => Arc::new(
-                        JsonLinesSink::file(path)
-                            .map_err(|e| format!("cannot open {}: {e}", path.display()))?,
-                    ),
-                    None => Arc::new(JsonLinesSink::stdout()),
-                },
+                SinkSection::Jsonl { path, .. } => {
+                    let builder = JsonLinesSink::builder();
+                    let builder = match path {
+                        Some(path) => builder.file(path),
+                        None => builder,
+                    };
+                    // "cannot open <path>: <error>", as the operator sees it.
+                    Arc::new(builder.build().map_err(|e| e.to_string())?)
+                }
                 _ => broker_sink(section, &options).await?,
             };
             builder = builder.sink(section.name(), sink);
@@ -491,14 +489,13 @@ async fn broker_sink(
         } => {
             let credentials =
                 crate::credentials::UpstreamCredentials::new(access_key_id.clone(), secret_access_key.as_str());
-            let mut sink = crate::sink::SnsSink::new(topic_arn.clone(), region.clone(), credentials)
-                .map_err(|e| format!("[[sinks]] {name}: {e}"))?
+            let mut builder = crate::sink::SnsSink::builder(topic_arn.clone(), region.clone(), credentials)
                 .name(name.clone())
                 .format(encoder(format, "s3", name)?);
             if let Some(endpoint) = endpoint {
-                sink = sink.endpoint(endpoint.parse().map_err(|_| format!("[[sinks]] {name}: invalid endpoint"))?);
+                builder = builder.endpoint(endpoint.parse().map_err(|_| format!("[[sinks]] {name}: invalid endpoint"))?);
             }
-            Ok(Arc::new(sink))
+            Ok(Arc::new(builder.build().map_err(|e| format!("[[sinks]] {name}: {e}"))?))
         }
         #[cfg(feature = "sink-sns")]
         SinkSection::Sqs {
@@ -512,14 +509,13 @@ async fn broker_sink(
         } => {
             let credentials =
                 crate::credentials::UpstreamCredentials::new(access_key_id.clone(), secret_access_key.as_str());
-            let mut sink = crate::sink::SqsSink::new(queue_url.clone(), region.clone(), credentials)
-                .map_err(|e| format!("[[sinks]] {name}: {e}"))?
+            let mut builder = crate::sink::SqsSink::builder(queue_url.clone(), region.clone(), credentials)
                 .name(name.clone())
                 .format(encoder(format, "s3", name)?);
             if let Some(endpoint) = endpoint {
-                sink = sink.endpoint(endpoint.parse().map_err(|_| format!("[[sinks]] {name}: invalid endpoint"))?);
+                builder = builder.endpoint(endpoint.parse().map_err(|_| format!("[[sinks]] {name}: invalid endpoint"))?);
             }
-            Ok(Arc::new(sink))
+            Ok(Arc::new(builder.build().map_err(|e| format!("[[sinks]] {name}: {e}"))?))
         }
         #[cfg(feature = "sink-nats")]
         SinkSection::Nats {
@@ -529,14 +525,14 @@ async fn broker_sink(
             subject_per_rule,
             format,
         } => {
-            let mut builder = crate::sink::NatsSink::connect(url.clone())
+            let mut builder = crate::sink::NatsSink::builder(url.clone())
                 .subject(subject.clone())
                 .name(name.clone())
                 .format(encoder(format, "cloudevents", name)?);
             if *subject_per_rule {
                 builder = builder.subject_per_rule();
             }
-            Ok(Arc::new(builder.await.map_err(|e| format!("[[sinks]] {name}: {e}"))?))
+            Ok(Arc::new(builder.connect().await.map_err(|e| format!("[[sinks]] {name}: {e}"))?))
         }
         #[cfg(feature = "sink-redis")]
         SinkSection::Redis {
@@ -546,14 +542,14 @@ async fn broker_sink(
             max_len,
             format,
         } => {
-            let mut builder = crate::sink::RedisSink::connect(url.clone())
+            let mut builder = crate::sink::RedisSink::builder(url.clone())
                 .stream(stream.clone())
                 .name(name.clone())
                 .format(encoder(format, "cloudevents", name)?);
             if let Some(max_len) = max_len {
                 builder = builder.max_len(*max_len);
             }
-            Ok(Arc::new(builder.await.map_err(|e| format!("[[sinks]] {name}: {e}"))?))
+            Ok(Arc::new(builder.connect().await.map_err(|e| format!("[[sinks]] {name}: {e}"))?))
         }
         #[cfg(feature = "sink-rabbitmq")]
         SinkSection::Rabbitmq {
@@ -563,12 +559,12 @@ async fn broker_sink(
             routing_key,
             format,
         } => {
-            let builder = crate::sink::RabbitMqSink::connect(url.clone())
+            let builder = crate::sink::RabbitMqSink::builder(url.clone())
                 .exchange(exchange.clone())
                 .routing_key(routing_key.clone())
                 .name(name.clone())
                 .format(encoder(format, "cloudevents", name)?);
-            Ok(Arc::new(builder.await.map_err(|e| format!("[[sinks]] {name}: {e}"))?))
+            Ok(Arc::new(builder.connect().await.map_err(|e| format!("[[sinks]] {name}: {e}"))?))
         }
         #[cfg(feature = "sink-mqtt")]
         SinkSection::Mqtt {
@@ -578,11 +574,11 @@ async fn broker_sink(
             topic,
             format,
         } => {
-            let builder = crate::sink::MqttSink::connect(host.clone(), port.unwrap_or(1883))
+            let builder = crate::sink::MqttSink::builder(host.clone(), port.unwrap_or(1883))
                 .topic(topic.clone())
                 .name(name.clone())
                 .format(encoder(format, "cloudevents", name)?);
-            Ok(Arc::new(builder.await.map_err(|e| format!("[[sinks]] {name}: {e}"))?))
+            Ok(Arc::new(builder.connect().await.map_err(|e| format!("[[sinks]] {name}: {e}"))?))
         }
         other => Err(format!(
             "[[sinks]] {}: this s3tap was built without the `{}` feature that this kind of sink needs; \
@@ -592,28 +588,6 @@ async fn broker_sink(
             other.feature(),
             other.feature(),
         )),
-    }
-}
-
-fn encode(encoder: &FormatEncoder, events: &[Event]) -> Encoded {
-    // The sink's batch limit is the format's, so one message always fits;
-    // should it not, the first event alone is still delivered correctly.
-    let body = encoder
-        .encode_batch(events)
-        .unwrap_or_else(|_| encoder.encode_one(&events[0]));
-    let mut headers = http::HeaderMap::new();
-    for (name, value) in body.headers {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(&value),
-        ) {
-            headers.append(name, value);
-        }
-    }
-    Encoded {
-        content_type: HeaderValue::from_static(body.content_type),
-        body: body.body,
-        headers,
     }
 }
 

@@ -1,13 +1,119 @@
-//! What the message-broker sinks (NATS, Redis, RabbitMQ, MQTT) share: the
-//! default wire format, one message per event, and folding per-message
-//! outcomes into one [`SinkError`].
+//! What the message-broker sinks (NATS, Redis, RabbitMQ, MQTT) share,
+//! written once: the settings every one takes ([`Settings`], with the same
+//! setters by [`broker_sink!`]), the default wire format, the `connect`
+//! and `Sink` boilerplate, and folding per-message outcomes into one
+//! [`SinkError`].
 
+use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
 use crate::notify::format::{CloudEventsMode, Encoder, Format, FormatOptions};
 
 use super::{outcome, SinkError};
+
+/// The settings every broker sink has, under the same names: `name`,
+/// `format`, `timeout`, `max_batch`.
+#[derive(Clone)]
+pub(crate) struct Settings {
+    pub(crate) name: String,
+    pub(crate) encoder: Encoder,
+    pub(crate) timeout: Duration,
+    pub(crate) max_batch: usize,
+}
+
+impl Settings {
+    /// The defaults: CloudEvents structured JSON, 5 s, batches of 100.
+    pub(crate) fn new(name: &str) -> Self {
+        Settings {
+            name: name.to_owned(),
+            encoder: default_encoder(),
+            timeout: DEFAULT_TIMEOUT,
+            max_batch: DEFAULT_MAX_BATCH,
+        }
+    }
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("name", &self.name)
+            .field("format", &self.encoder.format)
+            .field("timeout", &self.timeout)
+            .field("max_batch", &self.max_batch)
+            .finish()
+    }
+}
+
+/// Writes a broker sink's shared surface once: on the builder `$builder`
+/// (a `settings: Settings` field) the setters `name`, `format`, `timeout`,
+/// `max_batch` and `connect().await` (which runs the builder's own
+/// `async fn open(self) -> Result<$sink, SinkBuildError>`); on `$sink` (a
+/// `settings` field and an `async fn deliver_all`) the [`Sink`](super::Sink)
+/// impl, each delivery bounded by the timeout.
+macro_rules! broker_sink {
+    (
+        $sink:ident, $builder:ident,
+        timeout: $timeout_doc:literal,
+        max_batch: $max_batch_doc:literal, $max_batch_limit:expr,
+        connect: $connect_doc:literal $(,)?
+    ) => {
+        impl $builder {
+            /// The sink's name in logs and metrics (default: the kind of
+            /// sink, `nats`, `redis`, ...).
+            pub fn name(mut self, name: impl Into<String>) -> Self {
+                self.settings.name = name.into();
+                self
+            }
+
+            /// The wire format (default: CloudEvents structured JSON). Every
+            /// message carries one event, whatever the format.
+            pub fn format(mut self, encoder: $crate::notify::format::Encoder) -> Self {
+                self.settings.encoder = encoder;
+                self
+            }
+
+            #[doc = $timeout_doc]
+            pub fn timeout(mut self, timeout: ::std::time::Duration) -> Self {
+                self.settings.timeout = timeout;
+                self
+            }
+
+            #[doc = $max_batch_doc]
+            pub fn max_batch(mut self, max: usize) -> Self {
+                self.settings.max_batch = max.clamp(1, $max_batch_limit);
+                self
+            }
+
+            #[doc = $connect_doc]
+            pub async fn connect(self) -> Result<$sink, $crate::sink::SinkBuildError> {
+                self.open().await
+            }
+        }
+
+        impl $crate::sink::Sink for $sink {
+            fn name(&self) -> &str {
+                &self.settings.name
+            }
+
+            fn max_batch(&self) -> usize {
+                self.settings.max_batch
+            }
+
+            fn deliver<'a>(
+                &'a self,
+                batch: &'a [$crate::notify::Event],
+            ) -> $crate::sink::BoxFuture<'a, Result<(), $crate::sink::SinkError>> {
+                Box::pin($crate::sink::broker::within(
+                    &self.settings.name,
+                    self.settings.timeout,
+                    self.deliver_all(batch),
+                ))
+            }
+        }
+    };
+}
+pub(crate) use broker_sink;
 
 /// How long `deliver` may take before it gives up with a transient error,
 /// unless a sink's builder says otherwise.

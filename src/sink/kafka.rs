@@ -38,7 +38,7 @@
 //! use s3tap::sink::KafkaSink;
 //! use s3tap::notify::format::{BindingProtocol, CloudEventsMode, Encoder, Format, FormatOptions};
 //!
-//! # fn main() -> Result<(), s3tap::sink::KafkaSinkError> {
+//! # fn main() -> Result<(), s3tap::sink::SinkBuildError> {
 //! let sink = KafkaSink::builder("kafka-1:9092,kafka-2:9092")
 //!     .topic("s3-events")
 //!     .topic_for_rule("uploads", "s3-uploads")
@@ -64,7 +64,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
-use super::{outcome, BoxFuture, Sink, SinkError};
+use super::{outcome, BoxFuture, Sink, SinkBuildError, SinkError};
 use crate::notify::format::{
     binary_headers, BindingProtocol, CloudEventsMode, EncodedBody, Encoder, Format, FormatOptions,
 };
@@ -81,31 +81,14 @@ pub const DEFAULT_MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
 /// came is declared failed (librdkafka always reports; this is a backstop).
 const REPORT_GRACE: Duration = Duration::from_secs(10);
 
-/// Why a [`KafkaSink`] could not be built.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum KafkaSinkError {
-    /// librdkafka refused a setting. The value is not repeated: it may be a
-    /// password.
-    #[error("invalid Kafka setting {key:?}: {reason}")]
-    Config {
-        /// The setting's name.
-        key: String,
-        /// librdkafka's explanation.
-        reason: String,
-    },
-    /// The producer could not be created.
-    #[error("cannot create the Kafka producer: {0}")]
-    Client(String),
-}
-
-impl From<KafkaError> for KafkaSinkError {
-    fn from(error: KafkaError) -> Self {
-        match error {
-            KafkaError::ClientConfig(_, reason, key, _value) => {
-                KafkaSinkError::Config { key, reason }
-            }
-            other => KafkaSinkError::Client(other.to_string()),
+/// How librdkafka's refusal reads as the crate's [`SinkBuildError`].
+fn build_error(error: KafkaError) -> SinkBuildError {
+    match error {
+        // The value is not repeated: it may be a password.
+        KafkaError::ClientConfig(_, reason, key, _value) => {
+            SinkBuildError::InvalidSetting { key, reason }
         }
+        other => SinkBuildError::Client(other.to_string()),
     }
 }
 
@@ -195,7 +178,7 @@ impl KafkaSinkBuilder {
     /// How long librdkafka tries to deliver a message
     /// (`message.timeout.ms`, default 30 s): the longest a
     /// [`deliver`](Sink::deliver) call waits on a broker that is down.
-    pub fn message_timeout(self, timeout: Duration) -> Self {
+    pub fn timeout(self, timeout: Duration) -> Self {
         let millis = timeout.as_millis().max(1).to_string();
         self.config("message.timeout.ms", millis)
     }
@@ -208,12 +191,12 @@ impl KafkaSinkBuilder {
 
     /// Creates the producer. It connects in the background: an unreachable
     /// cluster shows up as transient delivery failures, not here.
-    pub fn build(self) -> Result<KafkaSink, KafkaSinkError> {
+    pub fn build(self) -> Result<KafkaSink, SinkBuildError> {
         let mut client_config = ClientConfig::new();
         for (key, value) in &self.settings {
             client_config.set(key, value);
         }
-        let producer: FutureProducer = client_config.create()?;
+        let producer: FutureProducer = client_config.create().map_err(build_error)?;
         let timeout = ["message.timeout.ms", "delivery.timeout.ms"]
             .iter()
             .filter_map(|key| self.settings.get(*key)?.parse::<u64>().ok())
@@ -328,7 +311,7 @@ impl KafkaSink {
                 *current = producer;
             }
             Err(error) => {
-                tracing::error!(sink = %self.name, %reason, error = %KafkaSinkError::from(error), "Kafka producer hit a fatal error and cannot be replaced");
+                tracing::error!(sink = %self.name, %reason, error = %build_error(error), "Kafka producer hit a fatal error and cannot be replaced");
             }
         }
     }

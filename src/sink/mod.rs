@@ -15,6 +15,36 @@
 //! [format](crate::notify::format)), and reconnect by themselves: after a
 //! broker restart the next delivery goes through on the same sink.
 //!
+//! # Building a sink
+//!
+//! One rule for every sink s3tap ships:
+//!
+//! - `XSink::builder(target)` starts (the URL, brokers, topic ARN or queue
+//!   URL; the JSON-lines sink takes none, stdout unless `.file(path)`);
+//! - the same setter names mean the same thing everywhere: `name` (logs and
+//!   metrics), `format` (a [`format::Encoder`](crate::notify::format::Encoder),
+//!   the one wire-format type), `timeout` (the longest one delivery may
+//!   take), `max_batch` (the largest batch the dispatcher hands over); every
+//!   sink but the JSON-lines one (a local write) has all four;
+//! - `.build()` where nothing connects while building (webhook, JSON lines,
+//!   Kafka, SNS, SQS: connections open on the first delivery), and
+//!   `.connect().await` where the sink must reach its broker first (NATS,
+//!   Redis, RabbitMQ, MQTT);
+//! - both fail with one error type, [`SinkBuildError`]: a refused setting,
+//!   or [`SinkBuildError::Connect`] carrying the [`SinkError`] that says
+//!   whether trying again later may help.
+//!
+//! `JsonLinesSink::stdout()` and `JsonLinesSink::file(path)` remain as
+//! shorthands for the two common cases.
+//!
+//! ```
+//! use s3tap::sink::{JsonLinesSink, Sink};
+//!
+//! let sink = JsonLinesSink::builder().name("audit").max_batch(10).build()?;
+//! assert_eq!((sink.name(), sink.max_batch()), ("audit", 10));
+//! # Ok::<(), s3tap::sink::SinkBuildError>(())
+//! ```
+//!
 //! # The contract
 //!
 //! - **Batches.** [`Sink::deliver`] gets 1 to [`Sink::max_batch`] events
@@ -78,13 +108,15 @@
 //! into a PostgreSQL table, `ON CONFLICT (id) DO NOTHING`, SQLSTATE classes
 //! mapped to transient or permanent, reconnecting after a failure.
 
+mod error;
 mod jsonl;
 #[cfg(feature = "sink-webhook")]
 pub mod webhook;
 
-pub use jsonl::JsonLinesSink;
+pub use error::SinkBuildError;
+pub use jsonl::{JsonLinesSink, JsonLinesSinkBuilder};
 #[cfg(feature = "sink-webhook")]
-pub use webhook::WebhookSink;
+pub use webhook::{WebhookSink, WebhookSinkBuilder};
 
 // The port the dispatcher delivers through lives beside the dispatcher
 // (`notify` never imports `sink`); this is its public home.
@@ -107,9 +139,9 @@ mod outcome;
 pub mod sns;
 
 #[cfg(feature = "sink-kafka")]
-pub use kafka::{KafkaSink, KafkaSinkBuilder, KafkaSinkError};
+pub use kafka::{KafkaSink, KafkaSinkBuilder};
 #[cfg(feature = "sink-sns")]
-pub use sns::{AwsSinkError, SnsSink, SqsSink};
+pub use sns::{SnsSink, SnsSinkBuilder, SqsSink, SqsSinkBuilder};
 
 #[cfg(any(
     feature = "sink-nats",

@@ -4,9 +4,10 @@
 //! ```no_run
 //! use s3tap::sink::MqttSink;
 //!
-//! # async fn run() -> Result<(), s3tap::sink::SinkError> {
-//! let sink = MqttSink::connect("127.0.0.1", 1883)
+//! # async fn run() -> Result<(), s3tap::sink::SinkBuildError> {
+//! let sink = MqttSink::builder("127.0.0.1", 1883)
 //!     .topic("s3/events")
+//!     .connect()
 //!     .await?;
 //! # Ok(()) }
 //! ```
@@ -53,7 +54,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -63,9 +63,9 @@ use rumqttc::{
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
-use super::broker::{self, DEFAULT_MAX_BATCH, DEFAULT_TIMEOUT};
-use super::{BoxFuture, Sink, SinkError};
-use crate::notify::format::{CloudEventsMode, Encoder, Format};
+use super::broker::{broker_sink, Settings};
+use super::{SinkBuildError, SinkError};
+use crate::notify::format::{CloudEventsMode, Format};
 use crate::notify::Event;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -86,13 +86,10 @@ struct Session {
 }
 
 /// A sink that publishes events to an MQTT broker at QoS 1. Built by
-/// [`MqttSink::connect`].
+/// [`MqttSink::builder`] and [`connect`](MqttSinkBuilder::connect).
 pub struct MqttSink {
-    name: String,
+    settings: Settings,
     topic: String,
-    encoder: Encoder,
-    timeout: Duration,
-    max_batch: usize,
     max_packet_size: usize,
     session: watch::Receiver<Option<Arc<Session>>>,
     last_error: Arc<std::sync::Mutex<Option<String>>>,
@@ -102,11 +99,8 @@ pub struct MqttSink {
 impl fmt::Debug for MqttSink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MqttSink")
-            .field("name", &self.name)
+            .field("settings", &self.settings)
             .field("topic", &self.topic)
-            .field("format", &self.encoder.format)
-            .field("timeout", &self.timeout)
-            .field("max_batch", &self.max_batch)
             .field("connected", &self.session.borrow().is_some())
             .finish_non_exhaustive()
     }
@@ -118,19 +112,16 @@ impl Drop for MqttSink {
     }
 }
 
-/// Configures an [`MqttSink`]; `.await` it to connect.
-#[must_use = "a builder does nothing until awaited"]
+/// Configures an [`MqttSink`]; [`connect`](Self::connect) it.
+#[must_use = "a builder does nothing until connected"]
 pub struct MqttSinkBuilder {
+    settings: Settings,
     host: String,
     port: u16,
     client_id: Option<String>,
     credentials: Option<(String, String)>,
-    name: String,
     topic: String,
-    encoder: Encoder,
-    timeout: Duration,
     keep_alive: Duration,
-    max_batch: usize,
     max_packet_size: usize,
 }
 
@@ -140,11 +131,8 @@ impl fmt::Debug for MqttSinkBuilder {
             .field("host", &self.host)
             .field("port", &self.port)
             .field("client_id", &self.client_id)
-            .field("name", &self.name)
+            .field("settings", &self.settings)
             .field("topic", &self.topic)
-            .field("format", &self.encoder.format)
-            .field("timeout", &self.timeout)
-            .field("max_batch", &self.max_batch)
             .finish_non_exhaustive()
     }
 }
@@ -155,18 +143,15 @@ impl MqttSink {
     /// Defaults: topic `s3/events`, a client id `s3tap-<uuid>`, no
     /// credentials, CloudEvents structured JSON, 5 s timeout per `deliver`,
     /// 5 s keep-alive, batches of up to 100 events, 1 MiB packets.
-    pub fn connect(host: impl Into<String>, port: u16) -> MqttSinkBuilder {
+    pub fn builder(host: impl Into<String>, port: u16) -> MqttSinkBuilder {
         MqttSinkBuilder {
             host: host.into(),
             port,
             client_id: None,
             credentials: None,
-            name: "mqtt".into(),
+            settings: Settings::new("mqtt"),
             topic: "s3/events".into(),
-            encoder: broker::default_encoder(),
-            timeout: DEFAULT_TIMEOUT,
             keep_alive: Duration::from_secs(5),
-            max_batch: DEFAULT_MAX_BATCH,
             max_packet_size: 1024 * 1024,
         }
     }
@@ -179,8 +164,8 @@ impl MqttSink {
     fn down(&self) -> SinkError {
         let last = self.last_error.lock().expect("not poisoned").clone();
         SinkError::transient(match last {
-            Some(e) => format!("{}: not connected to the broker: {e}", self.name),
-            None => format!("{}: not connected to the broker yet", self.name),
+            Some(e) => format!("{}: not connected to the broker: {e}", self.settings.name),
+            None => format!("{}: not connected to the broker yet", self.settings.name),
         })
     }
 
@@ -193,12 +178,12 @@ impl MqttSink {
         let mut acks: Vec<Result<oneshot::Receiver<Result<(), String>>, SinkError>> =
             Vec::with_capacity(batch.len());
         for event in batch {
-            let body = self.encoder.encode_one(event);
+            let body = self.settings.encoder.encode_one(event);
             let size = body.body.len() + self.topic.len() + PUBLISH_OVERHEAD;
             if size > self.max_packet_size {
                 acks.push(Err(SinkError::permanent(format!(
                     "{}: event {} is {size} bytes, over the {} byte packet limit",
-                    self.name, event.id, self.max_packet_size
+                    self.settings.name, event.id, self.max_packet_size
                 ))));
                 continue;
             }
@@ -221,7 +206,7 @@ impl MqttSink {
                     queued.pop_back();
                     acks.push(Err(SinkError::transient(format!(
                         "{}: publish: {e}",
-                        self.name
+                        self.settings.name
                     ))));
                 }
             }
@@ -237,11 +222,11 @@ impl MqttSink {
                     Ok(Ok(())) => Ok(()),
                     Ok(Err(e)) => Err(SinkError::transient(format!(
                         "{}: connection lost before PUBACK: {e}",
-                        self.name
+                        self.settings.name
                     ))),
                     Err(_) => Err(SinkError::transient(format!(
                         "{}: connection lost before PUBACK",
-                        self.name
+                        self.settings.name
                     ))),
                 },
                 Err(e) => Err(e),
@@ -338,31 +323,10 @@ impl MqttSinkBuilder {
         self
     }
 
-    /// The wire format (default: CloudEvents structured JSON). CloudEvents
-    /// binary mode needs headers, which MQTT 3.1.1 lacks: refused at build.
-    pub fn format(mut self, encoder: Encoder) -> Self {
-        self.encoder = encoder;
-        self
-    }
-
-    /// The longest a `deliver` may take, waiting for a connection and the
-    /// acks included (default 5 s); also the connect timeout.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
     /// The keep-alive interval (default 5 s): how soon a silent broker is
     /// noticed.
     pub fn keep_alive(mut self, interval: Duration) -> Self {
         self.keep_alive = interval;
-        self
-    }
-
-    /// The largest batch the dispatcher hands over (default 100; at most
-    /// 65535, the number of MQTT packet ids).
-    pub fn max_batch(mut self, max: usize) -> Self {
-        self.max_batch = max.clamp(1, u16::MAX as usize);
         self
     }
 
@@ -372,27 +336,27 @@ impl MqttSinkBuilder {
         self
     }
 
-    /// The sink's name in logs and metrics (default `mqtt`).
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = name.into();
-        self
-    }
-
-    async fn build(self) -> Result<MqttSink, SinkError> {
+    async fn open(self) -> Result<MqttSink, SinkBuildError> {
         if let Format::CloudEvents {
             mode: CloudEventsMode::Binary(_),
-        } = self.encoder.format
+        } = self.settings.encoder.format
         {
-            return Err(SinkError::permanent(format!(
-                "{}: CloudEvents binary mode needs message headers, which MQTT 3.1.1 does not have",
-                self.name
-            )));
+            return Err(SinkBuildError::InvalidSetting {
+                key: "format".to_owned(),
+                reason: format!(
+                    "{}: CloudEvents binary mode needs message headers, which MQTT 3.1.1 does not have",
+                    self.settings.name
+                ),
+            });
         }
         if self.topic.is_empty() || self.topic.contains(['+', '#', '\0']) {
-            return Err(SinkError::permanent(format!(
-                "{}: {:?} is not a topic one can publish to",
-                self.name, self.topic
-            )));
+            return Err(SinkBuildError::InvalidSetting {
+                key: "topic".to_owned(),
+                reason: format!(
+                    "{}: {:?} is not a topic one can publish to",
+                    self.settings.name, self.topic
+                ),
+            });
         }
         let client_id = self
             .client_id
@@ -402,7 +366,7 @@ impl MqttSinkBuilder {
         options
             .set_keep_alive(self.keep_alive)
             .set_clean_session(true)
-            .set_inflight(self.max_batch.min(u16::MAX as usize) as u16)
+            .set_inflight(self.settings.max_batch.min(u16::MAX as usize) as u16)
             .set_max_packet_size(self.max_packet_size, self.max_packet_size);
         if let Some((user, password)) = &self.credentials {
             options.set_credentials(user.clone(), password.clone());
@@ -412,60 +376,36 @@ impl MqttSinkBuilder {
         // Room for a full batch, plus one a timed-out delivery left behind.
         let driver = tokio::spawn(drive(
             options,
-            self.timeout,
-            2 * self.max_batch,
+            self.settings.timeout,
+            2 * self.settings.max_batch,
             state,
             last_error.clone(),
         ));
         let sink = MqttSink {
-            name: self.name,
+            settings: self.settings,
             topic: self.topic,
-            encoder: self.encoder,
-            timeout: self.timeout,
-            max_batch: self.max_batch,
             max_packet_size: self.max_packet_size,
             session,
             last_error,
             driver,
         };
         let mut connected = sink.session.clone();
-        let up = tokio::time::timeout(sink.timeout, connected.wait_for(Option::is_some))
+        let up = tokio::time::timeout(sink.settings.timeout, connected.wait_for(Option::is_some))
             .await
             .is_ok_and(|r| r.is_ok());
         if up {
             Ok(sink)
         } else {
-            Err(sink.down())
+            Err(sink.down().into())
         }
     }
 }
 
-impl IntoFuture for MqttSinkBuilder {
-    type Output = Result<MqttSink, SinkError>;
-    type IntoFuture = BoxFuture<'static, Self::Output>;
-
-    /// Connects (waits for the CONNACK): a broker that cannot be reached
-    /// within the timeout is a transient error, a topic one cannot publish
-    /// to or a format MQTT cannot carry a permanent one.
-    fn into_future(self) -> Self::IntoFuture {
-        Box::pin(self.build())
-    }
-}
-
-impl Sink for MqttSink {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn max_batch(&self) -> usize {
-        self.max_batch
-    }
-
-    fn deliver<'a>(&'a self, batch: &'a [Event]) -> BoxFuture<'a, Result<(), SinkError>> {
-        Box::pin(broker::within(
-            &self.name,
-            self.timeout,
-            self.deliver_all(batch),
-        ))
-    }
-}
+broker_sink!(
+    MqttSink,
+    MqttSinkBuilder,
+    timeout: "The longest a `deliver` may take, waiting for a connection and the acks included (default 5 s); also the connect timeout.",
+    max_batch: "The largest batch the dispatcher hands over (default 100; at most 65535, the number of MQTT packet ids).",
+    u16::MAX as usize,
+    connect: "Connects (waits for the CONNACK). A broker that cannot be reached within the timeout is [`SinkBuildError::Connect`] with a transient [`SinkError`]; a topic one cannot publish to or a format MQTT cannot carry (CloudEvents binary mode needs headers MQTT 3.1.1 lacks) is [`SinkBuildError::InvalidSetting`].",
+);

@@ -4,9 +4,10 @@
 //! ```no_run
 //! use s3tap::sink::NatsSink;
 //!
-//! # async fn run() -> Result<(), s3tap::sink::SinkError> {
-//! let sink = NatsSink::connect("nats://127.0.0.1:4222")
+//! # async fn run() -> Result<(), s3tap::sink::SinkBuildError> {
+//! let sink = NatsSink::builder("nats://127.0.0.1:4222")
 //!     .subject("s3.events")
+//!     .connect()
 //!     .await?;
 //! # Ok(()) }
 //! ```
@@ -39,67 +40,52 @@
 //!   [`SinkError::Permanent`] (it will never fit).
 
 use std::fmt;
-use std::future::IntoFuture;
-use std::time::Duration;
 
 use async_nats::jetstream::context::{PublishAckFuture, PublishError, PublishErrorKind};
 use async_nats::{ConnectOptions, HeaderMap};
 
-use super::broker::{self, DEFAULT_MAX_BATCH, DEFAULT_TIMEOUT};
-use super::{BoxFuture, Sink, SinkError};
-use crate::notify::format::Encoder;
+use super::broker::{self, broker_sink, Settings};
+use super::{SinkBuildError, SinkError};
 use crate::notify::Event;
 
 /// A sink that publishes events to a NATS JetStream stream. Built by
-/// [`NatsSink::connect`].
+/// [`NatsSink::builder`] and [`connect`](NatsSinkBuilder::connect).
 pub struct NatsSink {
-    name: String,
+    settings: Settings,
     client: async_nats::Client,
     jetstream: async_nats::jetstream::Context,
     subject: String,
     per_rule: bool,
-    encoder: Encoder,
-    timeout: Duration,
-    max_batch: usize,
 }
 
 impl fmt::Debug for NatsSink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NatsSink")
-            .field("name", &self.name)
+            .field("settings", &self.settings)
             .field("subject", &self.subject)
             .field("per_rule", &self.per_rule)
-            .field("format", &self.encoder.format)
-            .field("timeout", &self.timeout)
-            .field("max_batch", &self.max_batch)
             .field("connection", &self.client.connection_state())
             .finish()
     }
 }
 
-/// Configures a [`NatsSink`]; `.await` it to connect.
-#[must_use = "a builder does nothing until awaited"]
+/// Configures a [`NatsSink`]; [`connect`](Self::connect) it.
+#[must_use = "a builder does nothing until connected"]
 pub struct NatsSinkBuilder {
+    settings: Settings,
     url: String,
     options: Option<ConnectOptions>,
-    name: String,
     subject: String,
     per_rule: bool,
-    encoder: Encoder,
-    timeout: Duration,
-    max_batch: usize,
 }
 
 impl fmt::Debug for NatsSinkBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The URL may carry a user and password: not printed.
         f.debug_struct("NatsSinkBuilder")
-            .field("name", &self.name)
+            .field("settings", &self.settings)
             .field("subject", &self.subject)
             .field("per_rule", &self.per_rule)
-            .field("format", &self.encoder.format)
-            .field("timeout", &self.timeout)
-            .field("max_batch", &self.max_batch)
             .finish_non_exhaustive()
     }
 }
@@ -110,16 +96,13 @@ impl NatsSink {
     ///
     /// Defaults: subject `s3.events`, CloudEvents structured JSON, 5 s
     /// timeout per `deliver`, batches of up to 100 events.
-    pub fn connect(url: impl Into<String>) -> NatsSinkBuilder {
+    pub fn builder(url: impl Into<String>) -> NatsSinkBuilder {
         NatsSinkBuilder {
             url: url.into(),
             options: None,
-            name: "nats".into(),
+            settings: Settings::new("nats"),
             subject: "s3.events".into(),
             per_rule: false,
-            encoder: broker::default_encoder(),
-            timeout: DEFAULT_TIMEOUT,
-            max_batch: DEFAULT_MAX_BATCH,
         }
     }
 
@@ -136,7 +119,7 @@ impl NatsSink {
         // are pipelined on the connection instead of one round trip each.
         let mut pending: Vec<Result<PublishAckFuture, SinkError>> = Vec::with_capacity(batch.len());
         for event in batch {
-            let body = self.encoder.encode_one(event);
+            let body = self.settings.encoder.encode_one(event);
             let mut headers = HeaderMap::new();
             headers.insert(async_nats::header::NATS_MESSAGE_ID, event.id.as_str());
             headers.insert("Content-Type", body.content_type);
@@ -161,7 +144,10 @@ impl NatsSink {
     }
 
     fn classify(&self, error: PublishError) -> SinkError {
-        let message = format!("{}: publish to {}: {error}", self.name, self.subject);
+        let message = format!(
+            "{}: publish to {}: {error}",
+            self.settings.name, self.subject
+        );
         match error.kind() {
             PublishErrorKind::StreamNotFound => broker::misconfigured(format!(
                 "{message} (no stream captures the subject, or JetStream is not ready yet)"
@@ -206,13 +192,6 @@ impl NatsSinkBuilder {
         self
     }
 
-    /// The wire format (default: CloudEvents structured JSON). Every
-    /// message carries one event, whatever the format.
-    pub fn format(mut self, encoder: Encoder) -> Self {
-        self.encoder = encoder;
-        self
-    }
-
     /// Connection options (credentials, TLS, client name, ...). Reconnection
     /// is always left on.
     pub fn options(mut self, options: ConnectOptions) -> Self {
@@ -220,36 +199,17 @@ impl NatsSinkBuilder {
         self
     }
 
-    /// The longest a `deliver` may take, acks included (default 5 s); also
-    /// the JetStream ack timeout.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// The largest batch the dispatcher hands over (default 100).
-    pub fn max_batch(mut self, max: usize) -> Self {
-        self.max_batch = max.max(1);
-        self
-    }
-
-    /// The sink's name in logs and metrics (default `nats`).
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = name.into();
-        self
-    }
-
-    async fn build(self) -> Result<NatsSink, SinkError> {
+    async fn open(self) -> Result<NatsSink, SinkBuildError> {
         let options = self
             .options
             .unwrap_or_default()
-            .connection_timeout(self.timeout)
-            .request_timeout(Some(self.timeout))
+            .connection_timeout(self.settings.timeout)
+            .request_timeout(Some(self.settings.timeout))
             // Never give up reconnecting: the sink outlives broker restarts.
             .max_reconnects(None);
         let client = options.connect(self.url.as_str()).await.map_err(|e| {
             use async_nats::ConnectErrorKind as K;
-            let message = format!("{}: connect: {e}", self.name);
+            let message = format!("{}: connect: {e}", self.settings.name);
             match e.kind() {
                 K::ServerParse | K::Authentication | K::AuthorizationViolation | K::Tls => {
                     SinkError::permanent(message)
@@ -258,48 +218,25 @@ impl NatsSinkBuilder {
             }
         })?;
         let mut jetstream = async_nats::jetstream::new(client.clone());
-        jetstream.set_timeout(self.timeout);
+        jetstream.set_timeout(self.settings.timeout);
         Ok(NatsSink {
-            name: self.name,
+            settings: self.settings,
             client,
             jetstream,
             subject: self.subject,
             per_rule: self.per_rule,
-            encoder: self.encoder,
-            timeout: self.timeout,
-            max_batch: self.max_batch,
         })
     }
 }
 
-impl IntoFuture for NatsSinkBuilder {
-    type Output = Result<NatsSink, SinkError>;
-    type IntoFuture = BoxFuture<'static, Self::Output>;
-
-    /// Connects: a server that cannot be reached now is a transient error,
-    /// a malformed URL or refused credentials a permanent one.
-    fn into_future(self) -> Self::IntoFuture {
-        Box::pin(self.build())
-    }
-}
-
-impl Sink for NatsSink {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn max_batch(&self) -> usize {
-        self.max_batch
-    }
-
-    fn deliver<'a>(&'a self, batch: &'a [Event]) -> BoxFuture<'a, Result<(), SinkError>> {
-        Box::pin(broker::within(
-            &self.name,
-            self.timeout,
-            self.deliver_all(batch),
-        ))
-    }
-}
+broker_sink!(
+    NatsSink,
+    NatsSinkBuilder,
+    timeout: "The longest a `deliver` may take, acks included (default 5 s); also the JetStream ack timeout and the connect timeout.",
+    max_batch: "The largest batch the dispatcher hands over (default 100).",
+    usize::MAX,
+    connect: "Connects. A server that cannot be reached now is [`SinkBuildError::Connect`] with a transient [`SinkError`]; a malformed URL or refused credentials, with a permanent one.",
+);
 
 #[cfg(test)]
 mod tests {

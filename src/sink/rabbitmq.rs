@@ -4,10 +4,11 @@
 //! ```no_run
 //! use s3tap::sink::RabbitMqSink;
 //!
-//! # async fn run() -> Result<(), s3tap::sink::SinkError> {
-//! let sink = RabbitMqSink::connect("amqp://guest:guest@127.0.0.1:5672/%2f")
+//! # async fn run() -> Result<(), s3tap::sink::SinkBuildError> {
+//! let sink = RabbitMqSink::builder("amqp://guest:guest@127.0.0.1:5672/%2f")
 //!     .exchange("s3")
 //!     .routing_key("s3.events")
+//!     .connect()
 //!     .await?;
 //! # Ok(()) }
 //! ```
@@ -43,29 +44,24 @@
 //!   CONTENT_TOO_LARGE`: [`SinkError::Permanent`].
 
 use std::fmt;
-use std::future::IntoFuture;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
 use tokio::sync::Mutex;
 
-use super::broker::{self, DEFAULT_MAX_BATCH, DEFAULT_TIMEOUT};
-use super::{BoxFuture, Sink, SinkError};
-use crate::notify::format::Encoder;
+use super::broker::{self, broker_sink, Settings};
+use super::{SinkBuildError, SinkError};
 use crate::notify::Event;
 
 /// A sink that publishes events to a RabbitMQ exchange with publisher
-/// confirms. Built by [`RabbitMqSink::connect`].
+/// confirms. Built by [`RabbitMqSink::builder`] and [`connect`](RabbitMqSinkBuilder::connect).
 pub struct RabbitMqSink {
-    name: String,
+    settings: Settings,
     url: String,
     exchange: String,
     routing_key: String,
-    encoder: Encoder,
-    timeout: Duration,
-    max_batch: usize,
     /// The open connection and confirm-mode channel, `None` after a failure
     /// (reopened by the next delivery). The lock also serializes deliveries,
     /// which keeps each batch's confirms together on the one channel.
@@ -88,37 +84,28 @@ impl fmt::Debug for RabbitMqSink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The URL carries the password: not printed.
         f.debug_struct("RabbitMqSink")
-            .field("name", &self.name)
+            .field("settings", &self.settings)
             .field("exchange", &self.exchange)
             .field("routing_key", &self.routing_key)
-            .field("format", &self.encoder.format)
-            .field("timeout", &self.timeout)
-            .field("max_batch", &self.max_batch)
             .finish_non_exhaustive()
     }
 }
 
-/// Configures a [`RabbitMqSink`]; `.await` it to connect.
-#[must_use = "a builder does nothing until awaited"]
+/// Configures a [`RabbitMqSink`]; [`connect`](Self::connect) it.
+#[must_use = "a builder does nothing until connected"]
 pub struct RabbitMqSinkBuilder {
+    settings: Settings,
     url: String,
-    name: String,
     exchange: String,
     routing_key: String,
-    encoder: Encoder,
-    timeout: Duration,
-    max_batch: usize,
 }
 
 impl fmt::Debug for RabbitMqSinkBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RabbitMqSinkBuilder")
-            .field("name", &self.name)
+            .field("settings", &self.settings)
             .field("exchange", &self.exchange)
             .field("routing_key", &self.routing_key)
-            .field("format", &self.encoder.format)
-            .field("timeout", &self.timeout)
-            .field("max_batch", &self.max_batch)
             .finish_non_exhaustive()
     }
 }
@@ -131,15 +118,12 @@ impl RabbitMqSink {
     /// Defaults: exchange `s3`, routing key `s3.events`, CloudEvents
     /// structured JSON, 5 s timeout per `deliver` (connecting included),
     /// batches of up to 100 events.
-    pub fn connect(url: impl Into<String>) -> RabbitMqSinkBuilder {
+    pub fn builder(url: impl Into<String>) -> RabbitMqSinkBuilder {
         RabbitMqSinkBuilder {
             url: url.into(),
-            name: "rabbitmq".into(),
+            settings: Settings::new("rabbitmq"),
             exchange: "s3".into(),
             routing_key: "s3.events".into(),
-            encoder: broker::default_encoder(),
-            timeout: DEFAULT_TIMEOUT,
-            max_batch: DEFAULT_MAX_BATCH,
         }
     }
 
@@ -211,7 +195,7 @@ impl RabbitMqSink {
         };
         let mut confirms = Vec::with_capacity(batch.len());
         for event in batch {
-            let body = self.encoder.encode_one(event);
+            let body = self.settings.encoder.encode_one(event);
             let properties = self.properties(event, body.content_type, &body.headers);
             let published = link
                 .channel
@@ -232,7 +216,7 @@ impl RabbitMqSink {
                     Ok(Confirmation::Ack(None)) | Ok(Confirmation::NotRequested) => Ok(()),
                     Ok(Confirmation::Ack(Some(returned))) => Err(broker::misconfigured(format!(
                         "{}: unroutable: exchange {:?} has no queue bound for routing key {:?} ({} {})",
-                        self.name,
+                        self.settings.name,
                         self.exchange,
                         self.routing_key,
                         returned.reply_code,
@@ -240,7 +224,7 @@ impl RabbitMqSink {
                     ))),
                     Ok(Confirmation::Nack(_)) => Err(SinkError::transient(format!(
                         "{}: the broker nacked the message",
-                        self.name
+                        self.settings.name
                     ))),
                     Err(e) => Err(self.classify("publisher confirm", e)),
                 },
@@ -255,7 +239,7 @@ impl RabbitMqSink {
     }
 
     fn classify(&self, what: &str, error: lapin::Error) -> SinkError {
-        let message = format!("{}: {what}: {error}", self.name);
+        let message = format!("{}: {what}: {error}", self.settings.name);
         match error.kind() {
             lapin::ErrorKind::ProtocolError(amqp) => match amqp.get_id() {
                 404 => broker::misconfigured(message),
@@ -281,77 +265,29 @@ impl RabbitMqSinkBuilder {
         self
     }
 
-    /// The wire format (default: CloudEvents structured JSON). Every
-    /// message carries one event, whatever the format.
-    pub fn format(mut self, encoder: Encoder) -> Self {
-        self.encoder = encoder;
-        self
-    }
-
-    /// The longest a `deliver` may take, reconnecting and confirms included
-    /// (default 5 s).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// The largest batch the dispatcher hands over (default 100).
-    pub fn max_batch(mut self, max: usize) -> Self {
-        self.max_batch = max.max(1);
-        self
-    }
-
-    /// The sink's name in logs and metrics (default `rabbitmq`).
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = name.into();
-        self
-    }
-
-    async fn build(self) -> Result<RabbitMqSink, SinkError> {
+    async fn open(self) -> Result<RabbitMqSink, SinkBuildError> {
         let sink = RabbitMqSink {
-            name: self.name,
+            settings: self.settings,
             url: self.url,
             exchange: self.exchange,
             routing_key: self.routing_key,
-            encoder: self.encoder,
-            timeout: self.timeout,
-            max_batch: self.max_batch,
             link: Mutex::new(None),
         };
-        let link = tokio::time::timeout(sink.timeout, sink.open())
+        let link = tokio::time::timeout(sink.settings.timeout, sink.open())
             .await
-            .map_err(|_| SinkError::transient(format!("{}: connect: timed out", sink.name)))??;
+            .map_err(|_| {
+                SinkError::transient(format!("{}: connect: timed out", sink.settings.name))
+            })??;
         *sink.link.lock().await = Some(link);
         Ok(sink)
     }
 }
 
-impl IntoFuture for RabbitMqSinkBuilder {
-    type Output = Result<RabbitMqSink, SinkError>;
-    type IntoFuture = BoxFuture<'static, Self::Output>;
-
-    /// Connects and opens a confirm-mode channel: a broker that cannot be
-    /// reached now is a transient error, refused credentials a permanent
-    /// one.
-    fn into_future(self) -> Self::IntoFuture {
-        Box::pin(self.build())
-    }
-}
-
-impl Sink for RabbitMqSink {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn max_batch(&self) -> usize {
-        self.max_batch
-    }
-
-    fn deliver<'a>(&'a self, batch: &'a [Event]) -> BoxFuture<'a, Result<(), SinkError>> {
-        Box::pin(broker::within(
-            &self.name,
-            self.timeout,
-            self.deliver_all(batch),
-        ))
-    }
-}
+broker_sink!(
+    RabbitMqSink,
+    RabbitMqSinkBuilder,
+    timeout: "The longest a `deliver` may take, reconnecting and confirms included (default 5 s); also the connect timeout.",
+    max_batch: "The largest batch the dispatcher hands over (default 100).",
+    usize::MAX,
+    connect: "Connects and opens a confirm-mode channel. A broker that cannot be reached now is [`SinkBuildError::Connect`] with a transient [`SinkError`]; refused credentials, with a permanent one.",
+);

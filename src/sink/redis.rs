@@ -4,10 +4,11 @@
 //! ```no_run
 //! use s3tap::sink::RedisSink;
 //!
-//! # async fn run() -> Result<(), s3tap::sink::SinkError> {
-//! let sink = RedisSink::connect("redis://127.0.0.1:6379/")
+//! # async fn run() -> Result<(), s3tap::sink::SinkBuildError> {
+//! let sink = RedisSink::builder("redis://127.0.0.1:6379/")
 //!     .stream("s3:events")
 //!     .max_len(100_000)
+//!     .connect()
 //!     .await?;
 //! # Ok(()) }
 //! ```
@@ -43,64 +44,50 @@
 //! has to fix it, and the events wait in the spool meanwhile.
 
 use std::fmt;
-use std::future::IntoFuture;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ErrorKind, RedisError};
 
-use super::broker::{self, DEFAULT_MAX_BATCH, DEFAULT_TIMEOUT};
-use super::{BoxFuture, Sink, SinkError};
-use crate::notify::format::Encoder;
+use super::broker::{self, broker_sink, Settings};
+use super::{SinkBuildError, SinkError};
 use crate::notify::Event;
 
 /// A sink that appends events to a Redis stream. Built by
-/// [`RedisSink::connect`].
+/// [`RedisSink::builder`] and [`connect`](RedisSinkBuilder::connect).
 pub struct RedisSink {
-    name: String,
+    settings: Settings,
     connection: ConnectionManager,
     stream: String,
     max_len: Option<usize>,
-    encoder: Encoder,
-    timeout: Duration,
-    max_batch: usize,
 }
 
 impl fmt::Debug for RedisSink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisSink")
-            .field("name", &self.name)
+            .field("settings", &self.settings)
             .field("stream", &self.stream)
             .field("max_len", &self.max_len)
-            .field("format", &self.encoder.format)
-            .field("timeout", &self.timeout)
-            .field("max_batch", &self.max_batch)
             .finish_non_exhaustive()
     }
 }
 
-/// Configures a [`RedisSink`]; `.await` it to connect.
-#[must_use = "a builder does nothing until awaited"]
+/// Configures a [`RedisSink`]; [`connect`](Self::connect) it.
+#[must_use = "a builder does nothing until connected"]
 pub struct RedisSinkBuilder {
+    settings: Settings,
     url: String,
-    name: String,
     stream: String,
     max_len: Option<usize>,
-    encoder: Encoder,
-    timeout: Duration,
-    max_batch: usize,
 }
 
 impl fmt::Debug for RedisSinkBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The URL may carry a password: not printed.
         f.debug_struct("RedisSinkBuilder")
-            .field("name", &self.name)
+            .field("settings", &self.settings)
             .field("stream", &self.stream)
             .field("max_len", &self.max_len)
-            .field("format", &self.encoder.format)
-            .field("timeout", &self.timeout)
-            .field("max_batch", &self.max_batch)
             .finish_non_exhaustive()
     }
 }
@@ -112,15 +99,12 @@ impl RedisSink {
     ///
     /// Defaults: stream `s3:events`, no trimming, CloudEvents structured
     /// JSON, 5 s timeout per `deliver`, batches of up to 100 events.
-    pub fn connect(url: impl Into<String>) -> RedisSinkBuilder {
+    pub fn builder(url: impl Into<String>) -> RedisSinkBuilder {
         RedisSinkBuilder {
             url: url.into(),
-            name: "redis".into(),
+            settings: Settings::new("redis"),
             stream: "s3:events".into(),
             max_len: None,
-            encoder: broker::default_encoder(),
-            timeout: DEFAULT_TIMEOUT,
-            max_batch: DEFAULT_MAX_BATCH,
         }
     }
 
@@ -129,7 +113,7 @@ impl RedisSink {
         let mut pipe = redis::pipe();
         pipe.atomic();
         for event in batch {
-            let body = self.encoder.encode_one(event);
+            let body = self.settings.encoder.encode_one(event);
             let cmd = pipe.cmd("XADD").arg(&self.stream);
             if let Some(max_len) = self.max_len {
                 cmd.arg("MAXLEN").arg("~").arg(max_len);
@@ -161,7 +145,7 @@ impl RedisSink {
     }
 
     fn classify(&self, error: RedisError) -> SinkError {
-        let message = format!("{}: XADD {}: {error}", self.name, self.stream);
+        let message = format!("{}: XADD {}: {error}", self.settings.name, self.stream);
         if error.is_io_error() || error.is_timeout() || error.is_connection_dropped() {
             return SinkError::transient(message);
         }
@@ -188,53 +172,27 @@ impl RedisSinkBuilder {
         self
     }
 
-    /// The wire format of the `event` field (default: CloudEvents structured
-    /// JSON). Every entry carries one event, whatever the format.
-    pub fn format(mut self, encoder: Encoder) -> Self {
-        self.encoder = encoder;
-        self
-    }
-
-    /// The longest a `deliver` may take (default 5 s); also the connect and
-    /// response timeouts of the connection.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// The largest batch the dispatcher hands over (default 100).
-    pub fn max_batch(mut self, max: usize) -> Self {
-        self.max_batch = max.max(1);
-        self
-    }
-
-    /// The sink's name in logs and metrics (default `redis`).
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = name.into();
-        self
-    }
-
-    async fn build(self) -> Result<RedisSink, SinkError> {
+    async fn open(self) -> Result<RedisSink, SinkBuildError> {
         let client = redis::Client::open(self.url.as_str())
-            .map_err(|e| SinkError::permanent(format!("{}: {e}", self.name)))?;
+            .map_err(|e| SinkBuildError::InvalidUrl(format!("{}: {e}", self.settings.name)))?;
         // Reconnection: the manager reconnects in the background after an
         // I/O error. Few, short retries per outage: `deliver` is bounded by
         // the timeout anyway and the dispatcher owns the backoff, so a
         // command must fail fast rather than wait on a long reconnect loop.
         let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout))
+            .set_connection_timeout(Some(self.settings.timeout))
+            .set_response_timeout(Some(self.settings.timeout))
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_millis(500));
         let connection = tokio::time::timeout(
-            self.timeout,
+            self.settings.timeout,
             ConnectionManager::new_with_config(client, config),
         )
         .await
-        .map_err(|_| SinkError::transient(format!("{}: connect: timed out", self.name)))?
+        .map_err(|_| SinkError::transient(format!("{}: connect: timed out", self.settings.name)))?
         .map_err(|e| {
-            let message = format!("{}: connect: {e}", self.name);
+            let message = format!("{}: connect: {e}", self.settings.name);
             match e.kind() {
                 ErrorKind::AuthenticationFailed | ErrorKind::InvalidClientConfig => {
                     SinkError::permanent(message)
@@ -243,42 +201,19 @@ impl RedisSinkBuilder {
             }
         })?;
         Ok(RedisSink {
-            name: self.name,
+            settings: self.settings,
             connection,
             stream: self.stream,
             max_len: self.max_len,
-            encoder: self.encoder,
-            timeout: self.timeout,
-            max_batch: self.max_batch,
         })
     }
 }
 
-impl IntoFuture for RedisSinkBuilder {
-    type Output = Result<RedisSink, SinkError>;
-    type IntoFuture = BoxFuture<'static, Self::Output>;
-
-    /// Connects: a server that cannot be reached now is a transient error,
-    /// a malformed URL or refused credentials a permanent one.
-    fn into_future(self) -> Self::IntoFuture {
-        Box::pin(self.build())
-    }
-}
-
-impl Sink for RedisSink {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn max_batch(&self) -> usize {
-        self.max_batch
-    }
-
-    fn deliver<'a>(&'a self, batch: &'a [Event]) -> BoxFuture<'a, Result<(), SinkError>> {
-        Box::pin(broker::within(
-            &self.name,
-            self.timeout,
-            self.deliver_all(batch),
-        ))
-    }
-}
+broker_sink!(
+    RedisSink,
+    RedisSinkBuilder,
+    timeout: "The longest a `deliver` may take (default 5 s); also the connect and response timeouts of the connection.",
+    max_batch: "The largest batch the dispatcher hands over (default 100).",
+    usize::MAX,
+    connect: "Connects. A server that cannot be reached now is [`SinkBuildError::Connect`] with a transient [`SinkError`]; refused credentials, with a permanent one; a malformed URL is [`SinkBuildError::InvalidUrl`].",
+);

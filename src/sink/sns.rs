@@ -38,12 +38,13 @@
 //! use s3tap::credentials::UpstreamCredentials;
 //! use s3tap::sink::SnsSink;
 //!
-//! # fn main() -> Result<(), s3tap::sink::AwsSinkError> {
-//! let sink = SnsSink::new(
+//! # fn main() -> Result<(), s3tap::sink::SinkBuildError> {
+//! let sink = SnsSink::builder(
 //!     "arn:aws:sns:eu-west-1:123456789012:s3-events",
 //!     "eu-west-1",
 //!     UpstreamCredentials::new("AKIA...", "secret"),
-//! )?;
+//! )
+//! .build()?;
 //! # let _ = sink;
 //! # Ok(())
 //! # }
@@ -51,13 +52,14 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::time::Duration;
 
 use futures_util::future::join_all;
 use http::Uri;
 use sha2::{Digest, Sha256};
 
 use super::aws_query::{push_param, Element, QueryClient};
-use super::{outcome, BoxFuture, Sink, SinkError};
+use super::{outcome, BoxFuture, Sink, SinkBuildError, SinkError};
 use crate::credentials::UpstreamCredentials;
 use crate::notify::format::{Encoder, Format, FormatOptions};
 use crate::notify::Event;
@@ -70,17 +72,6 @@ pub const MAX_BATCH_ENTRIES: usize = 10;
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 /// The default [`Sink::max_batch`]: ten requests' worth.
 pub const DEFAULT_MAX_BATCH: usize = 100;
-
-/// Why an SNS or SQS sink could not be set up.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AwsSinkError {
-    /// The region is not a region name (`us-east-1`).
-    #[error("invalid AWS region {0:?}")]
-    InvalidRegion(String),
-    /// The queue URL is not an absolute `http(s)://` URL.
-    #[error("invalid SQS queue URL {0:?}")]
-    InvalidQueueUrl(String),
-}
 
 #[derive(Clone, Debug)]
 enum Target {
@@ -106,6 +97,9 @@ struct Messaging {
     client: QueryClient,
     encoder: Encoder,
     max_batch: usize,
+    /// The longest one `deliver` may take, all its requests together;
+    /// `None`: only the HTTP client's own timeouts bound it.
+    timeout: Option<Duration>,
 }
 
 /// One message, ready to be put into a request.
@@ -119,7 +113,7 @@ struct Entry {
     size: usize,
 }
 
-fn check_region(region: &str) -> Result<(), AwsSinkError> {
+fn check_region(region: &str) -> Result<(), SinkBuildError> {
     let valid = !region.is_empty()
         && region
             .bytes()
@@ -127,7 +121,14 @@ fn check_region(region: &str) -> Result<(), AwsSinkError> {
     if valid {
         Ok(())
     } else {
-        Err(AwsSinkError::InvalidRegion(region.to_owned()))
+        Err(invalid_region(region))
+    }
+}
+
+fn invalid_region(region: &str) -> SinkBuildError {
+    SinkBuildError::InvalidSetting {
+        key: "region".to_owned(),
+        reason: format!("{region:?} is not an AWS region name (us-east-1)"),
     }
 }
 
@@ -195,6 +196,7 @@ impl Messaging {
             client: QueryClient::new(service, version, region, endpoint, credentials),
             encoder: Encoder::new(Format::S3, FormatOptions::default()),
             max_batch: DEFAULT_MAX_BATCH,
+            timeout: None,
         }
     }
 
@@ -471,48 +473,71 @@ impl fmt::Debug for Messaging {
             .field("client", &self.client)
             .field("format", &self.encoder.format)
             .field("max_batch", &self.max_batch)
+            .field("timeout", &self.timeout)
             .finish()
     }
 }
 
 macro_rules! builder_methods {
-    () => {
+    ($sink:ident) => {
         /// Sends to this endpoint instead of AWS's (moto, LocalStack, a
         /// VPC endpoint). The path, if any, is the request path.
         pub fn endpoint(mut self, endpoint: Uri) -> Self {
-            self.inner.client.endpoint = endpoint;
+            if let Ok(inner) = &mut self.inner {
+                inner.client.endpoint = endpoint;
+            }
             self
         }
 
         /// Uses this HTTP client (its timeouts, root certificates).
         pub fn client(mut self, client: UpstreamClient) -> Self {
-            self.inner.client.http = client;
+            if let Ok(inner) = &mut self.inner {
+                inner.client.http = client;
+            }
             self
         }
 
         /// How message bodies are encoded (default S3 event records). Each
         /// event is one message whatever the format's batch size.
         pub fn format(mut self, encoder: Encoder) -> Self {
-            self.inner.encoder = encoder;
+            if let Ok(inner) = &mut self.inner {
+                inner.encoder = encoder;
+            }
             self
         }
 
         /// The sink's name in logs and metrics.
         pub fn name(mut self, name: impl Into<String>) -> Self {
-            self.inner.name = name.into();
+            if let Ok(inner) = &mut self.inner {
+                inner.name = name.into();
+            }
             self
         }
 
         /// The largest batch the dispatcher hands over (default 100), sent
         /// as requests of at most 10 messages.
         pub fn max_batch(mut self, max: usize) -> Self {
-            self.inner.max_batch = max.max(1);
+            if let Ok(inner) = &mut self.inner {
+                inner.max_batch = max.max(1);
+            }
             self
         }
 
-        /// Whether the target is FIFO (its name ends in `.fifo`).
-        pub fn is_fifo(&self) -> bool {
-            self.inner.fifo
+        /// The longest one delivery may take, all its requests together
+        /// (default: no limit beyond the HTTP client's connect and
+        /// response timeouts). Exceeding it is a transient failure.
+        pub fn timeout(mut self, timeout: Duration) -> Self {
+            if let Ok(inner) = &mut self.inner {
+                inner.timeout = Some(timeout);
+            }
+            self
+        }
+
+        /// Builds the sink (nothing connects: requests open connections as
+        /// they go). Fails on a region that is no region name, or a queue
+        /// URL that is not an absolute `http(s)://` URL.
+        pub fn build(self) -> Result<$sink, SinkBuildError> {
+            Ok($sink { inner: self.inner? })
         }
     };
 }
@@ -529,7 +554,22 @@ macro_rules! sink_impl {
             }
 
             fn deliver<'a>(&'a self, batch: &'a [Event]) -> BoxFuture<'a, Result<(), SinkError>> {
-                Box::pin(self.inner.deliver(batch))
+                Box::pin(async move {
+                    let Some(timeout) = self.inner.timeout else {
+                        return self.inner.deliver(batch).await;
+                    };
+                    // Past the limit the whole batch comes again: messages
+                    // that did go out are duplicates consumers drop by
+                    // `eventId` (FIFO targets, by the de-duplication id).
+                    tokio::time::timeout(timeout, self.inner.deliver(batch))
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(SinkError::transient(format!(
+                                "{}: no answer within {timeout:?}",
+                                self.inner.name
+                            )))
+                        })
+                })
             }
         }
     };
@@ -541,34 +581,56 @@ pub struct SnsSink {
     inner: Messaging,
 }
 
+/// Configures an [`SnsSink`]; [`build`](Self::build) checks the settings.
+#[derive(Debug)]
+#[must_use = "a builder does nothing until built"]
+pub struct SnsSinkBuilder {
+    // A setting refused at `builder()` is reported by `build()`, so the
+    // chain of setters stays one expression.
+    inner: Result<Messaging, SinkBuildError>,
+}
+
+impl SnsSinkBuilder {
+    builder_methods!(SnsSink);
+}
+
 impl SnsSink {
-    /// A sink publishing to `topic_arn` in `region` with `credentials`, at
-    /// `https://sns.<region>.amazonaws.com/` unless
-    /// [`endpoint`](Self::endpoint) says otherwise.
-    pub fn new(
+    /// Starts building a sink publishing to `topic_arn` in `region` with
+    /// `credentials`, at `https://sns.<region>.amazonaws.com/` unless
+    /// [`endpoint`](SnsSinkBuilder::endpoint) says otherwise.
+    pub fn builder(
         topic_arn: impl Into<String>,
         region: impl Into<String>,
         credentials: UpstreamCredentials,
-    ) -> Result<Self, AwsSinkError> {
-        let topic_arn = topic_arn.into();
-        let region = region.into();
+    ) -> SnsSinkBuilder {
+        SnsSinkBuilder {
+            inner: SnsSink::messaging(topic_arn.into(), region.into(), credentials),
+        }
+    }
+
+    /// Whether the target is FIFO (its name ends in `.fifo`).
+    pub fn is_fifo(&self) -> bool {
+        self.inner.fifo
+    }
+
+    fn messaging(
+        topic_arn: String,
+        region: String,
+        credentials: UpstreamCredentials,
+    ) -> Result<Messaging, SinkBuildError> {
         check_region(&region)?;
         let endpoint = format!("https://sns.{region}.amazonaws.com/")
             .parse()
-            .map_err(|_| AwsSinkError::InvalidRegion(region.clone()))?;
+            .map_err(|_| invalid_region(&region))?;
         let fifo = topic_arn.ends_with(".fifo");
-        Ok(SnsSink {
-            inner: Messaging::new(
-                Target::Sns { topic_arn },
-                fifo,
-                region,
-                endpoint,
-                credentials,
-            ),
-        })
+        Ok(Messaging::new(
+            Target::Sns { topic_arn },
+            fifo,
+            region,
+            endpoint,
+            credentials,
+        ))
     }
-
-    builder_methods!();
 }
 
 sink_impl!(SnsSink);
@@ -579,20 +641,44 @@ pub struct SqsSink {
     inner: Messaging,
 }
 
+/// Configures an [`SqsSink`]; [`build`](Self::build) checks the settings.
+#[derive(Debug)]
+#[must_use = "a builder does nothing until built"]
+pub struct SqsSinkBuilder {
+    inner: Result<Messaging, SinkBuildError>,
+}
+
+impl SqsSinkBuilder {
+    builder_methods!(SqsSink);
+}
+
 impl SqsSink {
-    /// A sink sending to the queue at `queue_url`
+    /// Starts building a sink sending to the queue at `queue_url`
     /// (`https://sqs.<region>.amazonaws.com/<account>/<name>`) in `region`
     /// with `credentials`. Requests go to the queue URL's scheme and host
-    /// unless [`endpoint`](Self::endpoint) says otherwise.
-    pub fn new(
+    /// unless [`endpoint`](SqsSinkBuilder::endpoint) says otherwise.
+    pub fn builder(
         queue_url: impl Into<String>,
         region: impl Into<String>,
         credentials: UpstreamCredentials,
-    ) -> Result<Self, AwsSinkError> {
-        let queue_url = queue_url.into();
-        let region = region.into();
+    ) -> SqsSinkBuilder {
+        SqsSinkBuilder {
+            inner: SqsSink::messaging(queue_url.into(), region.into(), credentials),
+        }
+    }
+
+    /// Whether the target is FIFO (its name ends in `.fifo`).
+    pub fn is_fifo(&self) -> bool {
+        self.inner.fifo
+    }
+
+    fn messaging(
+        queue_url: String,
+        region: String,
+        credentials: UpstreamCredentials,
+    ) -> Result<Messaging, SinkBuildError> {
         check_region(&region)?;
-        let invalid = || AwsSinkError::InvalidQueueUrl(queue_url.clone());
+        let invalid = || SinkBuildError::InvalidUrl(format!("SQS queue URL {queue_url:?}"));
         let uri: Uri = queue_url.parse().map_err(|_| invalid())?;
         let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
             return Err(invalid());
@@ -604,18 +690,14 @@ impl SqsSink {
             .parse()
             .map_err(|_| invalid())?;
         let fifo = uri.path().trim_end_matches('/').ends_with(".fifo");
-        Ok(SqsSink {
-            inner: Messaging::new(
-                Target::Sqs { queue_url },
-                fifo,
-                region,
-                endpoint,
-                credentials,
-            ),
-        })
+        Ok(Messaging::new(
+            Target::Sqs { queue_url },
+            fifo,
+            region,
+            endpoint,
+            credentials,
+        ))
     }
-
-    builder_methods!();
 }
 
 sink_impl!(SqsSink);
@@ -634,6 +716,23 @@ mod tests {
 
     fn credentials() -> UpstreamCredentials {
         UpstreamCredentials::new("AKID", "secret")
+    }
+
+    #[tokio::test]
+    async fn timeout_bounds_a_delivery_to_a_silent_endpoint() {
+        // Accepts connections (the kernel's backlog) and never answers.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("http://{}/", silent.local_addr().unwrap());
+        let sink = SnsSink::builder("arn:aws:sns:us-east-1:1:t", "us-east-1", credentials())
+            .endpoint(endpoint.parse().unwrap())
+            .timeout(Duration::from_millis(200))
+            .build()
+            .unwrap();
+        let error = sink.deliver(&[event("k")]).await.unwrap_err();
+        assert!(
+            matches!(error, SinkError::Transient { ref message, .. } if message.contains("no answer within")),
+            "{error:?}"
+        );
     }
 
     #[test]
@@ -655,7 +754,9 @@ mod tests {
 
     #[test]
     fn splits_at_ten_entries_and_at_256_kib() {
-        let sink = SnsSink::new("arn:aws:sns:us-east-1:1:t", "us-east-1", credentials()).unwrap();
+        let sink = SnsSink::builder("arn:aws:sns:us-east-1:1:t", "us-east-1", credentials())
+            .build()
+            .unwrap();
         let small: Vec<Entry> = (0..25).map(|i| sink.inner.entry(i, &event("k"))).collect();
         let sizes: Vec<usize> = Messaging::split(small).iter().map(Vec::len).collect();
         assert_eq!(sizes, [10, 10, 5]);
@@ -673,24 +774,30 @@ mod tests {
 
     #[test]
     fn fifo_targets_are_recognized() {
-        let sns =
-            SnsSink::new("arn:aws:sns:us-east-1:1:t.fifo", "us-east-1", credentials()).unwrap();
+        let sns = SnsSink::builder("arn:aws:sns:us-east-1:1:t.fifo", "us-east-1", credentials())
+            .build()
+            .unwrap();
         assert!(sns.is_fifo());
         let entry = sns.inner.entry(0, &event("photos/cat.jpg"));
         assert_eq!(entry.group_id.as_deref(), Some("b/photos/cat.jpg"));
-        let sqs = SqsSink::new(
+        let sqs = SqsSink::builder(
             "https://sqs.us-east-1.amazonaws.com/1/q",
             "us-east-1",
             credentials(),
         )
+        .build()
         .unwrap();
         assert!(!sqs.is_fifo());
         assert_eq!(
             sqs.inner.client.endpoint,
             "https://sqs.us-east-1.amazonaws.com/"
         );
-        assert!(SqsSink::new("not a url", "us-east-1", credentials()).is_err());
-        assert!(SnsSink::new("arn", "US East", credentials()).is_err());
+        assert!(SqsSink::builder("not a url", "us-east-1", credentials())
+            .build()
+            .is_err());
+        assert!(SnsSink::builder("arn", "US East", credentials())
+            .build()
+            .is_err());
     }
 
     #[test]

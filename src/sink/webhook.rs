@@ -2,11 +2,8 @@
 //! `sink-webhook`).
 
 use std::fmt;
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use base64::engine::general_purpose::STANDARD as BASE64;
-use base64::Engine as _;
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
 use http::{HeaderMap, Request, StatusCode, Uri};
@@ -14,99 +11,44 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use sha2::{Digest, Sha256};
-use zeroize::Zeroizing;
 
-use super::{BoxFuture, Sink, SinkError};
-use crate::crypto::hmac_sha256;
+use super::{BoxFuture, Sink, SinkBuildError, SinkError};
+use crate::https::{self, TlsSetupError};
+use crate::notify::format::{EncodedBody, Encoder, Format, FormatOptions};
 use crate::notify::Event;
-
-/// A request body made from a batch of events, with its content type and
-/// any headers the format adds.
-#[derive(Clone, Debug)]
-pub struct Encoded {
-    /// The `content-type` of the body.
-    pub content_type: HeaderValue,
-    /// The body, exactly as it is signed and sent.
-    pub body: Bytes,
-    /// More headers to send (e.g. a format's version header).
-    pub headers: HeaderMap,
-}
-
-/// Turns a batch into a request body; see [`WebhookSink::encoder`].
-pub type Encoder = Arc<dyn Fn(&[Event]) -> Encoded + Send + Sync>;
-
-/// The default encoding: a JSON array of the events in s3tap's event schema
-/// ([`native`](crate::notify::format::native), `s3tap.event/1`),
-/// `application/json`.
-pub fn json_array(events: &[Event]) -> Encoded {
-    Encoded {
-        content_type: HeaderValue::from_static("application/json"),
-        body: crate::notify::format::native::encode_array(events),
-        headers: HeaderMap::new(),
-    }
-}
-
-/// One event per line in s3tap's event schema, `application/x-ndjson`.
-pub fn json_lines(events: &[Event]) -> Encoded {
-    Encoded {
-        content_type: HeaderValue::from_static("application/x-ndjson"),
-        body: Bytes::from(crate::notify::format::native::encode_lines(events)),
-        headers: HeaderMap::new(),
-    }
-}
-
-/// Why a [`WebhookSink`] could not be configured.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum WebhookSinkError {
-    /// The URL does not parse or is not `http`/`https` with a host.
-    #[error("invalid webhook URL: {0}")]
-    InvalidUrl(String),
-    /// The PEM holds no certificate or does not parse.
-    #[error("invalid root certificate: {0}")]
-    InvalidCertificate(String),
-    /// A Standard Webhooks secret must be `whsec_<base64>` with a non-empty key.
-    #[error("invalid signing secret: {0}")]
-    InvalidSecret(&'static str),
-}
-
-struct Key(Zeroizing<Vec<u8>>);
-
-impl fmt::Debug for Key {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Key(<redacted>)")
-    }
-}
-
-#[derive(Debug)]
-enum Signer {
-    B2(Key),
-    StandardWebhooks(Key),
-}
+use crate::webhook::{StandardWebhooks, B2};
 
 type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
-/// Delivers batches of events as HTTP POSTs to one URL.
+/// The default wire format: a JSON array of the events in s3tap's event
+/// schema ([`native`](crate::notify::format::native), `s3tap.event/1`),
+/// `application/json`.
+fn default_encoder() -> Encoder {
+    Encoder::new(Format::Native, FormatOptions::default())
+}
+
+/// Delivers batches of events as HTTP POSTs to one URL. Built by
+/// [`WebhookSink::builder`].
 ///
-/// - The body comes from the [`encoder`](Self::encoder) (default
-///   [`json_array`]); it is signed as sent.
+/// - The body is one message of the sink's [format](WebhookSinkBuilder::format)
+///   (default s3tap's own schema, a JSON array), signed as sent; a batch is
+///   never larger than one message of the format carries.
 /// - HTTPS uses rustls with the webpki roots (plus
-///   [`add_root_certificate`](Self::add_root_certificate)); connections are
-///   kept alive and reused.
-/// - Signatures, any combination:
-///   [`sign_b2`](Self::sign_b2) adds
+///   [`add_root_certificate`](WebhookSinkBuilder::add_root_certificate));
+///   connections are kept alive and reused.
+/// - Signatures, any combination, made by the same schemes that verify them
+///   on the receiving side ([`crate::webhook`]):
+///   [`sign_b2`](WebhookSinkBuilder::sign_b2) adds
 ///   `x-bz-event-notification-signature: v1=<hex HMAC-SHA256(secret, body)>`
-///   (Backblaze B2 Event Notifications);
-///   [`sign_standard_webhooks`](Self::sign_standard_webhooks) adds
+///   (Backblaze B2 Event Notifications, [`B2::sign`]);
+///   [`sign_standard_webhooks`](WebhookSinkBuilder::sign_standard_webhooks) adds
 ///   `webhook-id`, `webhook-timestamp` and
 ///   `webhook-signature: v1,<base64 HMAC-SHA256(key, "{id}.{timestamp}.{body}")>`
-///   (Standard Webhooks; the id is the event id for a batch of one, else
-///   `batch_` and a digest of the batch's event ids, so a retried batch keeps
-///   its id).
+///   (Standard Webhooks, [`StandardWebhooks::sign`]; the id is the event id
+///   for a batch of one, else `batch_` and a digest of the batch's event
+///   ids, so a retried batch keeps its id).
 ///
 /// The answer decides what the dispatcher does:
 ///
@@ -119,20 +61,23 @@ type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 /// | other 4xx, 3xx | [`SinkError::Permanent`] |
 ///
 /// ```
-/// use std::sync::Arc;
 /// use std::time::Duration;
 /// use http::{HeaderName, HeaderValue};
-/// use s3tap::sink::{webhook, Sink, WebhookSink};
+/// use s3tap::notify::format::{CloudEventsMode, Encoder, Format, FormatOptions};
+/// use s3tap::sink::{Sink, WebhookSink};
 ///
-/// let sink = WebhookSink::new("https://hooks.example.com/s3")?
+/// let sink = WebhookSink::builder("https://hooks.example.com/s3")
 ///     .header(HeaderName::from_static("x-tenant"), HeaderValue::from_static("acme"))
 ///     .timeout(Duration::from_secs(5))
 ///     .max_batch(100)
-///     .encoder(Arc::new(webhook::json_lines))
-///     .sign_standard_webhooks("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")?;
-/// // The builder method shadows the trait's getter: ask the trait.
-/// assert_eq!(Sink::max_batch(&sink), 100);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
+///     .format(Encoder::new(
+///         Format::CloudEvents { mode: CloudEventsMode::Batch },
+///         FormatOptions::default(),
+///     ))
+///     .sign_standard_webhooks("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+///     .build()?;
+/// assert_eq!(sink.max_batch(), 100);
+/// # Ok::<(), s3tap::sink::SinkBuildError>(())
 /// ```
 pub struct WebhookSink {
     name: String,
@@ -141,9 +86,9 @@ pub struct WebhookSink {
     timeout: Duration,
     max_batch: usize,
     encoder: Encoder,
-    signers: Vec<Signer>,
-    extra_roots: Vec<CertificateDer<'static>>,
-    client: OnceLock<HttpsClient>,
+    b2: Option<B2>,
+    standard_webhooks: Option<StandardWebhooks>,
+    client: HttpsClient,
 }
 
 impl fmt::Debug for WebhookSink {
@@ -153,49 +98,76 @@ impl fmt::Debug for WebhookSink {
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .field("timeout", &self.timeout)
             .field("max_batch", &self.max_batch)
-            .field("signers", &self.signers)
-            .field("extra_roots", &self.extra_roots.len())
+            .field("format", &self.encoder.format)
+            .field("b2", &self.b2)
+            .field("standard_webhooks", &self.standard_webhooks)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures a [`WebhookSink`]; [`build`](Self::build) checks the settings
+/// (nothing connects: connections open on the first delivery).
+#[must_use = "a builder does nothing until built"]
+pub struct WebhookSinkBuilder {
+    url: String,
+    name: Option<String>,
+    headers: HeaderMap,
+    timeout: Duration,
+    max_batch: usize,
+    encoder: Encoder,
+    b2: Option<crate::webhook::Secret>,
+    standard_webhooks: Option<crate::secret::Secret<String>>,
+    roots: Vec<Vec<u8>>,
+}
+
+impl fmt::Debug for WebhookSinkBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The URL's path and query may carry a token: not printed.
+        f.debug_struct("WebhookSinkBuilder")
+            .field("name", &self.name)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("timeout", &self.timeout)
+            .field("max_batch", &self.max_batch)
+            .field("format", &self.encoder.format)
+            .field("b2", &self.b2)
+            .field("standard_webhooks", &self.standard_webhooks)
+            .field("extra_roots", &self.roots.len())
             .finish_non_exhaustive()
     }
 }
 
 impl WebhookSink {
-    /// A sink posting to `url` (`http://` or `https://`).
-    pub fn new(url: &str) -> Result<Self, WebhookSinkError> {
-        let parsed: Uri = url
-            .parse()
-            .map_err(|e: http::uri::InvalidUri| WebhookSinkError::InvalidUrl(e.to_string()))?;
-        match parsed.scheme_str() {
-            Some("http") | Some("https") if parsed.host().is_some() => {}
-            _ => {
-                return Err(WebhookSinkError::InvalidUrl(
-                    "expected http:// or https:// and a host".to_owned(),
-                ))
-            }
-        }
-        // The name shows in logs: scheme, host and port, never the path or
-        // query, which may carry a token.
-        let name = format!(
-            "webhook:{}://{}",
-            parsed.scheme_str().unwrap_or("http"),
-            parsed.authority().map(|a| a.as_str()).unwrap_or("")
-        );
+    /// Starts building a sink posting to `url` (`http://` or `https://`).
+    ///
+    /// Defaults: name `webhook:<scheme>://<host:port>` (never the path or
+    /// query, which may carry a token), s3tap's own schema as a JSON array,
+    /// 10 s timeout per request, batches of up to 100 events, no signature.
+    pub fn builder(url: impl Into<String>) -> WebhookSinkBuilder {
         let mut headers = HeaderMap::new();
         headers.insert(
             USER_AGENT,
             HeaderValue::from_static(concat!("s3tap/", env!("CARGO_PKG_VERSION"))),
         );
-        Ok(WebhookSink {
-            name,
-            url: parsed,
+        WebhookSinkBuilder {
+            url: url.into(),
+            name: None,
             headers,
             timeout: Duration::from_secs(10),
             max_batch: 100,
-            encoder: Arc::new(json_array),
-            signers: Vec::new(),
-            extra_roots: Vec::new(),
-            client: OnceLock::new(),
-        })
+            encoder: default_encoder(),
+            b2: None,
+            standard_webhooks: None,
+            roots: Vec::new(),
+        }
+    }
+}
+
+impl WebhookSinkBuilder {
+    /// The sink's name in logs and metrics (default
+    /// `webhook:<scheme>://<host:port>`).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
     }
 
     /// Sends this header with every request (replacing one of the same
@@ -212,141 +184,163 @@ impl WebhookSink {
         self
     }
 
-    /// The largest batch per request (default 100).
+    /// The largest batch per request (default 100), capped at what one
+    /// message of the format carries ([`Format::max_batch`]; s3tap's own
+    /// schema, a JSON array, carries any number).
     pub fn max_batch(mut self, max: usize) -> Self {
         self.max_batch = max.max(1);
         self
     }
 
-    /// How a batch becomes a body (default [`json_array`]). A format's
-    /// `encode_batch` plugs in as a closure.
-    pub fn encoder(mut self, encoder: Encoder) -> Self {
+    /// The wire format (default: s3tap's own schema, a JSON array). A batch
+    /// is one message of it: `content-type` and any headers the format adds
+    /// (CloudEvents binary mode's `ce-*`) travel with the body.
+    pub fn format(mut self, encoder: Encoder) -> Self {
         self.encoder = encoder;
         self
     }
 
     /// Also trusts the certificates in `pem` (e.g. a test CA or a
-    /// self-signed receiver).
-    pub fn add_root_certificate(mut self, pem: &[u8]) -> Result<Self, WebhookSinkError> {
-        let mut found = 0;
-        for cert in CertificateDer::pem_slice_iter(pem) {
-            let cert = cert.map_err(|e| WebhookSinkError::InvalidCertificate(e.to_string()))?;
-            self.extra_roots.push(cert);
-            found += 1;
-        }
-        if found == 0 {
-            return Err(WebhookSinkError::InvalidCertificate(
-                "no CERTIFICATE block".to_owned(),
-            ));
-        }
-        self.client = OnceLock::new();
-        Ok(self)
+    /// self-signed receiver); checked by [`build`](Self::build).
+    pub fn add_root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.roots.push(pem.into());
+        self
     }
 
     /// Signs each body the way Backblaze B2 Event Notifications do.
-    pub fn sign_b2(mut self, secret: impl AsRef<[u8]>) -> Self {
-        self.signers
-            .push(Signer::B2(Key(Zeroizing::new(secret.as_ref().to_vec()))));
+    pub fn sign_b2(mut self, secret: impl Into<crate::webhook::Secret>) -> Self {
+        self.b2 = Some(secret.into());
         self
     }
 
     /// Signs each request the Standard Webhooks way with a
-    /// `whsec_<base64>` secret (the prefix may be left out).
-    pub fn sign_standard_webhooks(mut self, secret: &str) -> Result<Self, WebhookSinkError> {
-        let encoded = secret.strip_prefix("whsec_").unwrap_or(secret);
-        let key =
-            Zeroizing::new(BASE64.decode(encoded).map_err(|_| {
-                WebhookSinkError::InvalidSecret("the part after whsec_ is not base64")
-            })?);
-        if key.is_empty() {
-            return Err(WebhookSinkError::InvalidSecret("the key is empty"));
-        }
-        self.signers.push(Signer::StandardWebhooks(Key(key)));
-        Ok(self)
+    /// `whsec_<base64>` secret (the prefix may be left out); checked by
+    /// [`build`](Self::build).
+    pub fn sign_standard_webhooks(
+        mut self,
+        secret: impl Into<crate::secret::Secret<String>>,
+    ) -> Self {
+        self.standard_webhooks = Some(secret.into());
+        self
     }
 
-    fn client(&self) -> &HttpsClient {
-        self.client.get_or_init(|| {
-            let mut roots = rustls::RootCertStore {
-                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-            };
-            let (added, ignored) = roots.add_parsable_certificates(self.extra_roots.iter().cloned());
-            if ignored > 0 {
-                tracing::warn!(sink = %self.name, added, ignored, "some root certificates were not usable");
+    /// Checks the settings and builds the sink. Fails on a URL that is not
+    /// `http(s)://` with a host, an unusable root certificate, or a
+    /// malformed Standard Webhooks secret.
+    pub fn build(self) -> Result<WebhookSink, SinkBuildError> {
+        let url: Uri = self
+            .url
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| SinkBuildError::InvalidUrl(e.to_string()))?;
+        match url.scheme_str() {
+            Some("http") | Some("https") if url.host().is_some() => {}
+            _ => {
+                return Err(SinkBuildError::InvalidUrl(
+                    "expected http:// or https:// and a host".to_owned(),
+                ))
             }
-            let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .expect("ring supports the default protocol versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-            let connector = hyper_rustls::HttpsConnectorBuilder::new()
-                .with_tls_config(config)
-                .https_or_http()
-                .enable_http1()
-                .build();
-            Client::builder(TokioExecutor::new())
-                .pool_idle_timeout(Duration::from_secs(60))
-                .build(connector)
+        }
+        let name = self.name.unwrap_or_else(|| {
+            format!(
+                "webhook:{}://{}",
+                url.scheme_str().unwrap_or("http"),
+                url.authority().map(|a| a.as_str()).unwrap_or("")
+            )
+        });
+        let tls_error = |e: TlsSetupError| match e {
+            TlsSetupError::RootCertificate(m) | TlsSetupError::Tls(m) => {
+                SinkBuildError::InvalidCertificate(m)
+            }
+        };
+        let mut extra = Vec::<CertificateDer<'static>>::new();
+        for pem in &self.roots {
+            extra.extend(https::pem_roots(pem).map_err(tls_error)?);
+        }
+        let tls = https::client_config(https::root_store(true, extra).map_err(tls_error)?)
+            .map_err(tls_error)?;
+        let connector = https::connector(tls, HttpConnector::new(), false);
+        let client = https::pooled(connector, Some(Duration::from_secs(60)), usize::MAX);
+        let standard_webhooks = self
+            .standard_webhooks
+            .map(|secret| StandardWebhooks::new(secret.expose()))
+            .transpose()
+            .map_err(|e| SinkBuildError::InvalidSecret(e.reason))?;
+        Ok(WebhookSink {
+            name,
+            url,
+            headers: self.headers,
+            timeout: self.timeout,
+            max_batch: match self.encoder.format {
+                Format::Native => self.max_batch,
+                format => self.max_batch.min(format.max_batch()),
+            },
+            encoder: self.encoder,
+            b2: self.b2.map(B2::new),
+            standard_webhooks,
+            client,
         })
     }
+}
 
-    /// The request for `batch`, signed, as it would be sent at `now`.
-    /// Public so tests (and curious users) can check the signing.
+impl WebhookSink {
+    /// The request for `batch` (at most [`Sink::max_batch`] events),
+    /// signed, as it would be sent at `now`. Public so tests (and curious
+    /// users) can check the signing.
     pub fn request(&self, batch: &[Event], now: SystemTime) -> Request<Full<Bytes>> {
-        self.request_for(self.encoder.as_ref()(batch), &message_id(batch), now)
+        let body = match self.encoder.format {
+            // A JSON array is one valid message at any length: the webhook
+            // sends its whole batch as one (`native::MAX_BATCH` is the
+            // proxy's limit, not the format's).
+            Format::Native => EncodedBody {
+                content_type: Format::Native.content_type(),
+                body: crate::notify::format::native::encode_array(batch),
+                headers: Vec::new(),
+            },
+            // `max_batch` is capped at the format's limit, so one message
+            // holds the batch; a caller handing more gets the first
+            // message's worth.
+            _ => self
+                .encoder
+                .encode_batches(batch)
+                .into_iter()
+                .next()
+                .expect("a batch is never empty"),
+        };
+        self.request_for(body, &message_id(batch), now)
     }
 
     /// The request for an already encoded body, signed, as it would be sent
     /// at `now`; `id` is the Standard Webhooks `webhook-id`.
-    pub fn request_for(&self, encoded: Encoded, id: &str, now: SystemTime) -> Request<Full<Bytes>> {
+    pub fn request_for(
+        &self,
+        encoded: EncodedBody,
+        id: &str,
+        now: SystemTime,
+    ) -> Request<Full<Bytes>> {
         let mut builder = Request::post(self.url.clone());
         let headers = builder.headers_mut().expect("a fresh builder");
         headers.extend(self.headers.clone());
-        headers.extend(encoded.headers);
-        headers.insert(CONTENT_TYPE, encoded.content_type);
-        for signer in &self.signers {
-            match signer {
-                Signer::B2(key) => {
-                    let mac = hmac_sha256(&key.0, &encoded.body);
-                    let value = format!("v1={}", hex::encode(mac));
-                    headers.insert(
-                        HeaderName::from_static("x-bz-event-notification-signature"),
-                        HeaderValue::from_str(&value).expect("hex is a valid header value"),
-                    );
-                }
-                Signer::StandardWebhooks(key) => {
-                    let timestamp = now
-                        .duration_since(UNIX_EPOCH)
-                        .map(|d| d.as_secs())
-                        .unwrap_or(0)
-                        .to_string();
-                    let mac = crate::crypto::hmac_sha256_parts(
-                        &key.0,
-                        &[
-                            id.as_bytes(),
-                            b".",
-                            timestamp.as_bytes(),
-                            b".",
-                            &encoded.body,
-                        ],
-                    );
-                    let signature = format!("v1,{}", BASE64.encode(mac));
-                    let value = |s: &str| {
-                        HeaderValue::from_str(s)
-                            .expect("ids, digits and base64 are valid header values")
-                    };
-                    headers.insert(HeaderName::from_static("webhook-id"), value(id));
-                    headers.insert(
-                        HeaderName::from_static("webhook-timestamp"),
-                        value(&timestamp),
-                    );
-                    headers.insert(
-                        HeaderName::from_static("webhook-signature"),
-                        value(&signature),
-                    );
-                }
+        for (name, value) in &encoded.headers {
+            // A format's headers are ASCII names and values it made itself.
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(value),
+            ) {
+                headers.append(name, value);
+            }
+        }
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(encoded.content_type));
+        if let Some(b2) = &self.b2 {
+            let (name, value) = b2.sign(&encoded.body);
+            headers.insert(name, value);
+        }
+        if let Some(standard) = &self.standard_webhooks {
+            let timestamp = now
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            for (name, value) in standard.sign(id, timestamp, &encoded.body) {
+                headers.insert(name, value);
             }
         }
         builder
@@ -357,7 +351,7 @@ impl WebhookSink {
     /// POSTs one already encoded body (signed like every delivery), within
     /// the sink's timeout, outside the dispatcher: for one-off messages such
     /// as a B2 test event. `id` is the Standard Webhooks `webhook-id`.
-    pub async fn post(&self, encoded: Encoded, id: &str) -> Result<(), SinkError> {
+    pub async fn post(&self, encoded: EncodedBody, id: &str) -> Result<(), SinkError> {
         let request = self.request_for(encoded, id, SystemTime::now());
         match tokio::time::timeout(self.timeout, self.send_request(request)).await {
             Ok(result) => result,
@@ -374,7 +368,7 @@ impl WebhookSink {
     }
 
     async fn send_request(&self, request: Request<Full<Bytes>>) -> Result<(), SinkError> {
-        let response = self.client().request(request).await.map_err(|e| {
+        let response = self.client.request(request).await.map_err(|e| {
             SinkError::transient(format!(
                 "{}: request failed: {}",
                 self.name,
@@ -531,11 +525,15 @@ mod tests {
 
     #[test]
     fn secrets_stay_out_of_debug() {
-        let sink = WebhookSink::new("https://example.com/hook?token=abc")
-            .unwrap()
+        let builder = WebhookSink::builder("https://example.com/hook?token=abc")
             .sign_b2("super-secret-value")
-            .sign_standard_webhooks("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
-            .unwrap();
+            .sign_standard_webhooks("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+        let debug = format!("{builder:?}");
+        assert!(
+            !debug.contains("super-secret") && !debug.contains("token"),
+            "{debug}"
+        );
+        let sink = builder.build().unwrap();
         let debug = format!("{sink:?}");
         assert!(!debug.contains("super-secret"), "{debug}");
         assert!(debug.contains("redacted"));

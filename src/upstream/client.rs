@@ -2,7 +2,6 @@
 
 use std::convert::Infallible;
 use std::fmt;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -13,9 +12,6 @@ use http_body_util::BodyExt;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::CertificateDer;
 use tower_service::Service;
 
 use super::body::UpstreamBody;
@@ -24,6 +20,7 @@ use super::future::{ErrorContext, ResponseFuture};
 use super::resolve::Resolver;
 use crate::body::BoxError;
 use crate::hop_by_hop::remove_hop_by_hop;
+use crate::https::{self, TlsSetupError};
 use crate::s3error::RequestId;
 
 // Boxing the request body once per request keeps the client (and its pool)
@@ -213,10 +210,11 @@ impl UpstreamClientBuilder {
     /// Builds the client. Fails when an added root certificate is not valid
     /// PEM or the system's roots cannot be read.
     pub fn build(self) -> Result<UpstreamClient, BuildError> {
-        let mut roots = rustls::RootCertStore::empty();
-        if self.webpki_roots {
-            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        }
+        let tls_error = |e: TlsSetupError| match e {
+            TlsSetupError::RootCertificate(m) => BuildError::RootCertificate(m),
+            TlsSetupError::Tls(m) => BuildError::Tls(m),
+        };
+        let mut extra = Vec::new();
         if self.native_roots {
             let found = rustls_native_certs::load_native_certs();
             if found.certs.is_empty() {
@@ -226,49 +224,24 @@ impl UpstreamClientBuilder {
                     )));
                 }
             }
-            roots.add_parsable_certificates(found.certs);
+            // The system's store may hold certificates rustls cannot use;
+            // they are skipped, as before, rather than failing the build.
+            extra.extend(
+                found
+                    .certs
+                    .into_iter()
+                    .filter(|cert| rustls::RootCertStore::empty().add(cert.clone()).is_ok()),
+            );
         }
         for pem in &self.extra_roots {
-            let mut any = false;
-            for cert in CertificateDer::pem_slice_iter(pem) {
-                let cert = cert.map_err(|e| BuildError::RootCertificate(e.to_string()))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| BuildError::RootCertificate(e.to_string()))?;
-                any = true;
-            }
-            if !any {
-                return Err(BuildError::RootCertificate(
-                    "no CERTIFICATE block in the PEM text".to_owned(),
-                ));
-            }
+            extra.extend(https::pem_roots(pem).map_err(tls_error)?);
         }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| BuildError::Tls(e.to_string()))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-
+        let roots = https::root_store(self.webpki_roots, extra).map_err(tls_error)?;
+        let tls = https::client_config(roots).map_err(tls_error)?;
         let mut http = HttpConnector::new_with_resolver(Resolver::default());
-        http.enforce_http(false);
-        http.set_nodelay(true);
         http.set_connect_timeout(Some(self.connect_timeout));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http();
-        let connector = if self.http2 {
-            https.enable_all_versions().wrap_connector(http)
-        } else {
-            https.enable_http1().wrap_connector(http)
-        };
-
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .pool_idle_timeout(self.pool_idle_timeout)
-            .pool_max_idle_per_host(self.max_idle_per_host)
-            .build(connector);
+        let connector = https::connector(tls, http, self.http2);
+        let client = https::pooled(connector, self.pool_idle_timeout, self.max_idle_per_host);
         Ok(UpstreamClient {
             client,
             connect_timeout: self.connect_timeout,

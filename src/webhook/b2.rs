@@ -1,11 +1,18 @@
-//! Backblaze B2 Event Notifications: `x-bz-event-notification-signature`.
+//! Backblaze B2 Event Notifications: `x-bz-event-notification-signature`,
+//! signed (by the webhook sink) and verified (by the layer) here alone.
 
 use super::error::WebhookError;
 use super::scheme::{decode_hex_mac, verify_any, ReplayId, WebhookContext, WebhookScheme};
 use super::secret::Secret;
-use http::HeaderName;
+use crate::crypto::hmac_sha256_parts;
+use http::{HeaderName, HeaderValue};
 
 const SIGNATURE: &str = "x-bz-event-notification-signature";
+
+/// What B2 signs: the raw body, nothing else.
+fn signed_parts(body: &[u8]) -> [&[u8]; 1] {
+    [body]
+}
 
 /// B2 Event Notifications: `x-bz-event-notification-signature: v1=<hex>`,
 /// the HMAC-SHA256 of the raw body under the rule's signing secret.
@@ -35,6 +42,26 @@ impl B2 {
         self.secrets.push(secret.into());
         self
     }
+
+    /// Signs `body` as B2 does, under the first secret: the header
+    /// `x-bz-event-notification-signature: v1=<hex HMAC-SHA256>` that
+    /// [`verify`](WebhookScheme::verify) accepts.
+    ///
+    /// ```
+    /// use s3tap::webhook::B2;
+    ///
+    /// let (name, value) = B2::new("secret").sign(b"{}");
+    /// assert_eq!(name, "x-bz-event-notification-signature");
+    /// assert!(value.to_str().unwrap().starts_with("v1="));
+    /// ```
+    pub fn sign(&self, body: &[u8]) -> (HeaderName, HeaderValue) {
+        let mac = hmac_sha256_parts(self.secrets[0].expose(), &signed_parts(body));
+        let value = format!("v1={}", hex::encode(mac));
+        (
+            HeaderName::from_static(SIGNATURE),
+            HeaderValue::from_str(&value).expect("hex is a valid header value"),
+        )
+    }
 }
 
 impl WebhookScheme for B2 {
@@ -48,7 +75,7 @@ impl WebhookScheme for B2 {
         body: &[u8],
     ) -> Result<Option<ReplayId>, WebhookError> {
         let candidates = parse_signatures(request.header(SIGNATURE)?)?;
-        let mac = verify_any(&self.secrets, &[body], &candidates)?;
+        let mac = verify_any(&self.secrets, &signed_parts(body), &candidates)?;
         Ok(Some(ReplayId::from(mac)))
     }
 

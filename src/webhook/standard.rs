@@ -3,6 +3,7 @@
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
+use http::{HeaderName, HeaderValue};
 use zeroize::Zeroizing;
 
 use super::error::{InvalidSecret, WebhookError};
@@ -12,6 +13,11 @@ use super::secret::Secret;
 const ID: &str = "webhook-id";
 const TIMESTAMP: &str = "webhook-timestamp";
 const SIGNATURE: &str = "webhook-signature";
+
+/// What Standard Webhooks signs: `{id}.{timestamp}.{body}`.
+fn signed_parts<'a>(id: &'a str, timestamp: &'a str, body: &'a [u8]) -> [&'a [u8]; 5] {
+    [id.as_bytes(), b".", timestamp.as_bytes(), b".", body]
+}
 
 /// Standard Webhooks (the format Svix and others send): headers
 /// `webhook-id`, `webhook-timestamp` (Unix seconds) and `webhook-signature`, a
@@ -40,6 +46,40 @@ impl StandardWebhooks {
     pub fn or_secret(mut self, secret: &str) -> Result<Self, InvalidSecret> {
         self.secrets.push(decode_secret(secret)?);
         Ok(self)
+    }
+
+    /// Signs a message as a Standard Webhooks sender does, under the first
+    /// secret: the headers `webhook-id`, `webhook-timestamp` (`timestamp`,
+    /// Unix seconds) and `webhook-signature: v1,<base64 HMAC-SHA256>` that
+    /// [`verify`](WebhookScheme::verify) accepts. `id` must be a valid header
+    /// value (the sender's message id, kept across retries).
+    ///
+    /// ```
+    /// use s3tap::webhook::StandardWebhooks;
+    ///
+    /// // The standard's published vector.
+    /// let scheme = StandardWebhooks::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")?;
+    /// let headers = scheme.sign("msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, br#"{"test": 2432232314}"#);
+    /// assert_eq!(headers[2].1, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+    /// # Ok::<(), s3tap::webhook::InvalidSecret>(())
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// When `id` is not a valid header value.
+    pub fn sign(&self, id: &str, timestamp: u64, body: &[u8]) -> [(HeaderName, HeaderValue); 3] {
+        let timestamp = timestamp.to_string();
+        let mac = crate::crypto::hmac_sha256_parts(
+            self.secrets[0].expose(),
+            &signed_parts(id, &timestamp, body),
+        );
+        let signature = format!("v1,{}", BASE64.encode(mac));
+        let value = |s: &str| HeaderValue::from_str(s).expect("a valid header value");
+        [
+            (HeaderName::from_static(ID), value(id)),
+            (HeaderName::from_static(TIMESTAMP), value(&timestamp)),
+            (HeaderName::from_static(SIGNATURE), value(&signature)),
+        ]
     }
 }
 
@@ -81,8 +121,11 @@ impl WebhookScheme for StandardWebhooks {
             .filter_map(|entry| entry.strip_prefix("v1,"))
             .filter_map(|encoded| BASE64.decode(encoded).ok()?.try_into().ok())
             .collect();
-        let signed: [&[u8]; 5] = [id.as_bytes(), b".", timestamp.as_bytes(), b".", body];
-        verify_any(&self.secrets, &signed, &candidates)?;
+        verify_any(
+            &self.secrets,
+            &signed_parts(id, timestamp, body),
+            &candidates,
+        )?;
         Ok(Some(ReplayId::from(id)))
     }
 }
