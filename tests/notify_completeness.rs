@@ -24,12 +24,11 @@ mod notify_support;
 mod support;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -40,6 +39,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use notify_support::wait_until;
 use serde_json::Value;
+use support::binary::{S3tap, S3tapCommand};
 use support::clients::boto3_script;
 use support::upstreams::{Moto, S3sFs, UpstreamPeer};
 use support::{Creds, Peers};
@@ -186,64 +186,13 @@ async fn forward(
 
 // ---- the proxy binary -----------------------------------------------------
 
-/// The `s3tap` binary as a subprocess; killed on drop.
-struct RunningProxy {
-    child: Child,
-    endpoint: String,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl RunningProxy {
-    fn start(config: &Path) -> RunningProxy {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_s3tap"))
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("RUST_LOG", "info,s3tap::notify=debug")
-            .arg("--config")
-            .arg(config)
-            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start s3tap");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let (ready_tx, ready_rx) = mpsc::channel();
-        let lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let log = stderr.clone();
-        std::thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                if line.contains("s3tap is ready") {
-                    if let Some(rest) = line.split("listen=").nth(1) {
-                        let endpoint = rest.split_whitespace().next().unwrap_or("").to_owned();
-                        let _ = ready_tx.send(endpoint);
-                    }
-                }
-                let mut log = log.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let endpoint = ready_rx
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("s3tap did not start:\n{}", stderr.lock().unwrap()));
-        RunningProxy {
-            child,
-            endpoint,
-            stderr,
-        }
-    }
-
-    fn logs(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-}
-
-impl Drop for RunningProxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The `s3tap` binary on `config`, run in the config's directory.
+fn start(config: &Path) -> S3tap {
+    S3tapCommand::new()
+        .env("RUST_LOG", "info,s3tap::notify=debug")
+        .arg("--config")
+        .arg(config)
+        .start(config.parent().expect("config in a directory"))
 }
 
 /// Two JSON-lines sinks: `ok.jsonl` behind a `status = "success"` rule and
@@ -332,7 +281,7 @@ async fn step(peers: &Peers, endpoint: &str, name: &str) -> Value {
 }
 
 /// Waits for exactly one event of `operation` on `key` in `path`.
-async fn one_event(path: &Path, operation: &str, key: &str, proxy: &RunningProxy) -> Value {
+async fn one_event(path: &Path, operation: &str, key: &str, proxy: &S3tap) -> Value {
     let found = wait_until(EVENT_WAIT, || !matching(path, operation, key).is_empty()).await;
     assert!(
         found,
@@ -356,7 +305,7 @@ async fn every_event_arrives(upstream: &dyn UpstreamPeer, head_for_size: bool) {
         upstream.creds(),
         head_for_size,
     );
-    let proxy = RunningProxy::start(&config);
+    let proxy = start(&config);
     let (ok, all) = (dir.path().join("ok.jsonl"), dir.path().join("all.jsonl"));
     let name = upstream.name();
     step(peers, &proxy.endpoint, "setup").await;

@@ -21,10 +21,8 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::convert::Infallible;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -34,6 +32,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use notify_support::{closed_port, free, wait_until, Log, Receiver, Reply, Seen};
 use serde_json::Value;
+use support::binary::{S3tap, S3tapCommand};
 use support::upstreams::{S3sFs, UpstreamPeer};
 use support::Creds;
 
@@ -47,72 +46,18 @@ const WAIT: Duration = Duration::from_secs(30);
 
 // ---- the binary -----------------------------------------------------------
 
-/// The `s3tap` binary as a subprocess; killed on drop.
-struct RunningProxy {
-    child: Child,
-    endpoint: String,
-    admin: String,
-    stderr: Arc<Mutex<String>>,
+/// The `s3tap` binary on `config`, run in the config's directory.
+fn start(config: &Path) -> S3tap {
+    S3tapCommand::new()
+        .env("RUST_LOG", "info")
+        .arg("--config")
+        .arg(config)
+        .start(config.parent().expect("config in a directory"))
 }
 
-impl RunningProxy {
-    fn start(config: &Path) -> RunningProxy {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_s3tap"))
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("RUST_LOG", "info")
-            .arg("--config")
-            .arg(config)
-            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start s3tap");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let (ready_tx, ready_rx) = mpsc::channel();
-        let lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let log = stderr.clone();
-        std::thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                if line.contains("s3tap is ready") {
-                    let field = |name: &str| {
-                        line.split(&format!("{name}="))
-                            .nth(1)
-                            .and_then(|rest| rest.split_whitespace().next())
-                            .unwrap_or("")
-                            .to_owned()
-                    };
-                    let _ = ready_tx.send((field("listen"), field("admin")));
-                }
-                let mut log = log.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let (endpoint, admin) = ready_rx
-            .recv_timeout(WAIT)
-            .unwrap_or_else(|_| panic!("s3tap did not start:\n{}", stderr.lock().unwrap()));
-        RunningProxy {
-            child,
-            endpoint,
-            admin: format!("http://{admin}"),
-            stderr,
-        }
-    }
-
-    fn logs(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-}
-
-impl Drop for RunningProxy {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+/// The admin listener as a base URL for [`admin`].
+fn admin_base(proxy: &S3tap) -> String {
+    format!("http://{}", proxy.admin)
 }
 
 /// The built binary's subcommand: exit status, stdout, stderr.
@@ -292,7 +237,7 @@ fn sdk_client(endpoint: &str) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(config)
 }
 
-async fn put_all(s3: &aws_sdk_s3::Client, proxy: &RunningProxy, keys: &[String]) {
+async fn put_all(s3: &aws_sdk_s3::Client, proxy: &S3tap, keys: &[String]) {
     for key in keys {
         s3.put_object()
             .bucket(BUCKET)
@@ -332,16 +277,17 @@ async fn listed(base: &str, sink: &str) -> BTreeSet<String> {
 /// refused.
 async fn fail_batch(
     hook: &Hook,
-    proxy: &RunningProxy,
+    proxy: &S3tap,
     s3: &aws_sdk_s3::Client,
     keys: &[String],
 ) -> BTreeSet<String> {
     hook.answer(400);
-    let before = listed(&proxy.admin, "hook").await;
+    let base = admin_base(proxy);
+    let before = listed(&base, "hook").await;
     put_all(s3, proxy, keys).await;
     let want = keys.len();
     let (all_dead, now) = eventually(WAIT, || {
-        let admin = proxy.admin.clone();
+        let admin = base.clone();
         let before = before.clone();
         async move {
             let now: BTreeSet<String> = listed(&admin, "hook")
@@ -360,7 +306,7 @@ async fn fail_batch(
     now
 }
 
-async fn wait_delivered(hook: &Hook, ids: &BTreeSet<String>, proxy: &RunningProxy) {
+async fn wait_delivered(hook: &Hook, ids: &BTreeSet<String>, proxy: &S3tap) {
     let delivered = wait_until(WAIT, || hook.acked().is_superset(ids)).await;
     assert!(
         delivered,
@@ -402,14 +348,14 @@ sinks = ["hook"]
             url = hook.receiver.url()
         ),
     );
-    let proxy = RunningProxy::start(&config);
+    let proxy = start(&config);
     let s3 = sdk_client(&proxy.endpoint);
     s3.create_bucket()
         .bucket(BUCKET)
         .send()
         .await
         .unwrap_or_else(|e| panic!("create bucket: {e:?}\n{}", proxy.logs()));
-    let base = proxy.admin.clone();
+    let base = admin_base(&proxy);
 
     // Tokens: none, wrong, and the CLI with a wrong one.
     let (status, answer) = admin(&base, Method::GET, "/admin/dead-letters", None, "").await;
@@ -629,8 +575,8 @@ sinks = ["down"]
             gone = gone.receiver.url()
         ),
     );
-    let proxy = RunningProxy::start(&config);
-    let base = proxy.admin.clone();
+    let proxy = start(&config);
+    let base = admin_base(&proxy);
     let s3 = sdk_client(&proxy.endpoint);
     s3.create_bucket()
         .bucket(BUCKET)

@@ -17,14 +17,13 @@ mod signing;
 mod support;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use notify_support::{wait_until, Receiver};
 use serde_json::Value;
+use support::binary::{S3tap, S3tapCommand};
 use support::clients::aws_cli_s3api;
 use support::upstreams::{S3sFs, UpstreamPeer};
 use support::{ClientOutput, Creds, Peers};
@@ -48,87 +47,25 @@ fn bob() -> Creds {
 
 // ---- the proxy binary -----------------------------------------------------
 
-/// The `s3tap` binary as a subprocess; killed on drop.
-struct RunningProxy {
-    child: Child,
-    endpoint: String,
-    admin: String,
-    stderr: Arc<Mutex<String>>,
+/// The `s3tap` binary on `config`, run in the config's directory.
+fn start(config: &Path) -> S3tap {
+    S3tapCommand::new()
+        .env("RUST_LOG", "info")
+        .env("S3TAP_ADMIN_TOKEN", ADMIN_TOKEN)
+        .arg("--config")
+        .arg(config)
+        .start(config.parent().expect("config in a directory"))
 }
 
-impl RunningProxy {
-    fn start(config: &Path) -> RunningProxy {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_s3tap"))
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("RUST_LOG", "info")
-            .env("S3TAP_ADMIN_TOKEN", ADMIN_TOKEN)
-            .arg("--config")
-            .arg(config)
-            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start s3tap");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let (ready_tx, ready_rx) = mpsc::channel();
-        let lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let log = stderr.clone();
-        std::thread::spawn(move || {
-            let field = |line: &str, name: &str| {
-                line.split(&format!("{name}="))
-                    .nth(1)
-                    .and_then(|rest| rest.split_whitespace().next())
-                    .map(str::to_owned)
-            };
-            for line in lines.map_while(Result::ok) {
-                if line.contains("s3tap is ready") {
-                    if let (Some(listen), Some(admin)) =
-                        (field(&line, "listen"), field(&line, "admin"))
-                    {
-                        let _ = ready_tx.send((listen, admin));
-                    }
-                }
-                let mut log = log.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let (endpoint, admin) = ready_rx
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("s3tap did not start:\n{}", stderr.lock().unwrap()));
-        RunningProxy {
-            child,
-            endpoint,
-            admin: format!("http://{admin}"),
-            stderr,
-        }
-    }
-
-    fn logs(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    /// How many requests the proxy has sent upstream: the count of its
-    /// upstream latency metric.
-    async fn upstream_requests(&self) -> u64 {
-        let (status, text) = get(&format!("{}/metrics", self.admin)).await;
-        assert_eq!(status, 200, "{text}");
-        text.lines()
-            .find_map(|line| line.strip_prefix("s3tap_upstream_latency_seconds_count "))
-            .map(|n| n.trim().parse().expect("a count"))
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for RunningProxy {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+/// How many requests the proxy has sent upstream: the count of its
+/// upstream latency metric.
+async fn upstream_requests(proxy: &S3tap) -> u64 {
+    let (status, text) = get(&format!("http://{}/metrics", proxy.admin)).await;
+    assert_eq!(status, 200, "{text}");
+    text.lines()
+        .find_map(|line| line.strip_prefix("s3tap_upstream_latency_seconds_count "))
+        .map(|n| n.trim().parse().expect("a count"))
+        .unwrap_or(0)
 }
 
 /// The admin API's token (`/admin/sinks` needs it like every `/admin/` route).
@@ -184,7 +121,7 @@ fn objects(receiver: &Receiver) -> BTreeSet<String> {
 }
 
 /// Waits until the receiver has an event for `bucket/key`.
-async fn wait_for(receiver: &Receiver, object: &str, proxy: &RunningProxy) {
+async fn wait_for(receiver: &Receiver, object: &str, proxy: &S3tap) {
     if !wait_until(Duration::from_secs(20), || {
         objects(receiver).contains(object)
     })
@@ -247,12 +184,12 @@ spool_dir = "{spool}"
     path
 }
 
-async fn s3api(proxy: &RunningProxy, creds: &Creds, args: &[&str]) -> ClientOutput {
+async fn s3api(proxy: &S3tap, creds: &Creds, args: &[&str]) -> ClientOutput {
     let peers = Peers::get().expect("peers were checked at the start");
     aws_cli_s3api(peers, &proxy.endpoint, creds, args).await
 }
 
-async fn put_object(proxy: &RunningProxy, creds: &Creds, bucket: &str, key: &str) {
+async fn put_object(proxy: &S3tap, creds: &Creds, bucket: &str, key: &str) {
     s3api(
         proxy,
         creds,
@@ -262,7 +199,7 @@ async fn put_object(proxy: &RunningProxy, creds: &Creds, bucket: &str, key: &str
     .assert_success(&format!("put-object {bucket}/{key}"));
 }
 
-async fn create_bucket(proxy: &RunningProxy, bucket: &str) {
+async fn create_bucket(proxy: &S3tap, bucket: &str) {
     s3api(proxy, &alice(), &["create-bucket", "--bucket", bucket])
         .await
         .assert_success(&format!("create-bucket {bucket}"));
@@ -313,7 +250,7 @@ events = ["s3:ObjectCreated:*"]
 sinks = ["all"]
 "#;
     let config = write_config(dir.path(), &upstream, &sinks, rules);
-    let proxy = RunningProxy::start(&config);
+    let proxy = start(&config);
     for bucket in ["alpha", "alphabet", "beta"] {
         create_bucket(&proxy, bucket).await;
     }
@@ -371,7 +308,7 @@ fn queue_configuration(id: &str, arn: &str, prefix: &str) -> String {
     .to_string()
 }
 
-async fn put_configuration(proxy: &RunningProxy, creds: &Creds, json: &str) -> ClientOutput {
+async fn put_configuration(proxy: &S3tap, creds: &Creds, json: &str) -> ClientOutput {
     s3api(
         proxy,
         creds,
@@ -386,7 +323,7 @@ async fn put_configuration(proxy: &RunningProxy, creds: &Creds, json: &str) -> C
     .await
 }
 
-async fn get_configuration(proxy: &RunningProxy, creds: &Creds) -> ClientOutput {
+async fn get_configuration(proxy: &S3tap, creds: &Creds) -> ClientOutput {
     s3api(
         proxy,
         creds,
@@ -441,7 +378,7 @@ events = ["s3:ObjectCreated:*"]
 sinks = ["all"]
 "#;
     let config = write_config(dir.path(), &upstream, &sinks, rules);
-    let proxy = RunningProxy::start(&config);
+    let proxy = start(&config);
     assert!(
         wait_until(Duration::from_secs(10), || proxy
             .logs()
@@ -450,7 +387,7 @@ sinks = ["all"]
         "the sinks' ARNs are logged at startup:\n{}",
         proxy.logs()
     );
-    let (status, listed) = get(&format!("{}/admin/sinks", proxy.admin)).await;
+    let (status, listed) = get(&format!("http://{}/admin/sinks", proxy.admin)).await;
     assert_eq!(status, 200);
     let listed: Value = serde_json::from_str(&listed).unwrap();
     assert_eq!(
@@ -462,7 +399,7 @@ sinks = ["all"]
     );
     create_bucket(&proxy, "photos").await;
 
-    let upstream_before = proxy.upstream_requests().await;
+    let upstream_before = upstream_requests(&proxy).await;
     let configuration = queue_configuration("uploads", "arn:s3tap:sqs::1:api", "in/");
     // Bob may not, reading or writing.
     assert_refused(
@@ -503,7 +440,7 @@ sinks = ["all"]
         expected
     );
     assert_eq!(
-        proxy.upstream_requests().await,
+        upstream_requests(&proxy).await,
         upstream_before,
         "no notification request reached the upstream\n{}",
         proxy.logs()
@@ -514,7 +451,7 @@ sinks = ["all"]
     put_object(&proxy, &alice(), "photos", "out/skipped.jpg").await;
     put_object(&proxy, &bob(), "photos", "in/cat.jpg").await;
     assert_eq!(
-        proxy.upstream_requests().await,
+        upstream_requests(&proxy).await,
         upstream_before + 2,
         "the uploads themselves went upstream"
     );
@@ -527,7 +464,7 @@ sinks = ["all"]
 
     // A restart keeps it.
     drop(proxy);
-    let proxy = RunningProxy::start(&config);
+    let proxy = start(&config);
     assert_eq!(
         printed(&get_configuration(&proxy, &alice()).await),
         expected
