@@ -1,67 +1,5 @@
-//! [`RoutingEmitter`]: the [`EventEmitter`] that joins a [`NotifyLayer`] to a
-//! [`Dispatcher`], sending each event through [`Rules`] to the sinks they
-//! name.
-//!
-//! Each matching rule's sinks get a copy of the event with its
-//! `matched_rule` set to the rule's name (a sink named by two matching
-//! rules gets two, as B2 sends them); see [`Rules::route_events`]. Rules
-//! that change while events flow (the s3tap proxy's rules made through S3's
-//! bucket notification API) go in a [`SharedRules`] routed after the fixed
-//! ones. Routing never blocks: the dispatcher queues, spills to its spool,
-//! or refuses, and a refusal is logged, never returned to the request.
-//!
-//! ```
-//! use std::sync::Arc;
-//! use std::time::Duration;
-//! use s3tap::notify::{
-//!     Dispatcher, FsyncPolicy, NotifyLayer, NotifyRequestBody, RoutingEmitter, Rule, Rules,
-//!     StatusFilter,
-//! };
-//! use s3tap::sink::JsonLinesSink;
-//! use tower::{ServiceBuilder, ServiceExt};
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let dir = tempfile::tempdir()?;
-//! let log = dir.path().join("uploads.jsonl");
-//! let (dispatcher, task) = Dispatcher::builder()
-//!     .sink("uploads", Arc::new(JsonLinesSink::file(&log)?))
-//!     .spool(dir.path().join("spool.redb"), FsyncPolicy::default())
-//!     .build()
-//!     .await?;
-//!
-//! // New objects only, to the `uploads` sink.
-//! let rules = Rules::new(vec![Rule {
-//!     name: "new-objects".into(),
-//!     event_types: vec!["s3:ObjectCreated:*".into()],
-//!     prefix: None,
-//!     suffix: None,
-//!     statuses: StatusFilter::SuccessOnly,
-//!     sinks: vec!["uploads".into()],
-//!     buckets: Vec::new(),
-//!     clients: Vec::new(),
-//! }]);
-//! let service = ServiceBuilder::new()
-//!     .layer(NotifyLayer::new(RoutingEmitter::new(rules, dispatcher.clone())))
-//!     .service_fn(|_request: http::Request<NotifyRequestBody<String>>| async {
-//!         Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
-//!     });
-//!
-//! let put = http::Request::put("/photos/cat.jpg").body(String::from("meow"))?;
-//! service.clone().oneshot(put).await?;
-//! let get = http::Request::get("/photos/cat.jpg").body(String::new())?;
-//! service.oneshot(get).await?; // matches no rule: goes nowhere
-//!
-//! let stats = dispatcher.shutdown(Duration::from_secs(5)).await;
-//! task.await?;
-//! assert_eq!(stats.sinks[0].delivered, 1);
-//! let line = std::fs::read_to_string(&log)?;
-//! assert!(line.contains("cat.jpg") && line.contains("new-objects"));
-//! # Ok(())
-//! # }
-//! ```
-//!
-//! [`NotifyLayer`]: super::NotifyLayer
+//! [`RoutingEmitter`] and [`SharedRules`]: events from a
+//! [`NotifyLayer`](super::NotifyLayer), through [`Rules`], to the sinks of a [`Dispatcher`].
 
 use std::fmt;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
@@ -98,8 +36,70 @@ impl fmt::Debug for SharedRules {
     }
 }
 
-/// Routes each event through its rules and queues a copy for each sink of
-/// every matching rule in a [`Dispatcher`]. See the [module docs](self).
+/// [`RoutingEmitter`]: the [`EventEmitter`] that joins a [`NotifyLayer`] to a
+/// [`Dispatcher`], sending each event through [`Rules`] to the sinks they
+/// name.
+///
+/// Each matching rule's sinks get a copy of the event with its
+/// `matched_rule` set to the rule's name (a sink named by two matching
+/// rules gets two, as B2 sends them); see [`Rules::route_events`]. Rules
+/// that change while events flow (the s3tap proxy's rules made through S3's
+/// bucket notification API) go in a [`SharedRules`] routed after the fixed
+/// ones. Routing never blocks: the dispatcher queues, spills to its spool,
+/// or refuses, and a refusal is logged, never returned to the request.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use s3tap::notify::{
+///     Dispatcher, FsyncPolicy, NotifyLayer, NotifyRequestBody, RoutingEmitter, Rule, Rules,
+///     StatusFilter,
+/// };
+/// use s3tap::sink::JsonLinesSink;
+/// use tower::{ServiceBuilder, ServiceExt};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let log = dir.path().join("uploads.jsonl");
+/// let (dispatcher, task) = Dispatcher::builder()
+///     .sink("uploads", Arc::new(JsonLinesSink::file(&log)?))
+///     .spool(dir.path().join("spool.redb"), FsyncPolicy::default())
+///     .build()
+///     .await?;
+///
+/// // New objects only, to the `uploads` sink.
+/// let rules = Rules::new(vec![Rule {
+///     name: "new-objects".into(),
+///     event_types: vec!["s3:ObjectCreated:*".into()],
+///     prefix: None,
+///     suffix: None,
+///     statuses: StatusFilter::SuccessOnly,
+///     sinks: vec!["uploads".into()],
+///     buckets: Vec::new(),
+///     clients: Vec::new(),
+/// }]);
+/// let service = ServiceBuilder::new()
+///     .layer(NotifyLayer::new(RoutingEmitter::new(rules, dispatcher.clone())))
+///     .service_fn(|_request: http::Request<NotifyRequestBody<String>>| async {
+///         Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+///     });
+///
+/// let put = http::Request::put("/photos/cat.jpg").body(String::from("meow"))?;
+/// service.clone().oneshot(put).await?;
+/// let get = http::Request::get("/photos/cat.jpg").body(String::new())?;
+/// service.oneshot(get).await?; // matches no rule: goes nowhere
+///
+/// let stats = dispatcher.shutdown(Duration::from_secs(5)).await;
+/// task.await?;
+/// assert_eq!(stats.sinks[0].delivered, 1);
+/// let line = std::fs::read_to_string(&log)?;
+/// assert!(line.contains("cat.jpg") && line.contains("new-objects"));
+/// # Ok(())
+/// # }
+/// ```
+///
+/// [`NotifyLayer`]: super::NotifyLayer
 pub struct RoutingEmitter {
     rules: Rules,
     shared: Option<SharedRules>,
