@@ -20,11 +20,10 @@ mod signing;
 mod support;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use aws_sigv4::http_request::SignableBody;
@@ -33,6 +32,7 @@ use notify_support::{wait_until, Receiver};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use signing::{sign_with, SignOptions};
+use support::binary::{S3tap, S3tapCommand};
 use support::upstreams::{S3sFs, UpstreamPeer};
 use support::{Creds, Peers};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -49,71 +49,15 @@ const BUCKET_ID: &str = "bucket-id-9f8e";
 
 // ---- the proxy binary -----------------------------------------------------
 
-/// The `s3tap` binary as a subprocess; killed on drop.
-struct RunningProxy {
-    child: Child,
-    address: SocketAddr,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl RunningProxy {
-    fn start(config: &Path, webhook_url: &str) -> RunningProxy {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_s3tap"))
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("RUST_LOG", "info")
-            // The original Worker's variable: the seed webhook.
-            .env("WEBHOOK_URL", webhook_url)
-            .arg("--config")
-            .arg(config)
-            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start s3tap");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let (ready_tx, ready_rx) = mpsc::channel();
-        let lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let log = stderr.clone();
-        std::thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                if line.contains("s3tap is ready") {
-                    if let Some(rest) = line.split("listen=").nth(1) {
-                        let endpoint = rest.split_whitespace().next().unwrap_or("").to_owned();
-                        let _ = ready_tx.send(endpoint);
-                    }
-                }
-                let mut log = log.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let endpoint = ready_rx
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("s3tap did not start:\n{}", stderr.lock().unwrap()));
-        let address = endpoint
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .parse()
-            .unwrap_or_else(|_| panic!("listen address {endpoint:?}"));
-        RunningProxy {
-            child,
-            address,
-            stderr,
-        }
-    }
-
-    fn logs(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-}
-
-impl Drop for RunningProxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The `s3tap` binary on `config`, run in the config's directory, with
+/// the original Worker's variable naming the seed webhook.
+fn start(config: &Path, webhook_url: &str) -> S3tap {
+    S3tapCommand::new()
+        .env("RUST_LOG", "info")
+        .env("WEBHOOK_URL", webhook_url)
+        .arg("--config")
+        .arg(config)
+        .start(config.parent().expect("config in a directory"))
 }
 
 // ---- signed requests, sent byte for byte ----------------------------------
@@ -413,8 +357,8 @@ async fn every_format_matches_its_schema_through_the_binary() {
         &ce.url(),
         &jsonl,
     );
-    let proxy = RunningProxy::start(&config, &seed.url());
-    let at = proxy.address;
+    let proxy = start(&config, &seed.url());
+    let at = proxy.addr;
 
     // The requests, one after another, as the Worker's users sent them.
     let payload = b"hello, schema";
