@@ -284,6 +284,119 @@ async fn a_slow_receiver_times_out_and_a_closed_port_is_transient() {
     assert!(matches!(error, SinkError::Transient { .. }), "{error}");
 }
 
+/// A receiver that holds each request until `hold` are in flight together
+/// (or a generous second passed), then answers 500 for a body naming
+/// `failing_key` and 204 for the others; it records the most requests it
+/// saw in flight at once and the HTTP versions.
+async fn gathering_receiver(
+    hold: usize,
+    failing_key: &'static str,
+    tls: bool,
+) -> (TestServer, Arc<Mutex<(usize, Vec<http::Version>)>>) {
+    let seen = Arc::new(Mutex::new((0usize, Vec::new())));
+    let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let state = seen.clone();
+    let service = tower::service_fn(move |request: Request<hyper::body::Incoming>| {
+        let state = state.clone();
+        let in_flight = in_flight.clone();
+        async move {
+            let version = request.version();
+            let body = request.into_body().collect().await.unwrap().to_bytes();
+            let now = in_flight.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            {
+                let mut state = state.lock().unwrap();
+                state.0 = state.0.max(now);
+                state.1.push(version);
+            }
+            let deadline = Instant::now() + Duration::from_secs(1);
+            while in_flight.load(std::sync::atomic::Ordering::SeqCst) < hold
+                && Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            // Everyone waits until the last of the group has seen the count.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            in_flight.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            let needle = format!("/{failing_key}\"");
+            let failing = body.windows(needle.len()).any(|w| w == needle.as_bytes());
+            let mut response = Response::new(Full::new(Bytes::new()));
+            *response.status_mut() = if failing {
+                http::StatusCode::INTERNAL_SERVER_ERROR
+            } else {
+                http::StatusCode::NO_CONTENT
+            };
+            Ok::<_, Infallible>(response)
+        }
+    });
+    let server = if tls {
+        TestServer::spawn_tls(service).await
+    } else {
+        TestServer::spawn(service).await
+    };
+    (server, seen)
+}
+
+#[tokio::test]
+async fn one_delivery_sends_its_messages_at_once_and_each_answer_counts_for_its_events() {
+    let (server, seen) = gathering_receiver(4, "k5", false).await;
+    // The seed format carries one event per POST.
+    let sink = WebhookSink::builder(format!("{}/hook", server.url()))
+        .format(Encoder::new(Format::Seed, FormatOptions::default()))
+        .concurrency(4)
+        .build()
+        .unwrap();
+    assert_eq!(sink.max_batch(), 4, "one event per message, four at once");
+    let events = batch(4);
+    sink.deliver(&events).await.expect("all four answered 204");
+    assert_eq!(
+        seen.lock().unwrap().0,
+        4,
+        "the four POSTs were in flight together"
+    );
+
+    // Handed more than one delivery's worth (a caller that ignores
+    // max_batch), the sink still answers for every event: only k5's message
+    // failed, so only event 5 is retried.
+    let events = batch(8);
+    match sink.deliver(&events).await {
+        Err(SinkError::Partial { failed }) => {
+            assert_eq!(failed.len(), 1, "{failed:?}");
+            assert_eq!(failed[0].0, 5);
+            assert!(matches!(failed[0].1, SinkError::Transient { .. }));
+        }
+        other => panic!("expected a partial failure of event 5, got {other:?}"),
+    }
+
+    // concurrency(1): one request at a time, in order.
+    let (server, seen) = gathering_receiver(2, "none", false).await;
+    let in_order = WebhookSink::builder(format!("{}/hook", server.url()))
+        .format(Encoder::new(Format::Seed, FormatOptions::default()))
+        .concurrency(1)
+        .build()
+        .unwrap();
+    assert_eq!(in_order.max_batch(), 1);
+    for event in batch(3).chunks(1) {
+        in_order.deliver(event).await.unwrap();
+    }
+    assert_eq!(seen.lock().unwrap().0, 1);
+}
+
+#[tokio::test]
+async fn https_receivers_that_offer_http2_get_a_delivery_over_it() {
+    let (server, seen) = gathering_receiver(3, "none", true).await;
+    let pem = std::fs::read(server.ca_pem().unwrap()).unwrap();
+    let sink = WebhookSink::builder(format!("{}/hook", server.url()))
+        .format(Encoder::new(Format::Seed, FormatOptions::default()))
+        .concurrency(3)
+        .add_root_certificate(pem)
+        .build()
+        .unwrap();
+    sink.deliver(&batch(3)).await.unwrap();
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.0, 3);
+    assert_eq!(seen.1, vec![http::Version::HTTP_2; 3]);
+}
+
 #[tokio::test]
 async fn https_with_an_added_root_certificate() {
     let service = tower::service_fn(|_: Request<hyper::body::Incoming>| async {

@@ -21,9 +21,9 @@ use crate::notify::format::{CloudEventsMode, Encoder as FormatEncoder, Format, F
 use crate::notify::{
     Dispatcher, DispatcherTask, FsyncPolicy, RoutingEmitter, Rule, Rules, SharedRules, StatusFilter,
 };
+use crate::sink::webhook::{self, WebhookSink};
 use crate::sink::JsonLinesSink;
 use crate::sink::Sink;
-use crate::sink::WebhookSink;
 
 use super::error::{invalid, ConfigError};
 use super::schema::{NotifySection, SinkSection};
@@ -138,6 +138,7 @@ impl NotifySettings {
                 headers: HashMap::new(),
                 timeout_secs: None,
                 max_events_per_batch: None,
+                concurrency: None,
                 test_event: false,
             });
         } else if section.webhook_secret.is_some() {
@@ -351,6 +352,7 @@ impl NotifySettings {
                     headers,
                     timeout_secs,
                     max_events_per_batch,
+                    concurrency,
                     test_event,
                 } => {
                     let format = parse_format(format.as_deref().unwrap_or("b2"), name)
@@ -358,8 +360,12 @@ impl NotifySettings {
                     let per_batch = events_per_batch(format, *max_events_per_batch, name)
                         .map_err(|e| e.to_string())?;
                     let encoder = FormatEncoder::new(format, options.clone());
+                    if *concurrency == Some(0) {
+                        return Err(format!("[[sinks]] {name}: concurrency must be at least 1"));
+                    }
                     let mut sink = WebhookSink::builder(url.as_str())
                         .max_batch(per_batch)
+                        .concurrency(concurrency.unwrap_or(webhook::DEFAULT_CONCURRENCY))
                         .timeout(Duration::from_secs(timeout_secs.unwrap_or(10)))
                         .format(encoder);
                     if format == Format::B2 {

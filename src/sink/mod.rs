@@ -127,6 +127,7 @@ mod aws_query;
 #[cfg(feature = "sink-kafka")]
 pub mod kafka;
 #[cfg(any(
+    feature = "sink-webhook",
     feature = "sink-kafka",
     feature = "sink-sns",
     feature = "sink-nats",

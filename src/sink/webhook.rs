@@ -5,6 +5,7 @@ use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 use http::header::{HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
 use http::{HeaderMap, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
@@ -14,13 +15,18 @@ use hyper_util::client::legacy::Client;
 use rustls::pki_types::CertificateDer;
 use sha2::{Digest, Sha256};
 
-use super::{BoxFuture, Sink, SinkBuildError, SinkError};
+use super::{outcome, BoxFuture, Sink, SinkBuildError, SinkError};
 use crate::https::{self, TlsSetupError};
 use crate::notify::format::{EncodedBody, Encoder, Format, FormatOptions};
 use crate::notify::Event;
 use crate::webhook::{StandardWebhooks, B2};
 
 type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// Requests one delivery keeps in flight at once, unless configured: enough
+/// for a one-event-per-POST format to keep up with a proxy's request rate
+/// against a receiver on the same network (see [`WebhookSinkBuilder::concurrency`]).
+pub const DEFAULT_CONCURRENCY: usize = 16;
 
 /// The default wire format: a JSON array of the events in s3tap's event
 /// schema ([`native`](crate::notify::format::native), `s3tap.event/1`),
@@ -33,11 +39,19 @@ fn default_encoder() -> Encoder {
 /// [`WebhookSink::builder`].
 ///
 /// - The body is one message of the sink's [format](WebhookSinkBuilder::format)
-///   (default s3tap's own schema, a JSON array), signed as sent; a batch is
-///   never larger than one message of the format carries.
+///   (default s3tap's own schema, a JSON array), signed as sent; a message
+///   is never larger than one message of the format carries.
+/// - One delivery of the dispatcher is up to
+///   [`concurrency`](WebhookSinkBuilder::concurrency) messages sent at once
+///   (default [`DEFAULT_CONCURRENCY`]), each with its own timeout and
+///   answer: a format of one event per message (the seed format, B2's
+///   default) keeps up with the proxy it serves. Events of one sink may then
+///   arrive out of order, as S3's own notifications may; `concurrency(1)`
+///   sends one message at a time, in order.
 /// - HTTPS uses rustls with the webpki roots (plus
-///   [`add_root_certificate`](WebhookSinkBuilder::add_root_certificate));
-///   connections are kept alive and reused.
+///   [`add_root_certificate`](WebhookSinkBuilder::add_root_certificate)) and
+///   HTTP/2 when the receiver offers it (ALPN), else HTTP/1.1; connections
+///   are kept alive and reused.
 /// - Signatures, any combination, made by the same schemes that verify them
 ///   on the receiving side ([`crate::webhook`]):
 ///   [`sign_b2`](WebhookSinkBuilder::sign_b2) adds
@@ -70,13 +84,15 @@ fn default_encoder() -> Encoder {
 ///     .header(HeaderName::from_static("x-tenant"), HeaderValue::from_static("acme"))
 ///     .timeout(Duration::from_secs(5))
 ///     .max_batch(100)
+///     .concurrency(4)
 ///     .format(Encoder::new(
 ///         Format::CloudEvents { mode: CloudEventsMode::Batch },
 ///         FormatOptions::default(),
 ///     ))
 ///     .sign_standard_webhooks("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
 ///     .build()?;
-/// assert_eq!(sink.max_batch(), 100);
+/// // One delivery: four messages of up to 100 events each, sent at once.
+/// assert_eq!(sink.max_batch(), 400);
 /// # Ok::<(), s3tap::sink::SinkBuildError>(())
 /// ```
 pub struct WebhookSink {
@@ -84,7 +100,10 @@ pub struct WebhookSink {
     url: Uri,
     headers: HeaderMap,
     timeout: Duration,
+    /// Events per message (capped at the format's limit).
     max_batch: usize,
+    /// Messages per delivery, in flight at once.
+    concurrency: usize,
     encoder: Encoder,
     b2: Option<B2>,
     standard_webhooks: Option<StandardWebhooks>,
@@ -98,6 +117,7 @@ impl fmt::Debug for WebhookSink {
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .field("timeout", &self.timeout)
             .field("max_batch", &self.max_batch)
+            .field("concurrency", &self.concurrency)
             .field("format", &self.encoder.format)
             .field("b2", &self.b2)
             .field("standard_webhooks", &self.standard_webhooks)
@@ -114,6 +134,7 @@ pub struct WebhookSinkBuilder {
     headers: HeaderMap,
     timeout: Duration,
     max_batch: usize,
+    concurrency: usize,
     encoder: Encoder,
     b2: Option<crate::webhook::Secret>,
     standard_webhooks: Option<crate::secret::Secret<String>>,
@@ -128,6 +149,7 @@ impl fmt::Debug for WebhookSinkBuilder {
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .field("timeout", &self.timeout)
             .field("max_batch", &self.max_batch)
+            .field("concurrency", &self.concurrency)
             .field("format", &self.encoder.format)
             .field("b2", &self.b2)
             .field("standard_webhooks", &self.standard_webhooks)
@@ -141,7 +163,9 @@ impl WebhookSink {
     ///
     /// Defaults: name `webhook:<scheme>://<host:port>` (never the path or
     /// query, which may carry a token), s3tap's own schema as a JSON array,
-    /// 10 s timeout per request, batches of up to 100 events, no signature.
+    /// 10 s timeout per request, up to 100 events per request,
+    /// [`DEFAULT_CONCURRENCY`] requests in flight per delivery, no
+    /// signature.
     pub fn builder(url: impl Into<String>) -> WebhookSinkBuilder {
         let mut headers = HeaderMap::new();
         headers.insert(
@@ -154,6 +178,7 @@ impl WebhookSink {
             headers,
             timeout: Duration::from_secs(10),
             max_batch: 100,
+            concurrency: DEFAULT_CONCURRENCY,
             encoder: default_encoder(),
             b2: None,
             standard_webhooks: None,
@@ -184,11 +209,24 @@ impl WebhookSinkBuilder {
         self
     }
 
-    /// The largest batch per request (default 100), capped at what one
+    /// The most events per request (default 100), capped at what one
     /// message of the format carries ([`Format::max_batch`]; s3tap's own
     /// schema, a JSON array, carries any number).
     pub fn max_batch(mut self, max: usize) -> Self {
         self.max_batch = max.max(1);
+        self
+    }
+
+    /// How many requests one delivery sends at once (default
+    /// [`DEFAULT_CONCURRENCY`], at least 1): the dispatcher hands the sink
+    /// up to `concurrency` × [`max_batch`](Self::max_batch) events, sent as
+    /// that many messages in parallel over pooled connections, each
+    /// acknowledged, retried or dead-lettered on its own answer. With a
+    /// format of one event per message this is what lets delivery keep up
+    /// with the requests that cause the events. `1` keeps a sink's events
+    /// in order, one request at a time.
+    pub fn concurrency(mut self, requests: usize) -> Self {
+        self.concurrency = requests.max(1);
         self
     }
 
@@ -258,7 +296,9 @@ impl WebhookSinkBuilder {
         }
         let tls = https::client_config(https::root_store(true, extra).map_err(tls_error)?)
             .map_err(tls_error)?;
-        let connector = https::connector(tls, HttpConnector::new(), false);
+        // HTTP/2 where an HTTPS receiver offers it: a delivery's requests
+        // then share one connection.
+        let connector = https::connector(tls, HttpConnector::new(), true);
         let client = https::pooled(connector, Some(Duration::from_secs(60)), usize::MAX);
         let standard_webhooks = self
             .standard_webhooks
@@ -274,6 +314,7 @@ impl WebhookSinkBuilder {
                 Format::Native => self.max_batch,
                 format => self.max_batch.min(format.max_batch()),
             },
+            concurrency: self.concurrency,
             encoder: self.encoder,
             b2: self.b2.map(B2::new),
             standard_webhooks,
@@ -283,9 +324,10 @@ impl WebhookSinkBuilder {
 }
 
 impl WebhookSink {
-    /// The request for `batch` (at most [`Sink::max_batch`] events),
-    /// signed, as it would be sent at `now`. Public so tests (and curious
-    /// users) can check the signing.
+    /// The request for `batch` (one message: at most
+    /// [`max_batch`](WebhookSinkBuilder::max_batch) events), signed, as it
+    /// would be sent at `now`. Public so tests (and curious users) can check
+    /// the signing.
     pub fn request(&self, batch: &[Event], now: SystemTime) -> Request<Full<Bytes>> {
         let body = match self.encoder.format {
             // A JSON array is one valid message at any length: the webhook
@@ -352,7 +394,41 @@ impl WebhookSink {
     /// the sink's timeout, outside the dispatcher: for one-off messages such
     /// as a B2 test event. `id` is the Standard Webhooks `webhook-id`.
     pub async fn post(&self, encoded: EncodedBody, id: &str) -> Result<(), SinkError> {
-        let request = self.request_for(encoded, id, SystemTime::now());
+        self.send_within_timeout(self.request_for(encoded, id, SystemTime::now()))
+            .await
+    }
+
+    /// Sends `batch` as messages of at most `max_batch` events,
+    /// `concurrency` at a time, and folds their answers into one result for the dispatcher: events
+    /// of answered messages are acknowledged, the others retried or
+    /// dead-lettered by their own message's answer.
+    async fn send(&self, batch: &[Event]) -> Result<(), SinkError> {
+        let now = SystemTime::now();
+        if batch.len() <= self.max_batch {
+            return self.send_within_timeout(self.request(batch, now)).await;
+        }
+        // Encoded up front: the stream then holds owned requests only.
+        let requests: Vec<_> = batch
+            .chunks(self.max_batch)
+            .map(|message| self.request(message, now))
+            .collect();
+        let answers: Vec<_> = futures_util::stream::iter(requests)
+            .map(|request| self.send_within_timeout(request))
+            .buffered(self.concurrency)
+            .collect()
+            .await;
+        let mut failed = Vec::new();
+        let mut first = 0;
+        for (message, answer) in batch.chunks(self.max_batch).zip(answers) {
+            if let Err(error) = answer {
+                failed.extend((first..first + message.len()).map(|i| (i, error.clone())));
+            }
+            first += message.len();
+        }
+        outcome::fold(batch.len(), failed)
+    }
+
+    async fn send_within_timeout(&self, request: Request<Full<Bytes>>) -> Result<(), SinkError> {
         match tokio::time::timeout(self.timeout, self.send_request(request)).await {
             Ok(result) => result,
             Err(_) => Err(SinkError::transient(format!(
@@ -360,11 +436,6 @@ impl WebhookSink {
                 self.name, self.timeout
             ))),
         }
-    }
-
-    async fn send(&self, batch: &[Event]) -> Result<(), SinkError> {
-        self.send_request(self.request(batch, SystemTime::now()))
-            .await
     }
 
     async fn send_request(&self, request: Request<Full<Bytes>>) -> Result<(), SinkError> {
@@ -455,20 +526,15 @@ impl Sink for WebhookSink {
         &self.name
     }
 
+    /// Events per message times the messages sent at once.
     fn max_batch(&self) -> usize {
-        self.max_batch
+        self.max_batch.saturating_mul(self.concurrency)
     }
 
+    /// Each message is bounded by the sink's timeout on its own; the
+    /// messages of one delivery run at once.
     fn deliver<'a>(&'a self, batch: &'a [Event]) -> BoxFuture<'a, Result<(), SinkError>> {
-        Box::pin(async move {
-            match tokio::time::timeout(self.timeout, self.send(batch)).await {
-                Ok(result) => result,
-                Err(_) => Err(SinkError::transient(format!(
-                    "{}: no answer within {:?}",
-                    self.name, self.timeout
-                ))),
-            }
-        })
+        Box::pin(self.send(batch))
     }
 }
 
