@@ -165,10 +165,16 @@ impl NotifySettings {
                 format,
                 name,
                 max_events_per_batch,
+                concurrency,
                 test_event,
                 ..
             } = sink
             {
+                if *concurrency == Some(0) {
+                    return Err(invalid(format!(
+                        "[[sinks]] {name}: concurrency = 0 would never send; use 1 or more"
+                    )));
+                }
                 let parsed: http::Uri = url
                     .parse()
                     .map_err(|_| invalid(format!("[[sinks]] {name}: url {url:?} is not a URL")))?;
@@ -360,9 +366,6 @@ impl NotifySettings {
                     let per_batch = events_per_batch(format, *max_events_per_batch, name)
                         .map_err(|e| e.to_string())?;
                     let encoder = FormatEncoder::new(format, options.clone());
-                    if *concurrency == Some(0) {
-                        return Err(format!("[[sinks]] {name}: concurrency must be at least 1"));
-                    }
                     let mut sink = WebhookSink::builder(url.as_str())
                         .max_batch(per_batch)
                         .concurrency(concurrency.unwrap_or(webhook::DEFAULT_CONCURRENCY))
@@ -736,6 +739,7 @@ mod tests {
                 "format = \"s3\"\ntest_event = true",
                 "needs format = \"b2\"",
             ),
+            ("concurrency = 0", "would never send"),
         ] {
             let error = resolve(&sink(extra)).unwrap_err().to_string();
             assert!(error.contains(expected), "{extra}: {error}");
@@ -754,7 +758,11 @@ mod tests {
             #[allow(dead_code)]
             sinks: Vec<SinkSection>,
         }
-        for typo in ["max_event_per_batch = 1", "test_events = true"] {
+        for typo in [
+            "max_event_per_batch = 1",
+            "test_events = true",
+            "concurrent = 4",
+        ] {
             let text = format!(
                 "[[sinks]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"https://e/x\"\nformat = \"b2\"\n{typo}\n"
             );
