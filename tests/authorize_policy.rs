@@ -940,10 +940,11 @@ async fn the_policy_table() {
 async fn without_verification_nothing_is_allowed() {
     let policies =
         StaticPolicies::new().with_policy(ACCESS_KEY, Policy::from_json(EVERYTHING).unwrap());
-    let service =
-        AuthorizeLayer::new(policies).layer(tower::service_fn(|_r: Request<Full<Bytes>>| async {
+    let service = AuthorizeLayer::new(policies).layer(tower::service_fn(
+        |_r: Request<s3tap::authorize::AuthorizeBody<Full<Bytes>>>| async {
             Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::new())))
-        }));
+        },
+    ));
     let request = Request::get("http://s3.example.com/bkt/a.txt")
         .body(Full::new(Bytes::new()))
         .unwrap();
