@@ -2,7 +2,9 @@
 //! aws-cli against s3s-fs: a `readonly` client lists and reads but every
 //! write is refused with AccessDenied before anything reaches the upstream
 //! (the s3s-fs directory and the proxy's upstream request count do not
-//! move); a client scoped to `bucket/photos/` stays inside it; aws-cli
+//! move); a client scoped to `bucket/photos/` stays inside it; a
+//! `readwrite` client on that prefix uploads, copies and deletes there (a
+//! DeleteObjects naming one key outside is refused whole); aws-cli
 //! `s3 cp` and `s3 sync` fail as against AWS; a bad policy stops the start.
 
 #![cfg(feature = "proxy")]
@@ -22,6 +24,7 @@ use support::{Creds, Peers};
 const ADMIN: (&str, &str) = ("ADMINKEY", "admin-secret-5f1e");
 const READER: (&str, &str) = ("READERKEY", "reader-secret-9a2b");
 const PHOTOS: (&str, &str) = ("PHOTOSKEY", "photos-secret-7c3d");
+const WRITER: (&str, &str) = ("WRITERKEY", "writer-secret-2b8c");
 
 fn creds((id, secret): (&str, &str)) -> Creds {
     Creds::new(id, secret)
@@ -35,6 +38,16 @@ fn snapshot(s3s: &S3sFs) -> BTreeMap<String, Vec<u8>> {
             let content = std::fs::read(s3s.data_dir().join(&name)).unwrap_or_default();
             (name, content)
         })
+        .collect()
+}
+
+/// The objects only: s3s-fs keeps its `.bucket-...json` metadata files of
+/// deleted objects behind.
+fn objects(snapshot: &BTreeMap<String, Vec<u8>>) -> BTreeMap<String, Vec<u8>> {
+    snapshot
+        .iter()
+        .filter(|(name, _)| !name.starts_with('.'))
+        .map(|(name, content)| (name.clone(), content.clone()))
         .collect()
 }
 
@@ -98,6 +111,12 @@ access_key_id = "{photos}"
 secret_access_key = "{photos_secret}"
 identity = "photos-viewer"
 readonly = ["bkt/photos/"]
+
+[[clients]]
+access_key_id = "{writer}"
+secret_access_key = "{writer_secret}"
+identity = "photos-writer"
+readwrite = ["bkt/photos/"]
 "#,
                 endpoint = s3s.endpoint(),
                 up_key = upstream.access_key,
@@ -108,6 +127,8 @@ readonly = ["bkt/photos/"]
                 reader_secret = READER.1,
                 photos = PHOTOS.0,
                 photos_secret = PHOTOS.1,
+                writer = WRITER.0,
+                writer_secret = WRITER.1,
             ),
         )
         .start(dir.path());
@@ -218,7 +239,13 @@ readonly = ["bkt/photos/"]
         "{denial}"
     );
     assert!(denial.contains("arn:aws:s3:::bkt/new.txt"), "{denial}");
-    for secret in [READER.1, ADMIN.1, PHOTOS.1, upstream.secret_key.as_str()] {
+    for secret in [
+        READER.1,
+        ADMIN.1,
+        PHOTOS.1,
+        WRITER.1,
+        upstream.secret_key.as_str(),
+    ] {
         assert!(!logs.contains(secret), "a secret in the log");
     }
 
@@ -248,6 +275,42 @@ readonly = ["bkt/photos/"]
             "put:photos/new.jpg ERROR AccessDenied",
         ],
         &proxy,
+    );
+
+    // readwrite on the prefix: what a policy allows goes through, bodies
+    // intact (the DeleteObjects list read to decide, then passed on).
+    let written = ops(
+        peers,
+        &proxy,
+        WRITER,
+        &[
+            "put:photos/x.jpg",
+            "multipart:photos/y.jpg",
+            "copy:photos/x.jpg:photos/z.jpg",
+            "delete_objects:photos/x.jpg,photos/y.jpg",
+            "delete_objects:photos/z.jpg,other/b.txt",
+            "copy:other/b.txt:photos/b.txt",
+            "delete:photos/z.jpg",
+        ],
+    )
+    .await;
+    expect(
+        &written,
+        &[
+            "put:photos/x.jpg OK",
+            "multipart:photos/y.jpg OK",
+            "copy:photos/x.jpg:photos/z.jpg OK",
+            "delete_objects:photos/x.jpg,photos/y.jpg OK",
+            "delete_objects:photos/z.jpg,other/b.txt ERROR AccessDenied",
+            "copy:other/b.txt:photos/b.txt ERROR AccessDenied",
+            "delete:photos/z.jpg OK",
+        ],
+        &proxy,
+    );
+    assert_eq!(
+        objects(&snapshot(&s3s)),
+        objects(&before),
+        "the writer left the bucket's objects as they were"
     );
 
     // aws-cli: downloads work, `s3 cp` and `s3 sync` uploads fail with a
@@ -333,7 +396,11 @@ readonly = ["bkt/photos/"]
     );
     assert!(out.stderr.contains("AccessDenied"), "{}", out.stderr);
 
-    assert_eq!(snapshot(&s3s), before, "the upstream's directory changed");
+    assert_eq!(
+        objects(&snapshot(&s3s)),
+        objects(&before),
+        "the upstream's objects changed"
+    );
 }
 
 /// Starts the binary with `config`; its exit code and stderr.
