@@ -823,6 +823,33 @@ fn cases() -> Vec<Case> {
             Allow,
         )
         .attached(Attached::Shorthand(Access::ReadWrite, &["bkt"])),
+        case(
+            "readonly lists versions inside its prefix",
+            "S3KEYS (s3:prefix on ListBucketVersions); s3tap shorthand",
+            "",
+            "GET",
+            "/bkt?versions&prefix=photos%2F",
+            Allow,
+        )
+        .attached(Attached::Shorthand(Access::ReadOnly, &["bkt/photos/"])),
+        case(
+            "writeonly on a bucket lists its uploads",
+            "S3KEYS; s3tap shorthand",
+            "",
+            "GET",
+            "/bkt?uploads",
+            Allow,
+        )
+        .attached(Attached::Shorthand(Access::WriteOnly, &["bkt"])),
+        case(
+            "writeonly on a prefix does not list the bucket's uploads",
+            "S3KEYS (no s3:prefix on ListBucketMultipartUploads); s3tap shorthand",
+            "",
+            "GET",
+            "/bkt?prefix=photos%2F&uploads",
+            Deny,
+        )
+        .attached(Attached::Shorthand(Access::WriteOnly, &["bkt/photos/"])),
     ]
 }
 

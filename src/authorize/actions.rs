@@ -162,12 +162,12 @@ pub(crate) fn needs(classified: &Classified, query: Option<&str>, headers: &Head
             Some(action) => Needs::Checks(vec![Check {
                 action,
                 resource: bucket_arn(bucket),
+                // The actions s3:prefix and s3:delimiter apply to.
                 listing: matches!(
                     operation,
                     S3Operation::ListObjects
                         | S3Operation::ListObjectsV2
                         | S3Operation::ListObjectVersions
-                        | S3Operation::ListMultipartUploads
                 ),
             }]),
             None => Needs::Unknown,

@@ -16,7 +16,8 @@
 //! - bucket operations on `arn:aws:s3:::bucket` (`s3:ListBucket` for
 //!   ListObjects, ListObjectsV2 and HeadBucket, with the listing's `prefix`
 //!   and `delimiter` as `s3:prefix` and `s3:delimiter`;
-//!   `s3:ListBucketMultipartUploads`, `s3:ListBucketVersions`, ...);
+//!   `s3:ListBucketVersions`, also with `s3:prefix`;
+//!   `s3:ListBucketMultipartUploads`, `s3:GetBucketVersioning`, ...);
 //! - ListBuckets is `s3:ListAllMyBuckets` on `*`;
 //! - CopyObject and UploadPartCopy need `s3:GetObject` on the source
 //!   (`x-amz-copy-source`) and `s3:PutObject` on the target;

@@ -8,8 +8,9 @@ use super::{Condition, Effect, Key, Policy, PolicyError, Statement};
 pub enum Access {
     /// List (within the prefix) and read objects, their versions and tags.
     ReadOnly,
-    /// Upload objects (single or multipart), abort and list uploads, tag;
-    /// no reading, listing or deleting.
+    /// Upload objects (single or multipart), abort uploads and list their
+    /// parts, tag; list a whole bucket's uploads; no reading, listing or
+    /// deleting.
     WriteOnly,
     /// Both, plus deleting objects, their versions and tags.
     ReadWrite,
@@ -105,7 +106,11 @@ where
         }
         if write {
             statements.push(allow(WRITE_OBJECT, objects.clone(), Vec::new()));
-            statements.push(allow(WRITE_BUCKET, bucket_arn.clone(), Vec::new()));
+            // Listing uploads has no prefix condition key: it would show
+            // keys outside a prefix scope, so only whole buckets get it.
+            if pattern == "*" {
+                statements.push(allow(WRITE_BUCKET, bucket_arn.clone(), Vec::new()));
+            }
         }
         if delete {
             statements.push(allow(DELETE_OBJECT, objects.clone(), Vec::new()));
