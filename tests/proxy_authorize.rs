@@ -513,3 +513,101 @@ fn the_readme_toml_example_attaches_policies() {
     // readonly on two scopes (3 statements each) and the JSON's one.
     assert_eq!(policy.len(), 7);
 }
+
+#[tokio::test]
+async fn secure_transport_is_true_on_the_tls_listener() {
+    let Some(peers) = Peers::get() else { return };
+    let upstream = Creds::new("UPSTREAMKEY", "upstream-secret-6a7b");
+    let Some(s3s) = S3sFs::start(&upstream).await else {
+        return;
+    };
+    std::fs::create_dir(s3s.data_dir().join("bkt")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = support::binary::test_certificate(dir.path(), "authz", &["127.0.0.1"]);
+    let deny_when = |secure: bool| {
+        format!(
+            r#"{{"Statement":[{{"Effect":"Allow","Action":"s3:*","Resource":"*"}},
+{{"Effect":"Deny","Action":"s3:*","Resource":"*","Condition":{{"Bool":{{"aws:SecureTransport":"{secure}"}}}}}}]}}"#
+        )
+    };
+    let proxy = S3tapCommand::new()
+        .config(
+            dir.path(),
+            &format!(
+                r#"
+[tls]
+cert = "{cert}"
+key = "{key}"
+
+[upstream]
+endpoint = "{endpoint}"
+credentials = "fixed"
+access_key_id = "{up_key}"
+secret_access_key = "{up_secret}"
+
+[[clients]]
+access_key_id = "TLSONLYKEY"
+secret_access_key = "tls-only-secret"
+policy = '''{tls_only}'''
+
+[[clients]]
+access_key_id = "PLAINONLYKEY"
+secret_access_key = "plain-only-secret"
+policy = '''{plain_only}'''
+"#,
+                cert = cert.display(),
+                key = key.display(),
+                endpoint = s3s.endpoint(),
+                up_key = upstream.access_key,
+                up_secret = upstream.secret_key,
+                tls_only = deny_when(false),
+                plain_only = deny_when(true),
+            ),
+        )
+        .start(dir.path());
+    assert!(proxy.endpoint.starts_with("https://"), "{}", proxy.endpoint);
+    let run = |who: (&'static str, &'static str), ops: &'static [&'static str]| {
+        let endpoint = proxy.endpoint.clone();
+        let ca = ca.clone();
+        async move {
+            let mut args: Vec<&std::ffi::OsStr> = vec![endpoint.as_ref(), "bkt".as_ref()];
+            args.extend(ops.iter().map(|op| std::ffi::OsStr::new(*op)));
+            let out = support::clients::boto3_script_env(
+                peers,
+                "boto3_authz.py",
+                &args,
+                &creds(who),
+                &[("AWS_CA_BUNDLE", ca.as_os_str())],
+            )
+            .await;
+            out.assert_success("boto3_authz.py over HTTPS");
+            out.stdout.lines().map(str::to_owned).collect::<Vec<_>>()
+        }
+    };
+    // Over HTTPS boto3 streams uploads as aws-chunked with a checksum
+    // trailer; the DeleteObjects list read to decide goes on unchanged.
+    let tls_only = run(
+        ("TLSONLYKEY", "tls-only-secret"),
+        &[
+            "put:a.txt",
+            "put:b.txt",
+            "get:a.txt",
+            "delete_objects:a.txt,b.txt",
+        ],
+    )
+    .await;
+    expect(
+        &tls_only,
+        &[
+            "put:a.txt OK",
+            "put:b.txt OK",
+            "get:a.txt OK",
+            "delete_objects:a.txt,b.txt OK",
+        ],
+        &proxy,
+    );
+    assert!(!s3s.data_dir().join("bkt/a.txt").exists());
+    let plain_only = run(("PLAINONLYKEY", "plain-only-secret"), &["put:c.txt"]).await;
+    expect(&plain_only, &["put:c.txt ERROR AccessDenied"], &proxy);
+    assert!(!s3s.data_dir().join("bkt/c.txt").exists());
+}
