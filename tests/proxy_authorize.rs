@@ -5,7 +5,8 @@
 //! move); a client scoped to `bucket/photos/` stays inside it; a
 //! `readwrite` client on that prefix uploads, copies and deletes there (a
 //! DeleteObjects naming one key outside is refused whole); aws-cli
-//! `s3 cp` and `s3 sync` fail as against AWS; a bad policy stops the start.
+//! `s3 cp` and `s3 sync` fail as against AWS; `aws:SecureTransport` is the
+//! TLS listener's; a bad policy stops the start.
 
 #![cfg(feature = "proxy")]
 
