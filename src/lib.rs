@@ -1,13 +1,14 @@
 //! s3tap: tower middleware and a proxy for S3-compatible storage (Backblaze
 //! B2 first, any S3 API in general).
 //!
-//! A request to the proxy passes four layers, each usable alone in any tower
+//! A request to the proxy passes five layers, each usable alone in any tower
 //! or axum stack:
 //!
 //! | layer | does | feature |
 //! |---|---|---|
 //! | [`notify::NotifyLayer`] | classifies the S3 operation and hands an [`Event`](notify::Event) to an emitter when the response ends, never delaying it | `notify` |
 //! | [`verify::SigV4VerifyLayer`] | checks the client's AWS Signature V4 (headers, presigned URLs, every payload mode, aws-chunked with trailers) and gives the inner service a verified, decoded body | always |
+//! | [`authorize::AuthorizeLayer`] | refuses what the verified client's IAM-style policy does not allow, before anything goes further | `authorize` |
 //! | [`resign::ResignLayer`] | rewrites the request for the real upstream and signs it again, in the payload mode the client chose | always |
 //! | [`upstream::UpstreamClient`] | forwards to the upstream over HTTP(S), answering S3 errors when it cannot | `upstream` |
 //!
@@ -103,6 +104,7 @@
 //! |---|---|
 //! | (none) | [`sigv4`], [`verify`], [`resign`], [`credentials`], [`s3error`] |
 //! | `notify` | [`notify::NotifyLayer`], the event model, classification, rules, formats |
+//! | `authorize` | [`authorize::AuthorizeLayer`]: IAM-style JSON policies per client (with `notify`) |
 //! | `dispatcher` | [`notify::Dispatcher`] with its durable spool, the [`sink::Sink`] port, [`sink::JsonLinesSink`] |
 //! | `upstream` | [`upstream::UpstreamClient`] (hyper, rustls) |
 //! | `webhook` | [`webhook::VerifyWebhookLayer`] for receiving signed webhooks |
@@ -115,6 +117,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod addressing;
+#[cfg(feature = "authorize")]
+pub mod authorize;
 pub mod body;
 pub mod credentials;
 pub mod crypto;

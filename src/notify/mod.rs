@@ -64,7 +64,7 @@ mod parts;
 #[cfg(feature = "dispatcher")]
 mod routing;
 pub mod rules;
-mod scan;
+pub(crate) mod scan;
 mod service;
 
 pub use body::{NotifyBody, NotifyRequestBody};

@@ -12,9 +12,11 @@
 //! each step is short, and the file is one job, resolving settings.)
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::authorize::{Access, Policy};
 use crate::credentials::{Secret, UpstreamCredentials};
 use crate::notify::Rule;
 use crate::resign::{Addressing, CredentialsSource, Upstream};
@@ -170,6 +172,9 @@ pub struct ClientKey {
     pub upstream: Option<(String, Secret)>,
     /// May configure bucket notifications through the S3 API.
     pub manage_notifications: bool,
+    /// What the client may do (`policy`, `policy_file`, `readonly`,
+    /// `writeonly`, `readwrite`, merged); `None`: anything.
+    pub policy: Option<Arc<Policy>>,
 }
 
 /// Verification settings.
@@ -389,12 +394,23 @@ impl Merge<'_> {
                     )))
                 }
             };
+            let policy = client_policy(
+                &format!("{file_name} [[clients]] {}", c.access_key_id),
+                c.policy.as_deref(),
+                c.policy_file.as_deref(),
+                [
+                    (Access::ReadOnly, c.readonly.as_deref()),
+                    (Access::WriteOnly, c.writeonly.as_deref()),
+                    (Access::ReadWrite, c.readwrite.as_deref()),
+                ],
+            )?;
             clients.push(ClientKey {
                 access_key_id: c.access_key_id,
                 secret: Secret::new(c.secret_access_key),
                 identity: c.identity,
                 upstream,
                 manage_notifications: c.manage_notifications,
+                policy,
             });
         }
         Ok(clients)
@@ -586,8 +602,54 @@ impl Merge<'_> {
             identity: None,
             upstream: None,
             manage_notifications: false,
+            policy: None,
         });
     }
+}
+
+/// One client's policy from its `policy`, `policy_file` and shorthand
+/// keys, merged; `None` when it has none of them.
+fn client_policy(
+    what: &str,
+    json: Option<&str>,
+    file: Option<&Path>,
+    shorthands: [(Access, Option<&[String]>); 3],
+) -> Result<Option<Arc<Policy>>, ConfigError> {
+    let mut policy: Option<Policy> = None;
+    let mut add = |more: Policy| {
+        policy = Some(match policy.take() {
+            Some(policy) => policy.merge(more),
+            None => more,
+        });
+    };
+    match (json, file) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(format!(
+                "{what}: policy and policy_file: give one of them"
+            )))
+        }
+        (Some(json), None) => {
+            add(Policy::from_json(json).map_err(|e| invalid(format!("{what}: policy: {e}")))?)
+        }
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                invalid(format!(
+                    "{what}: cannot read policy_file {}: {e}",
+                    path.display()
+                ))
+            })?;
+            add(Policy::from_json(&text)
+                .map_err(|e| invalid(format!("{what}: policy_file {}: {e}", path.display())))?)
+        }
+        (None, None) => {}
+    }
+    for (access, scopes) in shorthands {
+        if let Some(scopes) = scopes {
+            add(Policy::shorthand(access, scopes)
+                .map_err(|e| invalid(format!("{what}: {}: {e}", access.as_str())))?);
+        }
+    }
+    Ok(policy.map(Arc::new))
 }
 
 impl Config {

@@ -1,5 +1,5 @@
 //! Prometheus metrics of one proxy: requests by operation and status,
-//! verification failures by reason, upstream latency, bytes in and out, and
+//! verification failures by reason, authorization denials by client, upstream latency, bytes in and out, and
 //! the dispatcher's queue, spool and per-sink deliveries, retries,
 //! failures, dead letters and the age of the oldest undelivered event,
 //! rendered on the admin address at `/metrics`.
@@ -102,6 +102,26 @@ impl ProxyMetrics {
         let key = Key::from_parts(
             "s3tap_rejections_total",
             vec![Label::new("layer", layer), Label::new("reason", reason)],
+        );
+        self.recorder.register_counter(&key, &METADATA).increment(1);
+    }
+
+    /// The authorization layer refused `client` (identity or key id, never
+    /// a secret) `action` for `reason`
+    /// (`s3tap_authorization_denied_total{client,action,reason}`).
+    pub(super) fn authorization_denied(
+        &self,
+        client: &str,
+        action: &'static str,
+        reason: &'static str,
+    ) {
+        let key = Key::from_parts(
+            "s3tap_authorization_denied_total",
+            vec![
+                Label::new("client", client.to_owned()),
+                Label::new("action", action),
+                Label::new("reason", reason),
+            ],
         );
         self.recorder.register_counter(&key, &METADATA).increment(1);
     }

@@ -22,6 +22,7 @@ use super::config::Limits;
 use super::limits::{ClientBody, CountedBody};
 use super::metrics::ProxyMetrics;
 use crate::addressing::ClientAddressing;
+use crate::authorize::Denied;
 use crate::notify::classify::classify_addressed;
 use crate::s3error::{RequestId, S3Error, S3ErrorCode};
 use crate::verified::{ClientAddr, Rejection, Verified};
@@ -173,6 +174,14 @@ where
                 }
                 if let Some(rejection) = parts.extensions.get::<Rejection>() {
                     metrics.rejection(rejection.layer, rejection.reason);
+                }
+                if let Some(denied) = parts.extensions.get::<Denied>() {
+                    let client = denied
+                        .identity
+                        .as_deref()
+                        .or(denied.access_key_id.as_deref())
+                        .unwrap_or("-");
+                    metrics.authorization_denied(client, denied.action, denied.reason);
                 }
                 metrics.request(operation, parts.status.as_u16());
                 let span = tracing::Span::current();

@@ -236,6 +236,16 @@ pub(super) struct ClientSection {
     /// (`PutBucketNotificationConfiguration`, `GetBucketNotificationConfiguration`).
     #[serde(default)]
     pub manage_notifications: bool,
+    /// An IAM JSON policy document restricting what the client may do.
+    pub policy: Option<String>,
+    /// A file holding such a document.
+    pub policy_file: Option<PathBuf>,
+    /// Shorthand: list and read these `bucket` or `bucket/prefix` scopes.
+    pub readonly: Option<Vec<String>>,
+    /// Shorthand: upload to these scopes.
+    pub writeonly: Option<Vec<String>>,
+    /// Shorthand: list, read, upload and delete in these scopes.
+    pub readwrite: Option<Vec<String>>,
 }
 
 impl fmt::Debug for ClientSection {
@@ -245,6 +255,11 @@ impl fmt::Debug for ClientSection {
             .field("identity", &self.identity)
             .field("upstream_access_key_id", &self.upstream_access_key_id)
             .field("manage_notifications", &self.manage_notifications)
+            .field("policy", &self.policy.is_some())
+            .field("policy_file", &self.policy_file)
+            .field("readonly", &self.readonly)
+            .field("writeonly", &self.writeonly)
+            .field("readwrite", &self.readwrite)
             .finish_non_exhaustive()
     }
 }

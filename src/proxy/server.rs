@@ -1,6 +1,6 @@
 //! The proxy server: binds the listeners, composes
-//! `RequestLog → NotifyLayer → SigV4VerifyLayer → BucketNotificationsLayer →
-//! RecordAccessKey → ResignLayer → UpstreamClient`, serves HTTP or HTTPS on
+//! `RequestLog → NotifyLayer → SigV4VerifyLayer → AuthorizeLayer →
+//! BucketNotificationsLayer → RecordAccessKey → ResignLayer → UpstreamClient`, serves HTTP or HTTPS on
 //! the S3 listener, runs the admin listener beside it, and drains in-flight
 //! requests on shutdown (then the event dispatcher).
 //!
@@ -30,16 +30,19 @@ use super::error::StartError;
 use super::metrics::ProxyMetrics;
 use super::request_log::{RecordAccessKey, RequestLog};
 use super::tls::tls_acceptor;
+use crate::authorize::{Authorize, AuthorizeLayer, StaticPolicies};
 use crate::credentials::{Credential, Identity, StaticCredentials, UpstreamCredentials};
 use crate::notify::{Dispatcher, DispatcherTask, Notify, NotifyLayer, SharedRules};
 use crate::resign::{Addressing, CredentialsSource, Resign, ResignLayer, Upstream};
 use crate::upstream::UpstreamClient;
 use crate::verify::{SigV4Verify, SigV4VerifyLayer};
 
-/// The verify → bucket notification API → record identity → re-sign →
-/// upstream stack.
-type Stack =
-    SigV4Verify<BucketNotifications<RecordAccessKey<Resign<UpstreamClient>>>, StaticCredentials>;
+/// The verify → authorize → bucket notification API → record identity →
+/// re-sign → upstream stack.
+type Stack = SigV4Verify<
+    Authorize<BucketNotifications<RecordAccessKey<Resign<UpstreamClient>>>, StaticPolicies>,
+    StaticCredentials,
+>;
 
 /// A bound, not yet serving, proxy.
 pub struct Proxy {
@@ -200,6 +203,7 @@ impl Proxy {
             config.virtual_host_suffix.clone(),
             metrics.clone(),
             notifications,
+            tls.is_some(),
         )?;
         if config.notify.head_for_size() {
             notify = notify.size_lookup(head_for_size);
@@ -400,9 +404,14 @@ fn stack(
     virtual_host_suffix: Option<String>,
     metrics: Arc<ProxyMetrics>,
     notifications: BucketNotificationsLayer,
+    secure_transport: bool,
 ) -> Result<(Stack, super::head::HeadForSize), StartError> {
     let mut store = StaticCredentials::new();
+    let mut policies = StaticPolicies::new();
     for client in clients {
+        if let Some(policy) = &client.policy {
+            policies.insert(client.access_key_id.clone(), (**policy).clone());
+        }
         let mut credential = Credential::new(&client.access_key_id, client.secret.clone());
         if let Some(identity) = &client.identity {
             credential = credential.identity(Identity::new(identity.as_str()));
@@ -430,7 +439,12 @@ fn stack(
     resign = resign
         .addressing(remote.addressing)
         .credentials(remote.credentials.clone());
+    // Clients without a policy keep full access, as before policies existed.
+    let mut authorize = AuthorizeLayer::new(policies)
+        .allow_without_policy(true)
+        .secure_transport(secure_transport);
     if let Some(suffix) = virtual_host_suffix {
+        authorize = authorize.client_virtual_host_suffix(suffix.clone());
         resign = resign.client_virtual_host_suffix(suffix);
     }
 
@@ -446,8 +460,12 @@ fn stack(
         .max_chunk_size(verify.max_chunk_size)
         .payload_hashing(verify.payload_hashing);
     Ok((
-        verify_layer
-            .layer(notifications.layer(RecordAccessKey::new(resign.layer(client), metrics))),
+        // Authorization before the notification API answers and before
+        // anything goes upstream.
+        verify_layer.layer(
+            authorize
+                .layer(notifications.layer(RecordAccessKey::new(resign.layer(client), metrics))),
+        ),
         head_for_size,
     ))
 }

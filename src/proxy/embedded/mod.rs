@@ -135,6 +135,7 @@ pub(super) fn client_key(
                 // The store's own key, the only one it has: its holder owns
                 // the store and may configure its notifications.
                 manage_notifications: true,
+                policy: None,
             };
             save_key(&path, &key)?;
             Ok(key)
@@ -160,6 +161,7 @@ fn parse_saved_key(text: &str) -> Option<ClientKey> {
         identity: None,
         upstream: None,
         manage_notifications: true,
+        policy: None,
     })
 }
 
