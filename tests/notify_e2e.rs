@@ -329,6 +329,10 @@ url = "{hook_url}"
 format = "b2"
 b2_secret = "{B2_SECRET}"
 timeout_secs = {timeout}
+# One POST at a time, so that the receiver can tell from arrival times
+# alone that a Retry-After was honoured; a delivery's concurrent POSTs and
+# how they stop at a 429 are tested in sink_webhook.rs.
+concurrency = 1
 
 [[rules]]
 name = "created"

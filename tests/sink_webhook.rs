@@ -382,6 +382,29 @@ async fn one_delivery_sends_its_messages_at_once_and_each_answer_counts_for_its_
 }
 
 #[tokio::test]
+async fn a_429_stops_a_delivery_from_starting_more_requests() {
+    let receiver = Receiver::start(
+        free(),
+        Arc::new(|_: &Seen| Reply::StatusWith(429, vec![("retry-after", "2".into())])),
+    )
+    .await;
+    let sink = WebhookSink::builder(receiver.url())
+        .format(Encoder::new(Format::Seed, FormatOptions::default()))
+        .concurrency(4)
+        .build()
+        .unwrap();
+    let events = batch(12);
+    match sink.deliver(&events).await {
+        Err(SinkError::Transient { retry_after, .. }) => {
+            assert_eq!(retry_after, Some(Duration::from_secs(2)));
+        }
+        other => panic!("expected the whole delivery to wait 2 s, got {other:?}"),
+    }
+    // The first four were in flight together; none started after a 429.
+    assert_eq!(receiver.log.records().len(), 4);
+}
+
+#[tokio::test]
 async fn https_receivers_that_offer_http2_get_a_delivery_over_it() {
     let (server, seen) = gathering_receiver(3, "none", true).await;
     let pem = std::fs::read(server.ca_pem().unwrap()).unwrap();

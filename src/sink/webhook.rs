@@ -5,7 +5,7 @@ use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use http::header::{HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
 use http::{HeaderMap, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
@@ -398,29 +398,52 @@ impl WebhookSink {
             .await
     }
 
-    /// Sends `batch` as messages of at most `max_batch` events,
-    /// `concurrency` at a time, and folds their answers into one result for the dispatcher: events
-    /// of answered messages are acknowledged, the others retried or
-    /// dead-lettered by their own message's answer.
+    /// Sends `batch` as messages of at most `max_batch` events, up to
+    /// `concurrency` in flight, and folds their answers into one result for
+    /// the dispatcher: events of answered messages are acknowledged, the
+    /// others retried or dead-lettered by their own message's answer.
+    ///
+    /// A transient failure (5xx, 429, a timeout, no connection) or a `410`
+    /// stops the delivery from starting more messages: the receiver asked
+    /// to wait, or is struggling, and the dispatcher backs the whole sink
+    /// off (honouring `Retry-After`). Requests already in flight finish;
+    /// messages not sent yet fail with that same error, to be retried.
     async fn send(&self, batch: &[Event]) -> Result<(), SinkError> {
         let now = SystemTime::now();
         if batch.len() <= self.max_batch {
             return self.send_within_timeout(self.request(batch, now)).await;
         }
-        // Encoded up front: the stream then holds owned requests only.
-        let requests: Vec<_> = batch
-            .chunks(self.max_batch)
-            .map(|message| self.request(message, now))
-            .collect();
-        let answers: Vec<_> = futures_util::stream::iter(requests)
-            .map(|request| self.send_within_timeout(request))
-            .buffered(self.concurrency)
-            .collect()
-            .await;
+        let messages: Vec<&[Event]> = batch.chunks(self.max_batch).collect();
+        let mut answers: Vec<Option<Result<(), SinkError>>> = vec![None; messages.len()];
+        let mut unsent = messages.iter().enumerate();
+        let mut in_flight = FuturesUnordered::new();
+        let mut stop: Option<SinkError> = None;
+        loop {
+            while stop.is_none() && in_flight.len() < self.concurrency {
+                let Some((index, message)) = unsent.next() else {
+                    break;
+                };
+                let request = self.request(message, now);
+                in_flight.push(async move { (index, self.send_within_timeout(request).await) });
+            }
+            let Some((index, answer)) = in_flight.next().await else {
+                break;
+            };
+            if let Err(error @ (SinkError::Transient { .. } | SinkError::Disabled { .. })) = &answer
+            {
+                stop.get_or_insert_with(|| error.clone());
+            }
+            answers[index] = Some(answer);
+        }
         let mut failed = Vec::new();
         let mut first = 0;
-        for (message, answer) in batch.chunks(self.max_batch).zip(answers) {
-            if let Err(error) = answer {
+        for (message, answer) in messages.iter().zip(answers) {
+            let error = match answer {
+                Some(Ok(())) => None,
+                Some(Err(error)) => Some(error),
+                None => stop.clone(),
+            };
+            if let Some(error) = error {
                 failed.extend((first..first + message.len()).map(|i| (i, error.clone())));
             }
             first += message.len();
