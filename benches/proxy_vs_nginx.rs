@@ -22,7 +22,8 @@
 //! (`1,32`), `BENCH_CASES` (`get-1k,get-64k,put-1k,put-64k`), `BENCH_GIB`
 //! (1), `BENCH_MODES` (all), `BENCH_PERF_SECONDS` (0: with a number,
 //! `perf record -g` the s3tap process that long under the c=32 GET load;
-//! the data file is kept and its path printed).
+//! the data file is kept and its path printed), `BENCH_S3TAP_BIN` (another
+//! build of the `s3tap` binary, for a before/after comparison).
 
 #[path = "../tests/signing/mod.rs"]
 mod signing;
@@ -200,7 +201,11 @@ impl S3tap {
         .unwrap();
         let listen = free_port();
         let admin = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_s3tap"))
+        // `BENCH_S3TAP_BIN`: another build of the binary (a saved "before").
+        let binary = std::env::var_os("BENCH_S3TAP_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_s3tap")));
+        let child = Command::new(binary)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("RUST_LOG", "warn")
