@@ -23,7 +23,8 @@
 //! (1), `BENCH_MODES` (all), `BENCH_PERF_SECONDS` (0: with a number,
 //! `perf record -g` the s3tap process that long under the c=32 GET load;
 //! the data file is kept and its path printed), `BENCH_S3TAP_BIN` (another
-//! build of the `s3tap` binary, for a before/after comparison).
+//! build of the `s3tap` binary), `BENCH_S3TAP_BEFORE` (a saved earlier
+//! build, run beside the current one in the same rounds of `proxy`).
 
 #[path = "../tests/signing/mod.rs"]
 mod signing;
@@ -183,6 +184,21 @@ struct S3tap {
 
 impl S3tap {
     fn start(dir: &Path, name: &str, upstream: u16, receiver: u16, hashing: &str) -> (S3tap, u16) {
+        // `BENCH_S3TAP_BIN`: another build of the binary.
+        let binary = std::env::var_os("BENCH_S3TAP_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_s3tap")));
+        Self::start_binary(&binary, dir, name, upstream, receiver, hashing)
+    }
+
+    fn start_binary(
+        binary: &Path,
+        dir: &Path,
+        name: &str,
+        upstream: u16,
+        receiver: u16,
+        hashing: &str,
+    ) -> (S3tap, u16) {
         let d = dir.join(name);
         std::fs::create_dir_all(&d).unwrap();
         let config = d.join("s3tap.toml");
@@ -201,10 +217,6 @@ impl S3tap {
         .unwrap();
         let listen = free_port();
         let admin = free_port();
-        // `BENCH_S3TAP_BIN`: another build of the binary (a saved "before").
-        let binary = std::env::var_os("BENCH_S3TAP_BIN")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_s3tap")));
         let child = Command::new(binary)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -434,10 +446,24 @@ fn goal1() {
     wait_listening(receiver, "nginx receiver");
     let hop = nginx_hop(dir.path(), hop_port, upstream);
     let (s3tap, s3tap_port) = S3tap::start(dir.path(), "s3tap", upstream, receiver, "verify");
+    // `BENCH_S3TAP_BEFORE`: a saved earlier build, measured in the same
+    // rounds (nginx, before, s3tap), so a change is compared in one sitting.
+    let before = std::env::var_os("BENCH_S3TAP_BEFORE").map(|binary| {
+        S3tap::start_binary(
+            Path::new(&binary),
+            dir.path(),
+            "before",
+            upstream,
+            receiver,
+            "verify",
+        )
+    });
 
     struct Row {
         case: String,
         c: usize,
+        before_rps: Vec<f64>,
+        before_cpu: Vec<f64>,
         nginx_rps: Vec<f64>,
         s3tap_rps: Vec<f64>,
         nginx_cpu: Vec<f64>,
@@ -475,10 +501,22 @@ fn goal1() {
             &path,
             &body,
         );
+        let before_script = before.as_ref().map(|(_, port)| {
+            wrk_script(
+                dir.path(),
+                &format!("{case}-before"),
+                &method,
+                &format!("127.0.0.1:{port}"),
+                &path,
+                &body,
+            )
+        });
         for &c in &connections {
             let mut row = Row {
                 case: case.clone(),
                 c,
+                before_rps: vec![],
+                before_cpu: vec![],
                 nginx_rps: vec![],
                 s3tap_rps: vec![],
                 nginx_cpu: vec![],
@@ -494,6 +532,23 @@ fn goal1() {
                     seconds,
                     Measured::Workers(hop.pid()),
                 );
+                if let (Some((before, port)), Some(script)) = (&before, &before_script) {
+                    let b = wrk(
+                        *port,
+                        &path,
+                        script,
+                        c,
+                        seconds,
+                        Measured::Process(before.pid()),
+                    );
+                    eprintln!(
+                        "{case} c={c}: before {:.0} req/s {:.1} µs/req (errors {})",
+                        b.rps, b.cpu_us_per_request, b.errors
+                    );
+                    row.before_rps.push(b.rps);
+                    row.before_cpu.push(b.cpu_us_per_request);
+                    row.errors += b.errors;
+                }
                 let s = wrk(
                     s3tap_port,
                     &path,
@@ -517,45 +572,12 @@ fn goal1() {
     }
 
     if perf_seconds > 0 {
-        let case = "get-1k";
-        let path = "/bench/object-1k";
-        let script = wrk_script(
-            dir.path(),
-            "perf-s3tap",
-            "GET",
-            &format!("127.0.0.1:{s3tap_port}"),
-            path,
-            &[],
-        );
-        let data = std::env::temp_dir().join("s3tap-proxy.perf.data");
-        let mut perf = Command::new("perf")
-            .args(["record", "-g", "-F", "999", "-o"])
-            .arg(&data)
-            .args(["-p", &s3tap.pid().to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("perf (scripts/bench.sh installs linux-perf)");
-        std::thread::sleep(Duration::from_millis(500));
-        let run = wrk(
-            s3tap_port,
-            path,
-            &script,
-            32,
-            perf_seconds,
-            Measured::Process(s3tap.pid()),
-        );
-        let _ = Command::new("kill")
-            .args(["-INT", &perf.id().to_string()])
-            .status();
-        let _ = perf.wait();
-        eprintln!(
-            "perf: {case} c=32 under perf: {:.0} req/s, {:.1} µs/req; data in {}",
-            run.rps,
-            run.cpu_us_per_request,
-            data.display()
-        );
+        if let Some((before, port)) = &before {
+            profile(dir.path(), "before", before.pid(), *port, perf_seconds);
+        }
+        profile(dir.path(), "after", s3tap.pid(), s3tap_port, perf_seconds);
     }
+    drop(before);
     drop(s3tap);
     drop(hop);
     drop(peers);
@@ -565,7 +587,7 @@ fn goal1() {
     );
     println!("| case | c | nginx req/s | s3tap req/s | ratio | nginx CPU µs/req | s3tap CPU µs/req | ratio | errors | missed |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
-    for mut row in rows {
+    for row in &mut rows {
         let nrps = median(&mut row.nginx_rps.clone());
         let srps = median(&mut row.s3tap_rps.clone());
         let ncpu = median(&mut row.nginx_cpu.clone());
@@ -599,8 +621,63 @@ fn goal1() {
                 missed.join("; ")
             }
         );
-        row.nginx_rps.clear();
     }
+    if rows.iter().any(|r| !r.before_rps.is_empty()) {
+        println!("\n### Before (BENCH_S3TAP_BEFORE) and after, same rounds\n");
+        println!("| case | c | before req/s | after req/s | before / nginx | after / nginx | before CPU µs/req | after CPU µs/req | after / before CPU |");
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for row in &rows {
+            let nrps = median(&mut row.nginx_rps.clone());
+            let brps = median(&mut row.before_rps.clone());
+            let srps = median(&mut row.s3tap_rps.clone());
+            let bcpu = median(&mut row.before_cpu.clone());
+            let scpu = median(&mut row.s3tap_cpu.clone());
+            println!(
+                "| {} | {} | {brps:.0} ({}) | {srps:.0} ({}) | {:.2} | {:.2} | {bcpu:.1} | {scpu:.1} | {:.2} |",
+                row.case,
+                row.c,
+                spread(&row.before_rps),
+                spread(&row.s3tap_rps),
+                brps / nrps.max(1.0),
+                srps / nrps.max(1.0),
+                scpu / bcpu.max(1e-9)
+            );
+        }
+    }
+}
+
+/// `perf record -g` of one s3tap process under the c=32 1 KiB GET load.
+fn profile(dir: &Path, name: &str, pid: u32, port: u16, seconds: u64) {
+    let path = "/bench/object-1k";
+    let script = wrk_script(
+        dir,
+        &format!("perf-{name}"),
+        "GET",
+        &format!("127.0.0.1:{port}"),
+        path,
+        &[],
+    );
+    let data = std::env::temp_dir().join(format!("s3tap-proxy-{name}.perf.data"));
+    let mut perf = Command::new("perf")
+        .args(["record", "-g", "-F", "999", "-o"])
+        .arg(&data)
+        .args(["-p", &pid.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("perf (scripts/bench.sh installs linux-perf)");
+    std::thread::sleep(Duration::from_millis(500));
+    let run = wrk(port, path, &script, 32, seconds, Measured::Process(pid));
+    let _ = Command::new("kill")
+        .args(["-INT", &perf.id().to_string()])
+        .status();
+    let _ = perf.wait();
+    eprintln!(
+        "perf ({name}): get-1k c=32 under perf: {:.0} req/s, {:.1} µs/req; data in {}",
+        run.rps,
+        run.cpu_us_per_request,
+        data.display()
+    );
 }
 
 // ---------------------------------------------------------------- goal 3
