@@ -5,6 +5,15 @@
 #   scripts/bench.sh webhook   webhook delivery vs the proxy's request rate,
 #                              receiver nginx `return 204` (knobs: see
 #                              benches/webhook_keeps_up.rs)
+#   scripts/bench.sh proxy     s3tap (verify + re-sign + B2 webhook) vs nginx
+#                              `proxy_pass`, signed 1 KiB/64 KiB GET and PUT
+#                              under wrk at c=1 and c=32: req/s and CPU per
+#                              request (issue 14, goal 1; knobs BENCH_SECONDS,
+#                              BENCH_ROUNDS, BENCH_CONNECTIONS, BENCH_CASES,
+#                              BENCH_PERF_SECONDS; see benches/proxy_vs_nginx.rs)
+#   scripts/bench.sh uploads   CPU-seconds per GiB of large uploads per
+#                              payload mode vs the nginx hop and openssl's
+#                              SHA-256 (issue 14, goal 3; BENCH_GIB, BENCH_MODES)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -16,7 +25,9 @@ need() {
   if [[ ${#missing[@]} -gt 0 ]]; then
     echo "bench.sh: installing ${missing[*]} from Debian's packages" >&2
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]/nginx/nginx-light}" >/dev/null
+    local packages=("${missing[@]/nginx/nginx-light}")
+    packages=("${packages[@]/perf/linux-perf}")
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
   fi
 }
 
@@ -25,8 +36,17 @@ case "${1:-}" in
     need nginx
     exec cargo bench --features proxy --bench webhook_keeps_up
     ;;
+  proxy)
+    need nginx wrk
+    if [[ "${BENCH_PERF_SECONDS:-0}" != 0 ]]; then need perf; fi
+    exec cargo bench --features proxy --bench proxy_vs_nginx -- proxy
+    ;;
+  uploads)
+    need nginx openssl
+    exec cargo bench --features proxy --bench proxy_vs_nginx -- uploads
+    ;;
   *)
-    echo "usage: scripts/bench.sh webhook" >&2
+    echo "usage: scripts/bench.sh webhook|proxy|uploads" >&2
     exit 2
     ;;
 esac

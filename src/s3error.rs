@@ -241,6 +241,13 @@ pub fn escape_xml_into(out: &mut String, text: &str) {
 /// A new request id: 16 upper-case hex digits, like S3's, unique within the
 /// process and unlikely to repeat across processes.
 pub fn new_request_id() -> String {
+    let id = request_id_digits();
+    std::str::from_utf8(&id).expect("hex digits").to_owned()
+}
+
+/// The digits of [`new_request_id`], on the stack: the proxy makes one per
+/// request and keeps it in an `Arc<str>` without a `String` in between.
+fn request_id_digits() -> [u8; 16] {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     let seed = *SEED.get_or_init(|| {
@@ -259,7 +266,12 @@ pub fn new_request_id() -> String {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^= z >> 31;
-    format!("{z:016X}")
+    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+    let mut digits = [0u8; 16];
+    for (i, digit) in digits.iter_mut().enumerate() {
+        *digit = DIGITS[(z >> (60 - 4 * i)) as usize & 0xF];
+    }
+    digits
 }
 
 /// The request id of one request, as a request extension: set it early (the
@@ -276,7 +288,8 @@ impl RequestId {
 
     /// A fresh id from [`new_request_id`].
     pub fn generate() -> Self {
-        RequestId(new_request_id().into())
+        let id = request_id_digits();
+        RequestId(std::str::from_utf8(&id).expect("hex digits").into())
     }
 
     /// The id as text.
@@ -325,5 +338,9 @@ mod tests {
         let ids: std::collections::HashSet<String> = (0..1000).map(|_| new_request_id()).collect();
         assert_eq!(ids.len(), 1000);
         assert!(ids.iter().all(|id| id.len() == 16));
+        assert!(ids.iter().all(|id| id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))));
+        assert_eq!(RequestId::generate().as_str().len(), 16);
     }
 }

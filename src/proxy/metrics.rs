@@ -7,6 +7,9 @@
 //! Each proxy owns its recorder (no global one), so several proxies in one
 //! process, as in tests, keep separate figures.
 
+use std::collections::HashMap;
+use std::sync::RwLock;
+
 use metrics::{Counter, Histogram, Key, Label, Level, Metadata, Recorder};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
@@ -30,6 +33,10 @@ pub(super) struct ProxyMetrics {
     bytes_in: Counter,
     bytes_out: Counter,
     upstream_latency: Histogram,
+    /// `s3tap_requests_total` handles by operation and status, resolved
+    /// once: building a `Key` (two labels, the status as a `String`) and
+    /// looking it up in the registry on every request showed in profiles.
+    requests: RwLock<HashMap<(&'static str, u16), Counter>>,
 }
 
 impl ProxyMetrics {
@@ -58,6 +65,7 @@ impl ProxyMetrics {
             bytes_in,
             bytes_out,
             upstream_latency,
+            requests: RwLock::new(HashMap::new()),
         }
     }
 
@@ -87,14 +95,31 @@ impl ProxyMetrics {
 
     /// One request finished with `status`.
     pub(super) fn request(&self, operation: &'static str, status: u16) {
-        let key = Key::from_parts(
-            "s3tap_requests_total",
-            vec![
-                Label::new("operation", operation),
-                Label::new("status", status.to_string()),
-            ],
-        );
-        self.recorder.register_counter(&key, &METADATA).increment(1);
+        if let Some(counter) = self
+            .requests
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&(operation, status))
+        {
+            counter.increment(1);
+            return;
+        }
+        let counter = {
+            let key = Key::from_parts(
+                "s3tap_requests_total",
+                vec![
+                    Label::new("operation", operation),
+                    Label::new("status", status.to_string()),
+                ],
+            );
+            let counter = self.recorder.register_counter(&key, &METADATA);
+            self.requests
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .insert((operation, status), counter.clone());
+            counter
+        };
+        counter.increment(1);
     }
 
     /// A layer refused a request.

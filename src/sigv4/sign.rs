@@ -10,8 +10,28 @@ use super::time::AmzDate;
 
 /// `AWS4-HMAC-SHA256\n<date>\n<scope>\n<hex sha256(canonical request)>`.
 pub fn string_to_sign(date: &AmzDate, scope: &str, canonical_request: &[u8]) -> String {
+    use std::fmt::Write;
     let digest = Sha256::digest(canonical_request);
-    format!("{ALGORITHM}\n{date}\n{scope}\n{}", hex::encode(digest))
+    // Written into one buffer of the right size: this runs twice per
+    // proxied request (verify, re-sign).
+    let mut out = String::with_capacity(ALGORITHM.len() + 16 + 3 + scope.len() + 1 + 64);
+    out.push_str(ALGORITHM);
+    out.push('\n');
+    let _ = write!(out, "{date}");
+    out.push('\n');
+    out.push_str(scope);
+    out.push('\n');
+    push_hex(&mut out, &digest);
+    out
+}
+
+/// Appends the lower-case hex of a 32-byte digest without an intermediate
+/// `String`.
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    let mut hex = [0u8; 64];
+    let hex = &mut hex[..bytes.len() * 2];
+    hex::encode_to_slice(bytes, hex).expect("twice the length");
+    out.push_str(std::str::from_utf8(hex).expect("hex is ASCII"));
 }
 
 /// A request's signature, with the intermediate texts kept so that a
@@ -50,10 +70,19 @@ pub fn authorization_value(
     signed_headers: &str,
     signature: &[u8; 32],
 ) -> String {
-    format!(
-        "{ALGORITHM} Credential={access_key_id}/{scope}, SignedHeaders={signed_headers}, Signature={}",
-        hex::encode(signature)
-    )
+    let mut out = String::with_capacity(
+        ALGORITHM.len() + 64 + access_key_id.len() + scope.len() + signed_headers.len() + 64,
+    );
+    out.push_str(ALGORITHM);
+    out.push_str(" Credential=");
+    out.push_str(access_key_id);
+    out.push('/');
+    out.push_str(scope);
+    out.push_str(", SignedHeaders=");
+    out.push_str(signed_headers);
+    out.push_str(", Signature=");
+    push_hex(&mut out, signature);
+    out
 }
 
 #[cfg(test)]

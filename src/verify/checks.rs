@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-use http::{header, HeaderMap, Request};
+use http::header::{self, HeaderName};
+use http::{HeaderMap, Request};
 
 use super::body::{PayloadPlan, VerifyBody};
 use super::error::VerifyError;
@@ -34,12 +35,43 @@ pub(crate) struct Claim {
     pub(crate) declared_trailers: Vec<String>,
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+// Header names as constants: a look-up by `&str` parses and checks the
+// name on every request first.
+const X_AMZ_DATE: HeaderName = HeaderName::from_static("x-amz-date");
+const X_AMZ_SECURITY_TOKEN: HeaderName = HeaderName::from_static("x-amz-security-token");
+const X_AMZ_CONTENT_SHA256: HeaderName = HeaderName::from_static("x-amz-content-sha256");
+const X_AMZ_DECODED_CONTENT_LENGTH: HeaderName =
+    HeaderName::from_static("x-amz-decoded-content-length");
+const X_AMZ_COPY_SOURCE: HeaderName = HeaderName::from_static("x-amz-copy-source");
+const X_AMZ_TRAILER: HeaderName = HeaderName::from_static("x-amz-trailer");
+
+/// The `x-amz-checksum-*` header of each algorithm, in
+/// [`ChecksumAlgorithm::ALL`]'s order.
+fn checksum_header_name(algorithm: ChecksumAlgorithm) -> HeaderName {
+    const CRC32: HeaderName = HeaderName::from_static("x-amz-checksum-crc32");
+    const CRC32C: HeaderName = HeaderName::from_static("x-amz-checksum-crc32c");
+    const CRC64NVME: HeaderName = HeaderName::from_static("x-amz-checksum-crc64nvme");
+    const SHA1: HeaderName = HeaderName::from_static("x-amz-checksum-sha1");
+    const SHA256: HeaderName = HeaderName::from_static("x-amz-checksum-sha256");
+    match algorithm {
+        ChecksumAlgorithm::Crc32 => CRC32,
+        ChecksumAlgorithm::Crc32c => CRC32C,
+        ChecksumAlgorithm::Crc64Nvme => CRC64NVME,
+        ChecksumAlgorithm::Sha1 => SHA1,
+        ChecksumAlgorithm::Sha256 => SHA256,
+    }
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-fn parse_length(headers: &HeaderMap, name: &'static str) -> Result<Option<u64>, VerifyError> {
-    match headers.get(name) {
+fn parse_length(
+    headers: &HeaderMap,
+    header: &HeaderName,
+    name: &'static str,
+) -> Result<Option<u64>, VerifyError> {
+    match headers.get(header) {
         None => Ok(None),
         Some(value) => value
             .to_str()
@@ -96,7 +128,7 @@ pub(crate) fn read_claim(
                     }
                     other => VerifyError::MalformedAuthorization(other),
                 })?;
-                let date = header_str(headers, "x-amz-date")
+                let date = header_str(headers, &X_AMZ_DATE)
                     .and_then(AmzDate::parse)
                     .ok_or(VerifyError::MissingDate)?;
                 let skew = now.seconds_until(&date).unsigned_abs();
@@ -107,7 +139,7 @@ pub(crate) fn read_claim(
                         max_secs: config.max_clock_skew.as_secs(),
                     });
                 }
-                let token = header_str(headers, "x-amz-security-token").map(str::to_owned);
+                let token = header_str(headers, &X_AMZ_SECURITY_TOKEN).map(str::to_owned);
                 (
                     AuthKind::Header,
                     auth.credential,
@@ -140,7 +172,7 @@ pub(crate) fn read_claim(
                 let token = presigned
                     .security_token
                     .clone()
-                    .or_else(|| header_str(headers, "x-amz-security-token").map(str::to_owned));
+                    .or_else(|| header_str(headers, &X_AMZ_SECURITY_TOKEN).map(str::to_owned));
                 (
                     AuthKind::Presigned {
                         expires_secs: presigned.expires_secs,
@@ -196,24 +228,28 @@ pub(crate) fn read_claim(
     }
 
     let payload_hash_text = match kind {
-        AuthKind::Header => header_str(headers, "x-amz-content-sha256")
+        AuthKind::Header => header_str(headers, &X_AMZ_CONTENT_SHA256)
             .ok_or(VerifyError::MissingContentSha256)?
             .to_owned(),
         AuthKind::Presigned { .. } => presigned_hash
-            .or_else(|| header_str(headers, "x-amz-content-sha256").map(str::to_owned))
+            .or_else(|| header_str(headers, &X_AMZ_CONTENT_SHA256).map(str::to_owned))
             .unwrap_or_else(|| PayloadMode::UNSIGNED.to_owned()),
     };
     let payload = PayloadMode::parse(&payload_hash_text)
         .ok_or_else(|| VerifyError::InvalidContentSha256(payload_hash_text.clone()))?;
 
-    let content_length = parse_length(headers, "content-length")?;
-    let decoded_content_length = parse_length(headers, "x-amz-decoded-content-length")?;
+    let content_length = parse_length(headers, &header::CONTENT_LENGTH, "content-length")?;
+    let decoded_content_length = parse_length(
+        headers,
+        &X_AMZ_DECODED_CONTENT_LENGTH,
+        "x-amz-decoded-content-length",
+    )?;
     if payload.is_chunked() && decoded_content_length.is_none() {
         return Err(VerifyError::MissingContentLength(
             "x-amz-decoded-content-length",
         ));
     }
-    let has_chunked_transfer = header_str(headers, "transfer-encoding")
+    let has_chunked_transfer = header_str(headers, &header::TRANSFER_ENCODING)
         .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
     if config.require_content_length
         && parts.method == http::Method::PUT
@@ -227,10 +263,10 @@ pub(crate) fn read_claim(
     // A checksum header describes the body only for uploads of object data;
     // on CompleteMultipartUpload it describes the assembled object instead.
     let uploads_data =
-        parts.method == http::Method::PUT && !headers.contains_key("x-amz-copy-source");
+        parts.method == http::Method::PUT && !headers.contains_key(X_AMZ_COPY_SOURCE);
     let mut checksum_header = None;
     for algorithm in ChecksumAlgorithm::ALL {
-        if let Some(value) = headers.get(algorithm.header_name()) {
+        if let Some(value) = headers.get(checksum_header_name(algorithm)) {
             let digest = value
                 .to_str()
                 .ok()
@@ -244,7 +280,7 @@ pub(crate) fn read_claim(
     if !uploads_data {
         checksum_header = None;
     }
-    let declared_trailers: Vec<String> = header_str(headers, "x-amz-trailer")
+    let declared_trailers: Vec<String> = header_str(headers, &X_AMZ_TRAILER)
         .map(|v| {
             v.split(',')
                 .map(|name| name.trim().to_ascii_lowercase())
@@ -400,7 +436,7 @@ pub(crate) fn complete<B>(
 }
 
 fn strip_aws_chunked_encoding(headers: &mut HeaderMap) {
-    let Some(value) = header_str(headers, "content-encoding") else {
+    let Some(value) = header_str(headers, &header::CONTENT_ENCODING) else {
         return;
     };
     let remaining: Vec<&str> = value
