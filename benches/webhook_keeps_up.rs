@@ -18,7 +18,7 @@
 //!
 //! `cargo bench --features proxy --bench webhook_keeps_up`; knobs:
 //! `WEBHOOK_SECONDS` (30), `WEBHOOK_CLIENTS` (32), `WEBHOOK_CONCURRENCY`
-//! (`1,16`), `WEBHOOK_FORMAT` (`seed`; `b2` sends B2's default of one event
+//! (`1,64`: before and the default), `WEBHOOK_FORMAT` (`seed`; `b2` sends B2's default of one event
 //! per POST).
 
 #[path = "../tests/notify_support/mod.rs"]
@@ -368,7 +368,7 @@ fn main() {
         let seconds: u64 = env_or("WEBHOOK_SECONDS", "30").parse().unwrap();
         let clients: usize = env_or("WEBHOOK_CLIENTS", "32").parse().unwrap();
         let format = env_or("WEBHOOK_FORMAT", "seed");
-        let concurrencies: Vec<usize> = env_or("WEBHOOK_CONCURRENCY", "1,16")
+        let concurrencies: Vec<usize> = env_or("WEBHOOK_CONCURRENCY", "1,64")
             .split(',')
             .map(|c| c.trim().parse().expect("WEBHOOK_CONCURRENCY: numbers"))
             .collect();

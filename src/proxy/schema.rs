@@ -345,7 +345,7 @@ pub enum SinkSection {
         /// rules), 1 to the format's limit for the others (default that
         /// limit).
         max_events_per_batch: Option<usize>,
-        /// Requests in flight at once per delivery (default 16; 1 keeps the
+        /// Requests in flight at once per delivery (default 64; 1 keeps the
         /// sink's events in order).
         concurrency: Option<usize>,
         /// Send one `b2:TestEvent` when the sink starts, as B2's "Test Rule"
