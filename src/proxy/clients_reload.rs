@@ -109,6 +109,14 @@ pub(crate) struct Reloader {
     fixed: Vec<ClientKey>,
     mapped: bool,
     table: ClientTable,
+    /// The file as it was when the reloader was made (just after the
+    /// config read it), so an edit made before the task first runs is
+    /// still a change.
+    seen: Option<Fingerprint>,
+    /// Installed when the proxy is built, so a SIGHUP sent once it is ready
+    /// reloads instead of ending the process.
+    #[cfg(unix)]
+    hangup: Option<tokio::signal::unix::Signal>,
 }
 
 impl Reloader {
@@ -123,11 +131,15 @@ impl Reloader {
             .filter(|c| !file.from_file.contains(&c.access_key_id))
             .cloned()
             .collect();
+        let seen = fingerprint_now(&file.path);
         Reloader {
             file,
             fixed,
             mapped: matches!(credentials, CredentialsSource::Mapped),
             table,
+            seen,
+            #[cfg(unix)]
+            hangup: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok(),
         }
     }
 
@@ -168,11 +180,10 @@ impl Reloader {
 
     /// Reloads on SIGHUP and whenever the file's modification time, length
     /// or content changes (checked every 250 ms), until dropped.
-    pub(crate) async fn run(self) {
+    pub(crate) async fn run(mut self) {
         #[cfg(unix)]
-        let mut hangup =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-        let mut seen = fingerprint(&self.file.path).await;
+        let mut hangup = self.hangup.take();
+        let mut seen = self.seen.take();
         let mut every = tokio::time::interval(POLL_INTERVAL);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -205,12 +216,29 @@ impl Reloader {
 }
 
 /// Modification time, length and a hash of the content (an edit within the
-/// clock's resolution that keeps the length still changes the hash);
-/// `None` while the file cannot be read.
-async fn fingerprint(path: &std::path::Path) -> Option<(SystemTime, u64, u64)> {
+/// clock's resolution that keeps the length still changes the hash).
+type Fingerprint = (SystemTime, u64, u64);
+
+/// The file's [`Fingerprint`]; `None` while it cannot be read.
+async fn fingerprint(path: &std::path::Path) -> Option<Fingerprint> {
     let metadata = tokio::fs::metadata(path).await.ok()?;
     let content = tokio::fs::read(path).await.ok()?;
+    Some(fingerprint_of(&metadata, &content))
+}
+
+/// [`fingerprint`], blocking: once, while the proxy is being built.
+fn fingerprint_now(path: &std::path::Path) -> Option<Fingerprint> {
+    let metadata = std::fs::metadata(path).ok()?;
+    let content = std::fs::read(path).ok()?;
+    Some(fingerprint_of(&metadata, &content))
+}
+
+fn fingerprint_of(metadata: &std::fs::Metadata, content: &[u8]) -> Fingerprint {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     content.hash(&mut hasher);
-    Some((metadata.modified().ok()?, metadata.len(), hasher.finish()))
+    (
+        metadata.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+        metadata.len(),
+        hasher.finish(),
+    )
 }
