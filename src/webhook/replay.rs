@@ -87,7 +87,7 @@ impl MemoryReplayStore {
 
     /// Records `id` as seen at `now` for `ttl`; returns `false` when it was
     /// already there, i.e. the message is a replay.
-    pub(crate) fn insert_new(&self, id: ReplayId, now: SystemTime, ttl: Duration) -> bool {
+    fn remember(&self, id: ReplayId, now: SystemTime, ttl: Duration) -> bool {
         if self.capacity == 0 {
             return true;
         }
@@ -128,7 +128,7 @@ impl fmt::Debug for MemoryReplayStore {
 
 impl ReplayStore for MemoryReplayStore {
     fn insert_new(&self, id: ReplayId, now: SystemTime, ttl: Duration) -> ReplayCheck {
-        let new = MemoryReplayStore::insert_new(self, id, now, ttl);
+        let new = self.remember(id, now, ttl);
         Box::pin(std::future::ready(Ok(new)))
     }
 }
@@ -146,9 +146,9 @@ mod tests {
     fn refuses_within_the_window_and_forgets_after() {
         let cache = MemoryReplayStore::new(10);
         let ttl = Duration::from_secs(600);
-        assert!(cache.insert_new("a".into(), at(1000), ttl));
-        assert!(!cache.insert_new("a".into(), at(1599), ttl));
-        assert!(cache.insert_new("a".into(), at(1600), ttl));
+        assert!(cache.remember("a".into(), at(1000), ttl));
+        assert!(!cache.remember("a".into(), at(1599), ttl));
+        assert!(cache.remember("a".into(), at(1600), ttl));
     }
 
     #[test]
@@ -156,11 +156,11 @@ mod tests {
         let cache = MemoryReplayStore::new(2);
         let ttl = Duration::from_secs(600);
         for id in ["a", "b", "c"] {
-            assert!(cache.insert_new(id.into(), at(1000), ttl));
+            assert!(cache.remember(id.into(), at(1000), ttl));
         }
-        assert!(!cache.insert_new("c".into(), at(1000), ttl));
+        assert!(!cache.remember("c".into(), at(1000), ttl));
         // "a" was evicted to make room for "c".
-        assert!(cache.insert_new("a".into(), at(1000), ttl));
+        assert!(cache.remember("a".into(), at(1000), ttl));
         let state = cache.state.lock().unwrap();
         assert_eq!(state.by_age.len(), 2);
         assert_eq!(state.seen.len(), 2);
