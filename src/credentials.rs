@@ -1,5 +1,7 @@
 //! Where secrets come from: the [`CredentialStore`] trait (async lookup by
-//! access key id) and [`StaticCredentials`], an in-memory store.
+//! access key id), [`StaticCredentials`], an in-memory store, and
+//! [`ReloadingCredentials`], an in-memory store whose whole set can be
+//! swapped while requests are served.
 //!
 //! A store returns, for a client's access key id, the secret to verify with,
 //! an [`Identity`] that later layers read from request extensions, an optional
@@ -9,7 +11,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 /// A secret string (secret access key, session token): the crate's one
 /// [`Secret`](crate::secret::Secret) holding text, zeroized on drop and
@@ -217,6 +219,84 @@ impl fmt::Debug for StaticCredentials {
         // Key ids are not secret, but listing them all helps nobody reading logs.
         f.debug_struct("StaticCredentials")
             .field("keys", &self.keys.len())
+            .finish()
+    }
+}
+
+/// A [`StaticCredentials`] set that can be replaced as a whole while the
+/// store is in use: reload keys from a file or a secrets manager without a
+/// restart.
+///
+/// [`replace`](Self::replace) swaps the set in one step: a lookup sees the
+/// old set or the new one, never a mix. A request already verified keeps
+/// the [`Credential`] its lookup returned (a copy), so swapping never
+/// affects requests in flight; the next lookup of a removed key finds
+/// nothing (`InvalidAccessKeyId`). Clones share the set.
+///
+/// ```
+/// use s3tap::credentials::{CredentialStore, ReloadingCredentials, StaticCredentials};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let store = ReloadingCredentials::new(StaticCredentials::new().with_key("AKIDOLD", "old-secret"));
+/// let for_the_layer = store.clone(); // e.g. SigV4VerifyLayer::new(for_the_layer)
+///
+/// store.replace(StaticCredentials::new().with_key("AKIDNEW", "new-secret"));
+/// assert!(for_the_layer.lookup("AKIDOLD").await.unwrap().is_none());
+/// assert!(for_the_layer.lookup("AKIDNEW").await.unwrap().is_some());
+/// # }
+/// ```
+#[derive(Clone, Default)]
+pub struct ReloadingCredentials {
+    current: Arc<RwLock<Arc<StaticCredentials>>>,
+}
+
+impl ReloadingCredentials {
+    /// A store serving `initial` until the first [`replace`](Self::replace).
+    pub fn new(initial: StaticCredentials) -> Self {
+        ReloadingCredentials {
+            current: Arc::new(RwLock::new(Arc::new(initial))),
+        }
+    }
+
+    /// Serves `next` from now on, for every clone of this store.
+    pub fn replace(&self, next: StaticCredentials) {
+        let next = Arc::new(next);
+        // The old set is dropped outside the lock, after the swap.
+        let _old = {
+            let mut current = self
+                .current
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            std::mem::replace(&mut *current, next)
+        };
+    }
+
+    /// The set in use now.
+    pub fn current(&self) -> Arc<StaticCredentials> {
+        // Readers only clone an `Arc`: a panic cannot leave it half-written.
+        Arc::clone(
+            &self
+                .current
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        )
+    }
+}
+
+impl CredentialStore for ReloadingCredentials {
+    fn lookup(
+        &self,
+        access_key_id: &str,
+    ) -> impl Future<Output = Result<Option<Credential>, CredentialStoreError>> + Send {
+        std::future::ready(Ok(self.current().get(access_key_id).cloned()))
+    }
+}
+
+impl fmt::Debug for ReloadingCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReloadingCredentials")
+            .field("keys", &self.current().len())
             .finish()
     }
 }

@@ -26,8 +26,9 @@ use super::cli::{Args, DEFAULT_ADMIN_LISTEN, DEFAULT_DATA_DIR, DEFAULT_LISTEN};
 use super::error::{invalid, ConfigError};
 use super::notify::NotifySettings;
 use super::schema::{
-    read_file, ClientSection, CredentialsSetting, EmbeddedSection, FileConfig, LimitsSection,
-    LogFormat, NotifySection, SinkSection, TlsSection, UpstreamSection, VerifySection,
+    read_file, read_toml, ClientSection, ClientsFileSchema, CredentialsSetting, EmbeddedSection,
+    FileConfig, LimitsSection, LogFormat, NotifySection, SinkSection, TlsSection, UpstreamSection,
+    VerifySection,
 };
 
 /// The resolved `[limits]`.
@@ -101,8 +102,11 @@ pub struct Config {
     /// Where requests go.
     pub upstream: UpstreamConfig,
     /// Client keys (for the embedded store: at most one, from the
-    /// environment; otherwise one is generated).
+    /// environment; otherwise one is generated), including those read
+    /// from `clients_file` at start.
     pub clients: Vec<ClientKey>,
+    /// `clients_file`: where more clients come from, reloaded while running.
+    pub clients_file: Option<ClientsFile>,
     /// Verification settings.
     pub verify: VerifySettings,
     /// Recognise `bucket.<suffix>` Host headers.
@@ -175,6 +179,33 @@ pub struct ClientKey {
     /// What the client may do (`policy`, `policy_file`, `readonly`,
     /// `writeonly`, `readwrite`, merged); `None`: anything.
     pub policy: Option<Arc<Policy>>,
+}
+
+/// `clients_file`: a file of `[[clients]]` entries, read at start and
+/// reloaded on SIGHUP and when it changes.
+#[derive(Clone, Debug)]
+pub struct ClientsFile {
+    /// The file.
+    pub path: PathBuf,
+    /// The key ids of [`Config::clients`] that came from the file; the others
+    /// (the config file's `[[clients]]`, the environment's key) stay as they
+    /// are across reloads.
+    pub from_file: Vec<String>,
+}
+
+impl ClientsFile {
+    /// Reads and checks the whole file: its clients, or the first thing
+    /// wrong with it (one line, never a secret).
+    pub fn load(&self) -> Result<Vec<ClientKey>, ConfigError> {
+        load_clients_file(&self.path)
+    }
+}
+
+fn load_clients_file(path: &Path) -> Result<Vec<ClientKey>, ConfigError> {
+    let file: ClientsFileSchema = read_toml(path)?;
+    let clients = client_keys(&format!("clients_file {}", path.display()), file.clients)?;
+    check_unique(&clients)?;
+    Ok(clients)
 }
 
 /// Verification settings.
@@ -375,45 +406,7 @@ impl Merge<'_> {
 
     /// The `[[clients]]` entries, checked.
     fn clients(&self, sections: Vec<ClientSection>) -> Result<Vec<ClientKey>, ConfigError> {
-        let file_name = &self.file_name;
-        let mut clients = Vec::new();
-        for c in sections {
-            if c.access_key_id.is_empty() || c.secret_access_key.is_empty() {
-                return Err(invalid(format!(
-                    "{file_name} [[clients]]: access_key_id and secret_access_key must not be empty"
-                )));
-            }
-            let upstream = match (c.upstream_access_key_id, c.upstream_secret_access_key) {
-                (Some(id), Some(secret)) => Some((id, Secret::new(secret))),
-                (None, None) => None,
-                _ => {
-                    return Err(invalid(format!(
-                        "{file_name} [[clients]] {}: upstream_access_key_id and \
-                         upstream_secret_access_key go together",
-                        c.access_key_id
-                    )))
-                }
-            };
-            let policy = client_policy(
-                &format!("{file_name} [[clients]] {}", c.access_key_id),
-                c.policy.as_deref(),
-                c.policy_file.as_deref(),
-                [
-                    (Access::ReadOnly, c.readonly.as_deref()),
-                    (Access::WriteOnly, c.writeonly.as_deref()),
-                    (Access::ReadWrite, c.readwrite.as_deref()),
-                ],
-            )?;
-            clients.push(ClientKey {
-                access_key_id: c.access_key_id,
-                secret: Secret::new(c.secret_access_key),
-                identity: c.identity,
-                upstream,
-                manage_notifications: c.manage_notifications,
-                policy,
-            });
-        }
-        Ok(clients)
+        client_keys(&self.file_name, sections)
     }
 
     /// `--endpoint` and `--region`, `[upstream]` and the Worker's variables.
@@ -692,6 +685,23 @@ impl Config {
         let notify = merge.notify(fc.notify, fc.sinks, fc.rules)?;
 
         let mut clients = merge.clients(fc.clients)?;
+        let clients_file = match fc.clients_file {
+            Some(path) => {
+                if endpoint.is_none() {
+                    return Err(invalid(
+                        "clients_file needs an upstream endpoint: the embedded store has one client",
+                    ));
+                }
+                let from_file = load_clients_file(&path)?;
+                let ids = from_file.iter().map(|c| c.access_key_id.clone()).collect();
+                clients.extend(from_file);
+                Some(ClientsFile {
+                    path,
+                    from_file: ids,
+                })
+            }
+            None => None,
+        };
         let upstream = match endpoint {
             None => merge.embedded(args, fc.embedded, env_key, &mut clients),
             Some(endpoint) => UpstreamConfig::Remote(merge.remote_upstream(
@@ -712,6 +722,7 @@ impl Config {
             log_format,
             upstream,
             clients,
+            clients_file,
             verify,
             virtual_host_suffix: fc.listen.virtual_host_suffix,
             drain_timeout,
@@ -722,9 +733,54 @@ impl Config {
     }
 }
 
+/// `[[clients]]` entries (of the config file or of `clients_file`), checked.
+fn client_keys(
+    file_name: &str,
+    sections: Vec<ClientSection>,
+) -> Result<Vec<ClientKey>, ConfigError> {
+    let mut clients = Vec::new();
+    for c in sections {
+        if c.access_key_id.is_empty() || c.secret_access_key.is_empty() {
+            return Err(invalid(format!(
+                "{file_name} [[clients]]: access_key_id and secret_access_key must not be empty"
+            )));
+        }
+        let upstream = match (c.upstream_access_key_id, c.upstream_secret_access_key) {
+            (Some(id), Some(secret)) => Some((id, Secret::new(secret))),
+            (None, None) => None,
+            _ => {
+                return Err(invalid(format!(
+                    "{file_name} [[clients]] {}: upstream_access_key_id and \
+                     upstream_secret_access_key go together",
+                    c.access_key_id
+                )))
+            }
+        };
+        let policy = client_policy(
+            &format!("{file_name} [[clients]] {}", c.access_key_id),
+            c.policy.as_deref(),
+            c.policy_file.as_deref(),
+            [
+                (Access::ReadOnly, c.readonly.as_deref()),
+                (Access::WriteOnly, c.writeonly.as_deref()),
+                (Access::ReadWrite, c.readwrite.as_deref()),
+            ],
+        )?;
+        clients.push(ClientKey {
+            access_key_id: c.access_key_id,
+            secret: Secret::new(c.secret_access_key),
+            identity: c.identity,
+            upstream,
+            manage_notifications: c.manage_notifications,
+            policy,
+        });
+    }
+    Ok(clients)
+}
+
 /// Each client key once: two secrets for one key id would make one of them
 /// never work.
-fn check_unique(clients: &[ClientKey]) -> Result<(), ConfigError> {
+pub(super) fn check_unique(clients: &[ClientKey]) -> Result<(), ConfigError> {
     let mut seen = std::collections::HashSet::new();
     for c in clients {
         if !seen.insert(c.access_key_id.as_str()) {

@@ -9,7 +9,7 @@ use http::{header, Method, Request};
 use http_body_util::Empty;
 use tower_service::Service;
 
-use crate::credentials::{CredentialStore, StaticCredentials};
+use crate::credentials::{CredentialStore, ReloadingCredentials};
 use crate::notify::{Event, EventEmitter, SizeLookup};
 use crate::resign::Resign;
 use crate::sigv4::canonical::uri_encode;
@@ -27,7 +27,7 @@ const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub(crate) struct HeadForSize {
     pub(crate) upstream: Resign<UpstreamClient>,
-    pub(crate) credentials: Arc<StaticCredentials>,
+    pub(crate) credentials: ReloadingCredentials,
 }
 
 impl HeadForSize {

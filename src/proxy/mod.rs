@@ -21,6 +21,7 @@ mod admin;
 mod admin_listener;
 mod bucket_notifications;
 mod cli;
+mod clients_reload;
 mod config;
 mod embedded;
 mod error;

@@ -76,6 +76,9 @@ pub(super) struct FileConfig {
     /// `[[clients]]`
     #[serde(default)]
     pub clients: Vec<ClientSection>,
+    /// More `[[clients]]` in a file of their own, reloaded on SIGHUP and
+    /// when it changes.
+    pub clients_file: Option<PathBuf>,
     /// `[[rules]]`: which events go to which sinks.
     #[serde(default)]
     pub rules: Vec<crate::notify::Rule>,
@@ -501,7 +504,22 @@ impl SinkSection {
     }
 }
 
+/// The file `clients_file` names: `[[clients]]` entries and nothing else.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ClientsFileSchema {
+    /// `[[clients]]`
+    #[serde(default)]
+    pub clients: Vec<ClientSection>,
+}
+
 pub(crate) fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    read_toml(path)
+}
+
+/// Reads and parses a TOML file. An error names the line and what is wrong
+/// with it, never the line's text (it may hold a secret).
+pub(super) fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
         path: path.to_owned(),
         source,

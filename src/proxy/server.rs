@@ -24,14 +24,15 @@ use tower_layer::Layer;
 use super::admin::AdminState;
 use super::admin_listener::serve_admin;
 use super::bucket_notifications::{self, BucketNotifications, BucketNotificationsLayer};
-use super::config::{ClientKey, Config, Limits, RemoteUpstream, UpstreamConfig};
+use super::clients_reload::{ClientTable, Reloader, ReloadingPolicies};
+use super::config::{Config, Limits, RemoteUpstream, UpstreamConfig};
 use super::embedded::{self, EmbeddedStore};
 use super::error::StartError;
 use super::metrics::ProxyMetrics;
 use super::request_log::{RecordAccessKey, RequestLog};
 use super::tls::tls_acceptor;
-use crate::authorize::{Authorize, AuthorizeLayer, StaticPolicies};
-use crate::credentials::{Credential, Identity, StaticCredentials, UpstreamCredentials};
+use crate::authorize::{Authorize, AuthorizeLayer};
+use crate::credentials::{ReloadingCredentials, UpstreamCredentials};
 use crate::notify::{Dispatcher, DispatcherTask, Notify, NotifyLayer, SharedRules};
 use crate::resign::{Addressing, CredentialsSource, Resign, ResignLayer, Upstream};
 use crate::upstream::UpstreamClient;
@@ -40,8 +41,8 @@ use crate::verify::{SigV4Verify, SigV4VerifyLayer};
 /// The verify → authorize → bucket notification API → record identity →
 /// re-sign → upstream stack.
 type Stack = SigV4Verify<
-    Authorize<BucketNotifications<RecordAccessKey<Resign<UpstreamClient>>>, StaticPolicies>,
-    StaticCredentials,
+    Authorize<BucketNotifications<RecordAccessKey<Resign<UpstreamClient>>>, ReloadingPolicies>,
+    ReloadingCredentials,
 >;
 
 /// A bound, not yet serving, proxy.
@@ -58,6 +59,8 @@ pub struct Proxy {
     metrics: Arc<ProxyMetrics>,
     limits: Limits,
     admin_state: Arc<AdminState>,
+    /// `clients_file`'s reloader, run while serving.
+    reloader: Option<Reloader>,
     // Held so the embedded store lives as long as the proxy.
     _embedded: Option<EmbeddedStore>,
 }
@@ -196,9 +199,13 @@ impl Proxy {
                 .collect(),
             readyz_max_spool_fill: config.notify.readyz_max_spool_fill(),
         });
+        let table = ClientTable::new(&clients);
+        let reloader = config
+            .clients_file
+            .map(|file| Reloader::new(file, &clients, &remote.credentials, table.clone()));
         let (stack, head_for_size) = stack(
             &remote,
-            &clients,
+            table,
             &config.verify,
             config.virtual_host_suffix.clone(),
             metrics.clone(),
@@ -227,6 +234,7 @@ impl Proxy {
             metrics,
             limits: config.limits,
             admin_state,
+            reloader,
             _embedded: embedded.map(|(store, _)| store),
         })
     }
@@ -263,8 +271,10 @@ impl Proxy {
             metrics,
             limits,
             admin_state,
+            reloader,
             _embedded,
         } = self;
+        let reload_task = reloader.map(|reloader| tokio::spawn(reloader.run()));
         let graceful = GracefulShutdown::new();
         let mut builder = auto::Builder::new(TokioExecutor::new());
         // A slow or oversized request head costs a bounded buffer and time.
@@ -364,6 +374,9 @@ impl Proxy {
         }
         admin_task.abort();
         metrics_upkeep.abort();
+        if let Some(task) = reload_task {
+            task.abort();
+        }
         // Events of the requests that just finished are queued; deliver what
         // can be delivered quickly, the spool keeps the rest for next start.
         let stats = dispatcher.shutdown(Duration::from_secs(5)).await;
@@ -399,29 +412,13 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, StartError> {
 
 fn stack(
     remote: &RemoteUpstream,
-    clients: &[ClientKey],
+    table: ClientTable,
     verify: &super::config::VerifySettings,
     virtual_host_suffix: Option<String>,
     metrics: Arc<ProxyMetrics>,
     notifications: BucketNotificationsLayer,
     secure_transport: bool,
 ) -> Result<(Stack, super::head::HeadForSize), StartError> {
-    let mut store = StaticCredentials::new();
-    let mut policies = StaticPolicies::new();
-    for client in clients {
-        if let Some(policy) = &client.policy {
-            policies.insert(client.access_key_id.clone(), (**policy).clone());
-        }
-        let mut credential = Credential::new(&client.access_key_id, client.secret.clone());
-        if let Some(identity) = &client.identity {
-            credential = credential.identity(Identity::new(identity.as_str()));
-        }
-        if let Some((id, secret)) = &client.upstream {
-            credential = credential.upstream(UpstreamCredentials::new(id.clone(), secret.clone()));
-        }
-        store = store.with_credential(client.access_key_id.clone(), credential);
-    }
-
     let mut client = UpstreamClient::builder()
         .connect_timeout(remote.connect_timeout)
         .response_timeout(remote.response_timeout);
@@ -440,7 +437,7 @@ fn stack(
         .addressing(remote.addressing)
         .credentials(remote.credentials.clone());
     // Clients without a policy keep full access, as before policies existed.
-    let mut authorize = AuthorizeLayer::new(policies)
+    let mut authorize = AuthorizeLayer::new(table.policies)
         .allow_without_policy(true)
         .secure_transport(secure_transport);
     if let Some(suffix) = virtual_host_suffix {
@@ -450,9 +447,9 @@ fn stack(
 
     let head_for_size = super::head::HeadForSize {
         upstream: resign.layer(client.clone()),
-        credentials: Arc::new(store),
+        credentials: table.credentials.clone(),
     };
-    let verify_layer = SigV4VerifyLayer::new((*head_for_size.credentials).clone())
+    let verify_layer = SigV4VerifyLayer::new(table.credentials)
         // The re-signer frames aws-chunked payloads again with these digests
         // instead of hashing every byte a second time.
         .publish_chunk_digests(true)
@@ -470,7 +467,8 @@ fn stack(
     ))
 }
 
-/// Completes on SIGTERM or SIGINT (Ctrl-C).
+/// Completes on SIGTERM or SIGINT (Ctrl-C). SIGHUP is not a shutdown: with
+/// `clients_file` it reloads the clients.
 pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;

@@ -68,6 +68,14 @@ pub enum WebhookError {
     /// `body_unreadable`.
     #[error("the request body could not be read")]
     BodyUnreadable,
+    /// The message is correctly signed but the [replay
+    /// store](super::ReplayStore) could not say whether it was seen before
+    /// (Redis down or too slow). `503`, code `replay_store_unavailable`:
+    /// the layer fails closed, and senders (B2, Standard Webhooks senders,
+    /// Stripe, GitHub's redeliveries) retry a 5xx later, when the store can
+    /// answer again, instead of the receiver accepting a possible replay.
+    #[error("the replay store is unavailable; retry later")]
+    ReplayStoreUnavailable,
 }
 
 impl WebhookError {
@@ -81,6 +89,7 @@ impl WebhookError {
             Self::StaleTimestamp { .. } | Self::FutureTimestamp { .. } => StatusCode::FORBIDDEN,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyUnreadable => StatusCode::BAD_REQUEST,
+            Self::ReplayStoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -95,6 +104,7 @@ impl WebhookError {
             Self::Replayed => "replayed",
             Self::BodyTooLarge { .. } => "body_too_large",
             Self::BodyUnreadable => "body_unreadable",
+            Self::ReplayStoreUnavailable => "replay_store_unavailable",
         }
     }
 

@@ -17,6 +17,7 @@ use tower_service::Service;
 use super::body::ResponseBody;
 use super::error::WebhookError;
 use super::layer::Config;
+use super::replay::ReplayCheck;
 use super::scheme::WebhookContext;
 use super::Redelivery;
 
@@ -45,6 +46,13 @@ pin_project! {
             // Taken when the body ends; `None` only after that.
             head: Option<(Parts, S)>,
             config: Arc<Config>,
+        },
+        // Waiting for the replay store's answer on a verified message.
+        Checking {
+            check: ReplayCheck,
+            // Taken when the store answers; `None` only after that.
+            verified: Option<(Parts, Bytes, S)>,
+            signs_timestamp: bool,
         },
         Calling { #[pin] future: S::Future },
     }
@@ -125,22 +133,38 @@ where
                     }
                     Some(Err(_)) => State::refused(WebhookError::BodyUnreadable),
                     None => {
-                        let (parts, mut inner) = head.take().expect("the body ends once");
+                        let (parts, inner) = head.take().expect("the body ends once");
                         let body = collected.split().freeze();
-                        match accept(config, &parts, &body) {
-                            Ok(redelivery) => {
-                                let mut parts = parts;
-                                if redelivery {
-                                    parts.extensions.insert(Redelivery);
-                                }
-                                State::Calling {
-                                    future: inner.call(Request::from_parts(parts, Full::new(body))),
-                                }
-                            }
+                        match verify(config, &parts, &body) {
+                            Ok(Verdict::Fresh) => State::call(inner, parts, body, false),
+                            Ok(Verdict::Check(check)) => State::Checking {
+                                check,
+                                verified: Some((parts, body, inner)),
+                                signs_timestamp: config.scheme.signs_timestamp(),
+                            },
                             Err(error) => State::refused(error),
                         }
                     }
                 },
+                StateProj::Checking {
+                    check,
+                    verified,
+                    signs_timestamp,
+                } => {
+                    let answer = ready!(check.as_mut().poll(cx));
+                    let (parts, body, inner) = verified.take().expect("the store answers once");
+                    match answer {
+                        Ok(true) => State::call(inner, parts, body, false),
+                        Ok(false) if *signs_timestamp => State::refused(WebhookError::Replayed),
+                        Ok(false) => State::call(inner, parts, body, true),
+                        Err(error) => {
+                            // Fail closed: a 503 makes the sender retry later,
+                            // accepting could let a replay through.
+                            tracing::warn!("webhook refused with 503: {error}");
+                            State::refused(WebhookError::ReplayStoreUnavailable)
+                        }
+                    }
+                }
             };
             this.state.set(next);
         }
@@ -154,25 +178,39 @@ where
     fn refused(error: WebhookError) -> Self {
         State::Refused { error: Some(error) }
     }
+
+    fn call(mut inner: S, mut parts: Parts, body: Bytes, redelivery: bool) -> Self {
+        if redelivery {
+            parts.extensions.insert(Redelivery);
+        }
+        State::Calling {
+            future: inner.call(Request::from_parts(parts, Full::new(body))),
+        }
+    }
 }
 
-/// Verifies the complete body, then consults the replay cache: only a
-/// message with a valid signature may occupy a cache slot. Answers whether
-/// the message is a redelivery the cache has seen (schemes without a
-/// signed timestamp only; a timestamped repeat is refused).
-fn accept(config: &Config, parts: &Parts, body: &[u8]) -> Result<bool, WebhookError> {
+/// What the signature check leaves to do.
+enum Verdict {
+    /// No replay store, or no replay id: call the inner service.
+    Fresh,
+    /// Ask the replay store first.
+    Check(ReplayCheck),
+}
+
+/// Verifies the complete body, then starts the replay store's check: only
+/// a message with a valid signature may occupy a slot in the store. What a
+/// repeat gets (refusal, or the [`Redelivery`] mark for schemes without a
+/// signed timestamp) is decided when the store answers.
+fn verify(config: &Config, parts: &Parts, body: &[u8]) -> Result<Verdict, WebhookError> {
     let now = (config.clock)();
     let context = WebhookContext::new(&parts.headers, now, config.tolerance);
     let replay_id = config.scheme.verify(&context, body)?;
-    if let (Some(cache), Some(id)) = (&config.replay_cache, replay_id) {
-        if !cache.insert_new(id, now, config.tolerance.saturating_mul(2)) {
-            if config.scheme.signs_timestamp() {
-                return Err(WebhookError::Replayed);
-            }
-            return Ok(true);
+    Ok(match (&config.replay_store, replay_id) {
+        (Some(store), Some(id)) => {
+            Verdict::Check(store.insert_new(id, now, config.tolerance.saturating_mul(2)))
         }
-    }
-    Ok(false)
+        _ => Verdict::Fresh,
+    })
 }
 
 impl<S, B> std::fmt::Debug for ResponseFuture<S, B>

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use tower_layer::Layer;
 
 use super::error::InvalidSecret;
-use super::replay::ReplayCache;
+use super::replay::{MemoryReplayStore, ReplayStore};
 use super::scheme::WebhookScheme;
 use super::secret::Secret;
 use super::service::VerifyWebhook;
@@ -31,7 +31,7 @@ pub(crate) type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 /// and wrap the route that receives its webhooks. See the [module
 /// docs](super) for what is checked and what a refusal looks like.
 ///
-/// Cloning is cheap and clones share the replay cache.
+/// Cloning is cheap and clones share the replay store.
 #[derive(Clone)]
 pub struct VerifyWebhookLayer {
     pub(crate) config: Config,
@@ -42,7 +42,7 @@ pub(crate) struct Config {
     pub(crate) scheme: Arc<dyn WebhookScheme>,
     pub(crate) max_body_size: usize,
     pub(crate) tolerance: Duration,
-    pub(crate) replay_cache: Option<Arc<ReplayCache>>,
+    pub(crate) replay_store: Option<Arc<dyn ReplayStore>>,
     pub(crate) clock: Clock,
 }
 
@@ -55,7 +55,7 @@ impl VerifyWebhookLayer {
                 scheme: Arc::new(scheme),
                 max_body_size: DEFAULT_MAX_BODY_SIZE,
                 tolerance: DEFAULT_TOLERANCE,
-                replay_cache: None,
+                replay_store: None,
                 clock: Arc::new(SystemTime::now),
             },
         }
@@ -110,9 +110,26 @@ impl VerifyWebhookLayer {
     /// `webhook-id` for Standard Webhooks, the verified signature otherwise.
     ///
     /// The cache lives in this process's memory: several replicas behind a
-    /// load balancer each have their own, and a restart empties it.
-    pub fn replay_cache(mut self, capacity: usize) -> Self {
-        self.config.replay_cache = Some(Arc::new(ReplayCache::new(capacity)));
+    /// load balancer each have their own, and a restart empties it. For a
+    /// fleet, share one store with [`replay_store`](Self::replay_store).
+    /// Same as `.replay_store(MemoryReplayStore::new(capacity))`.
+    pub fn replay_cache(self, capacity: usize) -> Self {
+        self.replay_store(MemoryReplayStore::new(capacity))
+    }
+
+    /// Remembers accepted messages in `store` (replacing any earlier
+    /// [`replay_cache`](Self::replay_cache)), with the same effect on a
+    /// repeat: refused with `401 replayed`, or marked as a
+    /// [`Redelivery`](super::Redelivery) for schemes without a signed
+    /// timestamp. Each id is remembered for twice the tolerance.
+    ///
+    /// A shared store (`RedisReplayStore`, feature `webhook-redis`) lets a
+    /// fleet of receivers refuse a message replayed to any of them. When the
+    /// store cannot answer, the message is refused with `503
+    /// replay_store_unavailable` ([`WebhookError::ReplayStoreUnavailable`](super::WebhookError::ReplayStoreUnavailable))
+    /// so the sender retries later.
+    pub fn replay_store(mut self, store: impl ReplayStore) -> Self {
+        self.config.replay_store = Some(Arc::new(store));
         self
     }
 
@@ -146,7 +163,7 @@ impl fmt::Debug for Config {
             .field("scheme", &self.scheme)
             .field("max_body_size", &self.max_body_size)
             .field("tolerance", &self.tolerance)
-            .field("replay_cache", &self.replay_cache.is_some())
+            .field("replay_store", &self.replay_store)
             .finish_non_exhaustive()
     }
 }

@@ -54,6 +54,7 @@
 //! | 403 | `stale_timestamp`, `future_timestamp` | the signed timestamp is beyond the tolerance (default ±300 s, [`tolerance`](VerifyWebhookLayer::tolerance)) |
 //! | 413 | `body_too_large` | the body exceeds the limit |
 //! | 400 | `body_unreadable` | the body stream failed |
+//! | 503 | `replay_store_unavailable` | a shared replay store could not answer; the sender should retry |
 //!
 //! A replay is answered `401`, not `409`: the receiver cannot tell a replay
 //! from an attack, and every sender treats a 4xx as final for that delivery.
@@ -66,6 +67,28 @@
 //! `webhook-id` (Standard Webhooks) or by their verified signature. When the
 //! cache is full the oldest entry goes first. The cache is per process; clones
 //! of the layer share it.
+//!
+//! A fleet of receivers behind a load balancer shares one [`ReplayStore`]
+//! instead, set with [`replay_store`](VerifyWebhookLayer::replay_store):
+//! `RedisReplayStore` (feature `webhook-redis`) remembers each id with
+//! `SET <prefix><hex id> 1 NX PX <twice the tolerance in ms>`, so a message
+//! accepted by one receiver is recognised by every other. When the store
+//! cannot answer, the layer fails closed with `503 replay_store_unavailable`:
+//! the senders retry a 5xx, and accepting could let a replay through.
+//!
+//! ```no_run
+//! # #[cfg(feature = "webhook-redis")]
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use s3tap::webhook::{RedisReplayStore, VerifyWebhookLayer};
+//!
+//! let store = RedisReplayStore::connect("redis://127.0.0.1:6379/")
+//!     .await?
+//!     .prefix("billing:webhooks:");
+//! let layer = VerifyWebhookLayer::standard_webhooks("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")?
+//!     .replay_store(store);
+//! # let _ = layer;
+//! # Ok(()) }
+//! ```
 //!
 //! What a repeat gets depends on whether the scheme signs a timestamp
 //! ([`WebhookScheme::signs_timestamp`]):
@@ -140,6 +163,8 @@ mod frameio;
 mod future;
 mod github;
 mod layer;
+#[cfg(feature = "webhook-redis")]
+mod redis_store;
 mod replay;
 mod scheme;
 mod secret;
@@ -164,6 +189,10 @@ pub use frameio::FrameIo;
 pub use future::ResponseFuture;
 pub use github::GitHub;
 pub use layer::{VerifyWebhookLayer, DEFAULT_MAX_BODY_SIZE, DEFAULT_TOLERANCE};
+#[cfg(feature = "webhook-redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "webhook-redis")))]
+pub use redis_store::RedisReplayStore;
+pub use replay::{MemoryReplayStore, ReplayCheck, ReplayStore, ReplayStoreError};
 pub use scheme::{ReplayId, WebhookContext, WebhookScheme};
 pub use secret::Secret;
 pub use service::VerifyWebhook;
