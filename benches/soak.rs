@@ -19,9 +19,8 @@ mod signing;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use aws_sigv4::http_request::SignableBody;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -68,22 +67,14 @@ fn signed(
     path_and_query: &str,
     payload: &[u8],
 ) -> http::Request<Full<Bytes>> {
-    let mut request = http::Request::builder()
-        .method(method)
-        .uri(format!("{endpoint}{path_and_query}"))
-        .header("host", endpoint.trim_start_matches("http://"))
-        .header("content-length", payload.len())
-        .body(Bytes::copy_from_slice(payload))
-        .unwrap();
-    sign_with(
-        &mut request,
-        SignableBody::Bytes(payload),
-        &SignOptions {
-            time: SystemTime::now(),
-            ..Default::default()
-        },
-    );
-    request.map(Full::new)
+    signed_now(
+        method,
+        endpoint.trim_start_matches("http://"),
+        path_and_query,
+        payload,
+        (ACCESS_KEY, SECRET),
+    )
+    .map(Full::new)
 }
 
 fn main() {

@@ -30,9 +30,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use aws_sigv4::http_request::SignableBody;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -140,40 +139,23 @@ async fn receiver(dir: &Path) -> Receiver {
     }
 }
 
-/// One signed request, reused by every client: S3 accepts a signature
-/// again within its clock-skew window, and the harness then spends no CPU
-/// on signing.
-fn signed_get(endpoint: &str, path: &str) -> http::Request<Full<Bytes>> {
-    let mut request = http::Request::get(format!("{endpoint}{path}"))
-        .header("host", endpoint.trim_start_matches("http://"))
-        .body(Bytes::new())
-        .unwrap();
-    sign_with(
-        &mut request,
-        SignableBody::Bytes(b""),
-        &SignOptions {
-            time: SystemTime::now(),
-            ..SignOptions::default()
-        },
-    );
-    request.map(Full::new)
-}
-
-fn signed_put(endpoint: &str, path: &str, payload: &[u8]) -> http::Request<Full<Bytes>> {
-    let mut request = http::Request::put(format!("{endpoint}{path}"))
-        .header("host", endpoint.trim_start_matches("http://"))
-        .header("content-length", payload.len())
-        .body(Bytes::copy_from_slice(payload))
-        .unwrap();
-    sign_with(
-        &mut request,
-        SignableBody::Bytes(payload),
-        &SignOptions {
-            time: SystemTime::now(),
-            ..SignOptions::default()
-        },
-    );
-    request.map(Full::new)
+/// A request signed now with the default key. GETs are signed once and
+/// reused by every client: S3 accepts a signature again within its
+/// clock-skew window, and the harness then spends no CPU on signing.
+fn signed(
+    method: http::Method,
+    endpoint: &str,
+    path: &str,
+    payload: &[u8],
+) -> http::Request<Full<Bytes>> {
+    signed_now(
+        method,
+        endpoint.trim_start_matches("http://"),
+        path,
+        payload,
+        (ACCESS_KEY, SECRET),
+    )
+    .map(Full::new)
 }
 
 /// `name{sink="hook"} value` or `name value` from a Prometheus scrape.
@@ -265,8 +247,8 @@ async fn phase(
     if receiver.upstream().is_none() {
         // The embedded store starts empty; nginx serves the object already.
         for request in [
-            signed_put(&endpoint, "/bench", b""),
-            signed_put(&endpoint, "/bench/object.bin", OBJECT),
+            signed(http::Method::PUT, &endpoint, "/bench", b""),
+            signed(http::Method::PUT, &endpoint, "/bench/object.bin", OBJECT),
         ] {
             let response = client.request(request).await.unwrap();
             assert!(
@@ -276,7 +258,7 @@ async fn phase(
             );
         }
     }
-    let get = signed_get(&endpoint, "/bench/object.bin");
+    let get = signed(http::Method::GET, &endpoint, "/bench/object.bin", b"");
     let delivered_before = metric(&scrape(&client, &admin).await, "s3tap_sink_delivered_total");
 
     let requests = Arc::new(AtomicU64::new(0));

@@ -12,11 +12,9 @@ mod support;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use aws_sigv4::http_request::SignableBody;
-use bytes::Bytes;
-use signing::{sign_with, SignOptions};
+use signing::signed_now;
 use support::binary::{S3tap, S3tapCommand};
 use support::upstreams::{S3sFs, UpstreamPeer};
 use support::Creds;
@@ -38,22 +36,12 @@ async fn send(
     (id, secret): (&str, &str),
     payload: &[u8],
 ) -> (u16, String) {
-    let mut request = http::Request::builder()
-        .method(method.clone())
-        .uri(format!("http://{addr}{path}"))
-        .header("host", addr.to_string())
-        .header("content-length", payload.len())
-        .body(Bytes::copy_from_slice(payload))
-        .unwrap();
-    sign_with(
-        &mut request,
-        SignableBody::Bytes(payload),
-        &SignOptions {
-            access_key: id,
-            secret,
-            time: SystemTime::now(),
-            ..SignOptions::default()
-        },
+    let request = signed_now(
+        method.clone(),
+        &addr.to_string(),
+        path,
+        payload,
+        (id, secret),
     );
     let mut head = format!("{method} {path} HTTP/1.1\r\nconnection: close\r\n");
     for (name, value) in request.headers() {

@@ -114,6 +114,36 @@ pub fn signed_put(path: &str, payload: &[u8]) -> http::Request<Bytes> {
     request
 }
 
+/// A request to `http://{authority}{path}` carrying `payload` with a hex
+/// payload hash, signed now with `(access key id, secret)`: what the tests
+/// and benches that talk to a running proxy send.
+pub fn signed_now(
+    method: http::Method,
+    authority: &str,
+    path: &str,
+    payload: &[u8],
+    (access_key, secret): (&str, &str),
+) -> http::Request<Bytes> {
+    let mut request = http::Request::builder()
+        .method(method)
+        .uri(format!("http://{authority}{path}"))
+        .header("host", authority)
+        .header("content-length", payload.len())
+        .body(Bytes::copy_from_slice(payload))
+        .unwrap();
+    sign_with(
+        &mut request,
+        SignableBody::Bytes(payload),
+        &SignOptions {
+            access_key,
+            secret,
+            time: SystemTime::now(),
+            ..SignOptions::default()
+        },
+    );
+    request
+}
+
 /// A signed aws-chunked upload built with the crate's own chunk signer,
 /// seeded by a request signed with aws-sigv4.
 pub struct ChunkedUpload {
@@ -259,20 +289,12 @@ pub fn signed_head(
     payload: &[u8],
     extra: &[(&str, &str)],
 ) -> String {
-    let mut request = http::Request::builder()
-        .method(method.clone())
-        .uri(format!("http://{address}{path}"))
-        .header("host", address.to_string())
-        .header("content-length", payload.len())
-        .body(Bytes::copy_from_slice(payload))
-        .unwrap();
-    sign_with(
-        &mut request,
-        SignableBody::Bytes(payload),
-        &SignOptions {
-            time: SystemTime::now(),
-            ..SignOptions::default()
-        },
+    let request = signed_now(
+        method.clone(),
+        &address.to_string(),
+        path,
+        payload,
+        (ACCESS_KEY, SECRET),
     );
     let mut head = format!("{method} {path} HTTP/1.1\r\n");
     for (name, value) in request.headers() {
