@@ -8,7 +8,7 @@
 //! logs at info level once logging is up, so an environment variable never
 //! loses silently.
 //!
-//! (About 870 lines: the merge steps and their unit tests stay together;
+//! (About 920 lines: the merge steps and their unit tests stay together;
 //! each step is short, and the file is one job, resolving settings.)
 
 use std::net::SocketAddr;
