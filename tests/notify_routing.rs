@@ -18,7 +18,6 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use notify_support::{wait_until, Receiver};
@@ -507,40 +506,6 @@ sinks = ["all"]
 
 // ---- misspelt keys ----------------------------------------------------------
 
-/// Runs the binary on `config` and returns its exit code and stderr; it
-/// must refuse to start (within 20 s, else the test fails).
-fn refused(dir: &Path, config: &str) -> (Option<i32>, String) {
-    let path = dir.join("bad.toml");
-    std::fs::write(&path, config).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_s3tap"))
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .arg("--config")
-        .arg(&path)
-        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run s3tap");
-    let started = std::time::Instant::now();
-    while child.try_wait().expect("wait for s3tap").is_none() {
-        if started.elapsed() > Duration::from_secs(20) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("s3tap started with {config:?}; it should have refused");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let output = child.wait_with_output().unwrap();
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn misspelt_routing_keys_are_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -560,7 +525,9 @@ fn misspelt_routing_keys_are_refused() {
         ),
     ];
     for (config, expected) in cases {
-        let (code, stderr) = refused(dir.path(), &config);
+        let (code, stderr) = S3tapCommand::new()
+            .config(dir.path(), &config)
+            .refused(dir.path());
         assert_eq!(code, Some(2), "{config}\n{stderr}");
         assert!(stderr.contains(expected), "{expected:?} not in {stderr:?}");
     }

@@ -14,7 +14,6 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use support::binary::{S3tap, S3tapCommand};
@@ -404,38 +403,6 @@ readwrite = ["bkt/photos/"]
     );
 }
 
-/// Starts the binary with `config`; its exit code and stderr.
-fn refused(dir: &Path, config: &str) -> (Option<i32>, String) {
-    let path = dir.join("bad.toml");
-    std::fs::write(&path, config).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_s3tap"))
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .arg("--config")
-        .arg(&path)
-        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run s3tap");
-    let started = std::time::Instant::now();
-    while child.try_wait().expect("wait for s3tap").is_none() {
-        if started.elapsed() > Duration::from_secs(20) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("s3tap started with {config:?}; it should have refused");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let output = child.wait_with_output().unwrap();
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn a_bad_policy_or_a_misspelt_key_stops_the_start() {
     let dir = tempfile::tempdir().unwrap();
@@ -468,7 +435,9 @@ fn a_bad_policy_or_a_misspelt_key_stops_the_start() {
         ("readonly = [\"*\"]", "readonly scope"),
         ("read_only = [\"bkt\"]", "unknown field `read_only`"),
     ] {
-        let (code, stderr) = refused(dir.path(), &client(extra));
+        let (code, stderr) = S3tapCommand::new()
+            .config(dir.path(), &client(extra))
+            .refused(dir.path());
         assert_eq!(code, Some(2), "{extra}\n{stderr}");
         assert!(stderr.contains(expected), "{expected:?} not in {stderr:?}");
         assert!(

@@ -114,10 +114,9 @@ impl S3tapCommand {
         self.arg("--config").arg(path)
     }
 
-    /// Starts the binary in `dir` (its working directory, so relative
-    /// default paths such as the spool land there) and waits until it logs
-    /// that it is ready.
-    pub fn start(self, dir: &Path) -> S3tap {
+    /// The binary with this command's flags and environment (and nothing
+    /// else but PATH), run in `dir`.
+    fn command(&self, dir: &Path) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_s3tap"));
         command
             .env_clear()
@@ -135,10 +134,45 @@ impl S3tapCommand {
         if !self.args.iter().any(|a| a == "--data-dir") {
             command.arg("--data-dir").arg(dir.join("data"));
         }
-        let mut child = command
+        command
             .args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .current_dir(dir)
+            .current_dir(dir);
+        command
+    }
+
+    /// Runs the binary in `dir` expecting it to refuse to start: its exit
+    /// code and stderr. Still running after 20 s fails the test.
+    pub fn refused(self, dir: &Path) -> (Option<i32>, String) {
+        let mut child = self
+            .command(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run s3tap");
+        let started = std::time::Instant::now();
+        while child.try_wait().expect("wait for s3tap").is_none() {
+            if started.elapsed() > Duration::from_secs(20) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("s3tap {:?} started; it should have refused", self.args);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let output = child.wait_with_output().unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
+    /// Starts the binary in `dir` (its working directory, so relative
+    /// default paths such as the spool land there) and waits until it logs
+    /// that it is ready.
+    pub fn start(self, dir: &Path) -> S3tap {
+        let mut child = self
+            .command(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
