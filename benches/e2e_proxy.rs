@@ -30,7 +30,6 @@ use s3tap::body::BoxError;
 use s3tap::credentials::{StaticCredentials, UpstreamCredentials};
 use s3tap::resign::{ResignLayer, Upstream};
 use s3tap::sigv4::chunked::{chunk_header, empty_sha256};
-use s3tap::sigv4::{AmzDate, ChunkSigner, SigningKey};
 use s3tap::verify::{PayloadHashing, SigV4VerifyLayer};
 use sha2::{Digest, Sha256};
 use signing::*;
@@ -356,19 +355,12 @@ async fn large_upload(address: SocketAddr, key: &str, total: u64, mode: Mode) ->
                     ..Default::default()
                 },
             );
-            let auth = request.headers()["authorization"]
-                .to_str()
-                .unwrap()
-                .to_owned();
-            let mut seed = [0u8; 32];
-            hex::decode_to_slice(auth.rsplit("Signature=").next().unwrap(), &mut seed).unwrap();
-            let date = AmzDate::from_system_time(now);
-            let scope = format!("{}/{REGION}/s3/aws4_request", date.date_stamp());
-            let mut signer = ChunkSigner::new(
-                SigningKey::derive(SECRET, &date.date_stamp(), REGION, "s3"),
-                &date,
-                &scope,
-                &seed,
+            let mut signer = chunk_signer_seeded_by(
+                &request,
+                &SignOptions {
+                    time: now,
+                    ..SignOptions::default()
+                },
             );
             let encoded =
                 s3tap::sigv4::chunked::encoded_length(total, BLOCK.len() as u64, true, None);

@@ -41,7 +41,7 @@ use http_body::Frame;
 use http_body_util::{BodyExt, Empty, StreamBody};
 use hyper_util::rt::TokioIo;
 use s3tap::sigv4::chunked::{chunk_header, empty_sha256};
-use s3tap::sigv4::{AmzDate, ChecksumAlgorithm, ChunkSigner, SigningKey};
+use s3tap::sigv4::ChecksumAlgorithm;
 use sha2::{Digest, Sha256};
 use signing::*;
 
@@ -784,20 +784,7 @@ fn upload(mode: UploadMode, host: &str, blocks: u64) -> (http::Request<Bytes>, F
                 },
                 &options,
             );
-            let auth = request.headers()["authorization"]
-                .to_str()
-                .unwrap()
-                .to_owned();
-            let mut seed = [0u8; 32];
-            hex::decode_to_slice(auth.rsplit("Signature=").next().unwrap(), &mut seed).unwrap();
-            let date = AmzDate::from_system_time(now);
-            let scope = format!("{}/{REGION}/s3/aws4_request", date.date_stamp());
-            let mut signer = ChunkSigner::new(
-                SigningKey::derive(SECRET, &date.date_stamp(), REGION, "s3"),
-                &date,
-                &scope,
-                &seed,
-            );
+            let mut signer = chunk_signer_seeded_by(&request, &options);
             let trailer_line = trailer.then(|| {
                 let mut sum = algorithm.hasher();
                 for _ in 0..blocks {

@@ -535,14 +535,9 @@ fn misspelt_routing_keys_are_refused() {
 
 #[test]
 fn the_readme_toml_example_shows_the_routing_keys_and_parses() {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
-    let example = readme
-        .split("```toml\n")
-        .skip(1)
-        .filter_map(|block| block.split("```").next())
-        .find(|block| block.contains("[[clients]]") && block.contains("[[rules]]"))
-        .expect("the README's configuration example");
+    let example = support::readme_toml_example(|block| {
+        block.contains("[[clients]]") && block.contains("[[rules]]")
+    });
     use clap::Parser;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s3tap.toml");

@@ -13,7 +13,6 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
 use support::binary::{S3tap, S3tapCommand};
@@ -451,14 +450,9 @@ fn a_bad_policy_or_a_misspelt_key_stops_the_start() {
 
 #[test]
 fn the_readme_toml_example_attaches_policies() {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
-    let example = readme
-        .split("```toml\n")
-        .skip(1)
-        .filter_map(|block| block.split("```").next())
-        .find(|block| block.contains("[[clients]]") && block.contains("readonly = "))
-        .expect("the README's configuration example with a policy");
+    let example = support::readme_toml_example(|block| {
+        block.contains("[[clients]]") && block.contains("readonly = ")
+    });
     for key in [
         "readonly = ",
         "policy = ",

@@ -144,6 +144,18 @@ pub fn signed_now(
     request
 }
 
+/// The crate's chunk signer for an aws-chunked body of `request`, seeded by
+/// the request signature that `options` (time, region, secret) made.
+pub fn chunk_signer_seeded_by<B>(request: &http::Request<B>, options: &SignOptions) -> ChunkSigner {
+    let auth = request.headers()["authorization"].to_str().unwrap();
+    let mut seed = [0u8; 32];
+    hex::decode_to_slice(auth.rsplit("Signature=").next().unwrap(), &mut seed).unwrap();
+    let date = AmzDate::from_system_time(options.time);
+    let scope = format!("{}/{}/s3/aws4_request", date.date_stamp(), options.region);
+    let key = SigningKey::derive(options.secret, &date.date_stamp(), options.region, "s3");
+    ChunkSigner::new(key, &date, &scope, &seed)
+}
+
 /// A signed aws-chunked upload built with the crate's own chunk signer,
 /// seeded by a request signed with aws-sigv4.
 pub struct ChunkedUpload {
@@ -232,17 +244,7 @@ pub fn signed_chunked_upload_with(
             ..*options
         },
     );
-    let auth = request.headers()["authorization"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    let seed_hex = auth.rsplit("Signature=").next().unwrap();
-    let mut seed = [0u8; 32];
-    hex::decode_to_slice(seed_hex, &mut seed).unwrap();
-    let date = AmzDate::from_system_time(options.time);
-    let scope = format!("{}/{}/s3/aws4_request", date.date_stamp(), options.region);
-    let key = SigningKey::derive(options.secret, &date.date_stamp(), options.region, "s3");
-    let mut signer = ChunkSigner::new(key, &date, &scope, &seed);
+    let mut signer = chunk_signer_seeded_by(&request, options);
     let mut body = Vec::new();
     let mut data_offsets = Vec::new();
     for chunk in payload.chunks(chunk_size) {

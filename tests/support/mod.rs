@@ -24,6 +24,20 @@ pub use store::{ObjectStore, RecordedRequest, StoreHandle};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// The first ```` ```toml ```` block of the top-level README for which
+/// `wanted` holds: the configuration examples tests load as written.
+pub fn readme_toml_example(wanted: impl Fn(&str) -> bool) -> String {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("read README.md");
+    readme
+        .split("```toml\n")
+        .skip(1)
+        .filter_map(|block| block.split("```").next())
+        .find(|block| wanted(block))
+        .expect("a TOML example in the README")
+        .to_owned()
+}
+
 /// Deterministic pseudo-random bytes (splitmix64): incompressible enough that
 /// no client or layer can shortcut them, reproducible from the seed printed by
 /// the test when it fails.
