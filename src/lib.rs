@@ -109,6 +109,7 @@
 //! | `upstream` | [`upstream::UpstreamClient`] (hyper, rustls) |
 //! | `webhook` | [`webhook::VerifyWebhookLayer`] for receiving signed webhooks |
 //! | `sink-webhook`, `sink-kafka`, `sink-sns`, `sink-nats`, `sink-redis`, `sink-rabbitmq`, `sink-mqtt` | one sink each |
+//! | `outbox-nats` | [`outbox`]: the fleet's outbox on NATS JetStream, its deliverer, dead-letter stream and replay |
 //! | `proxy` | the `s3tap` binary and [`proxy`] (with `upstream` and `sink-webhook`) |
 //! | `full` | all of the above: `cargo install s3tap --features full` is a proxy that knows every sink |
 #![deny(unsafe_code)]
@@ -127,6 +128,8 @@ mod hop_by_hop;
 mod https;
 #[cfg(feature = "notify")]
 pub mod notify;
+#[cfg(feature = "outbox-nats")]
+pub mod outbox;
 #[cfg(feature = "proxy")]
 pub mod proxy;
 pub mod resign;

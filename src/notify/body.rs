@@ -15,7 +15,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use super::layer::{EmitOn, EventEmitter, SizeLookup};
+use super::layer::{Commit, EmitOn, EventEmitter, SizeLookup};
 use super::parts::{PartSizes, UploadKey};
 use super::scan::{
     DeleteRequestScanner, DeleteResultScanner, DeletedKey, PartListScanner, ResultScanner,
@@ -166,6 +166,11 @@ pub(crate) struct BodyWatch {
     watching: Watching,
     bytes_sent: u64,
     finished: bool,
+    /// Commit the events before the body's last frame goes out
+    /// (`NotifyLayer::commit_before_answer`).
+    commit: bool,
+    /// The commits still in progress.
+    commits: Vec<Commit>,
 }
 
 impl BodyWatch {
@@ -210,6 +215,35 @@ impl BodyWatch {
             watching,
             bytes_sent: 0,
             finished: false,
+            commit: false,
+            commits: Vec::new(),
+        }
+    }
+
+    /// Holds the body's last frame until the events are committed.
+    pub(crate) fn commit_before_end(mut self, commit: bool) -> Self {
+        self.commit = commit;
+        self
+    }
+
+    fn send(&mut self, event: Event) {
+        if self.commit {
+            if let Some(commit) = self.emitter.emit_committed(event) {
+                self.commits.push(commit);
+            }
+        } else {
+            self.emitter.emit(event);
+        }
+    }
+
+    /// Waits for every commit started so far.
+    fn poll_commits(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.commits
+            .retain_mut(|commit| commit.as_mut().poll(cx).is_pending());
+        if self.commits.is_empty() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
         }
     }
 
@@ -243,7 +277,7 @@ impl BodyWatch {
                     None => {
                         for entry in deleted {
                             let event = self.deleted_event(entry);
-                            self.emitter.emit(event);
+                            self.send(event);
                         }
                     }
                 }
@@ -269,7 +303,7 @@ impl BodyWatch {
                 event.bytes_sent = Some(self.bytes_sent);
                 event.aborted = aborted;
                 event.duration_ms = started.elapsed().as_millis() as u64;
-                self.emitter.emit(event);
+                self.send(event);
             }
             Watching::DeleteResult {
                 scanner,
@@ -297,7 +331,7 @@ impl BodyWatch {
                             ..DeletedKey::default()
                         });
                     let event = self.deleted_event(entry);
-                    self.emitter.emit(event);
+                    self.send(event);
                 }
             }
             Watching::DeleteResult { quiet: None, .. } => {}
@@ -335,7 +369,7 @@ impl BodyWatch {
             Some(lookup) if event.size.is_none() && event.succeeded() => {
                 lookup.complete(event, self.emitter.clone())
             }
-            _ => self.emitter.emit(event),
+            _ => self.send(event),
         }
     }
 }
@@ -354,6 +388,11 @@ pin_project! {
         #[pin]
         inner: ResponseBody<B>,
         watch: Option<Box<BodyWatch>>,
+        // With a commit before the answer: the frame held back until the
+        // next one arrives or, for the last, until the events are
+        // committed; and whether the inner body has ended.
+        held: Option<Frame<Bytes>>,
+        ended: bool,
     }
 }
 
@@ -362,6 +401,8 @@ impl<B> NotifyBody<B> {
         NotifyBody {
             inner,
             watch: watch.map(Box::new),
+            held: None,
+            ended: false,
         }
     }
 }
@@ -378,6 +419,42 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let mut this = self.project();
+        if let Some(watch) = this.watch.as_mut().filter(|watch| watch.commit) {
+            // One frame behind the inner body, so that the last one waits
+            // for the commit: a client that has the whole answer knows its
+            // events are durable.
+            loop {
+                if *this.ended {
+                    ready!(watch.poll_commits(cx));
+                    return Poll::Ready(this.held.take().map(Ok));
+                }
+                match ready!(this.inner.as_mut().poll_frame(cx)) {
+                    Some(Ok(frame)) => {
+                        if let Some(data) = frame.data_ref() {
+                            if !data.is_empty() {
+                                watch.on_data(data);
+                            }
+                        }
+                        let previous = this.held.replace(frame);
+                        if this.inner.is_end_stream() {
+                            watch.finish(false);
+                            *this.ended = true;
+                        }
+                        if let Some(previous) = previous {
+                            return Poll::Ready(Some(Ok(previous)));
+                        }
+                    }
+                    Some(Err(error)) => {
+                        watch.finish(true);
+                        return Poll::Ready(Some(Err(error)));
+                    }
+                    None => {
+                        watch.finish(false);
+                        *this.ended = true;
+                    }
+                }
+            }
+        }
         let frame = ready!(this.inner.as_mut().poll_frame(cx));
         if let Some(watch) = this.watch.as_mut() {
             match &frame {
@@ -401,11 +478,24 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.held.is_none() && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match &self.held {
+            None => self.inner.size_hint(),
+            // The held frame's bytes are not the inner body's any more.
+            Some(frame) => {
+                let held = frame.data_ref().map_or(0, |data| data.len() as u64);
+                let inner = self.inner.size_hint();
+                let mut hint = SizeHint::new();
+                hint.set_lower(inner.lower() + held);
+                if let Some(upper) = inner.upper() {
+                    hint.set_upper(upper + held);
+                }
+                hint
+            }
+        }
     }
 }
 

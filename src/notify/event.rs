@@ -446,6 +446,14 @@ impl Event {
         (200..300).contains(&self.status) && self.error_code.is_none()
     }
 
+    /// Whether the request may have changed the store: any method but
+    /// `GET` and `HEAD`, except a Select, which only reads. The events
+    /// [`NotifyLayer::commit_before_answer`](super::NotifyLayer::commit_before_answer) commits before the answer.
+    pub fn may_change_state(&self) -> bool {
+        !matches!(self.method.as_str(), "GET" | "HEAD")
+            && self.operation != S3Operation::SelectObjectContent
+    }
+
     /// An event with only the required fields set (for tests and custom
     /// producers).
     pub fn new(

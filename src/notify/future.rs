@@ -14,7 +14,7 @@ use pin_project_lite::pin_project;
 
 use super::body::{lock, BodyWatch, NotifyBody, QuietDelete, RequestScan, ResultWatch, SharedScan};
 use super::classify::Classified;
-use super::layer::{EmitOn, NotifyConfig};
+use super::layer::{Commit, EmitOn, NotifyConfig};
 use super::parts::UploadKey;
 use super::scan::ResultScanner;
 use super::{ContentChecksum, Event, EventId, S3Operation};
@@ -48,20 +48,24 @@ pub(crate) struct PendingEvent {
 
 pin_project! {
     /// Response future of [`Notify`](super::Notify).
-    pub struct ResponseFuture<F> {
+    pub struct ResponseFuture<F, B> {
         #[pin]
         inner: Option<F>,
         pending: Option<Box<PendingEvent>>,
         rejected: Option<S3Error>,
+        // The answer, held until its event is committed
+        // (`NotifyLayer::commit_before_answer`).
+        held: Option<(Commit, Response<NotifyBody<B>>)>,
     }
 }
 
-impl<F> ResponseFuture<F> {
+impl<F, B> ResponseFuture<F, B> {
     pub(crate) fn new(inner: F, pending: PendingEvent) -> Self {
         ResponseFuture {
             inner: Some(inner),
             pending: Some(Box::new(pending)),
             rejected: None,
+            held: None,
         }
     }
 
@@ -71,6 +75,7 @@ impl<F> ResponseFuture<F> {
             inner: None,
             pending: Some(Box::new(pending)),
             rejected: Some(error),
+            held: None,
         }
     }
 }
@@ -223,7 +228,7 @@ impl PendingEvent {
     }
 }
 
-impl<F, B, E> Future for ResponseFuture<F>
+impl<F, B, E> Future for ResponseFuture<F, B>
 where
     F: Future<Output = Result<Response<B>, E>>,
 {
@@ -231,6 +236,11 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
+        if let Some((commit, _)) = this.held.as_mut() {
+            ready!(commit.as_mut().poll(cx));
+            let (_, response) = this.held.take().expect("held above");
+            return Poll::Ready(Ok(response));
+        }
         let (response, layer_error) = match this.rejected.take() {
             Some(error) => {
                 let pending = this.pending.as_ref().expect("polled after completion");
@@ -261,6 +271,8 @@ where
             event.error_code = Some(error.code().as_str().to_owned());
         }
         let operation = event.operation;
+        // Whether the answer waits for the events' commit.
+        let commit = config.commit && event.may_change_state();
         match (&pending.upload, operation) {
             (Some(upload), S3Operation::UploadPart) if success => {
                 if let Some(number) = pending.part_number {
@@ -284,6 +296,7 @@ where
                 config.emitter.clone(),
                 pending.quiet_delete(),
             ))
+            .map(|watch| watch.commit_before_end(commit))
         } else if success
             && matches!(
                 operation,
@@ -306,23 +319,37 @@ where
                 }
                 _ => None,
             };
-            Some(BodyWatch::result(
-                event,
-                config.emitter.clone(),
-                ResultWatch {
-                    scanner: ResultScanner::new(),
-                    emit_on: config.emit_on,
-                    started: pending.started,
-                    upload,
-                    size_lookup,
-                },
-            ))
+            Some(
+                BodyWatch::result(
+                    event,
+                    config.emitter.clone(),
+                    ResultWatch {
+                        scanner: ResultScanner::new(),
+                        emit_on: config.emit_on,
+                        started: pending.started,
+                        upload,
+                        size_lookup,
+                    },
+                )
+                .commit_before_end(commit),
+            )
         } else if config.emit_on == EmitOn::BodyEnd {
-            Some(BodyWatch::at_end(
-                event,
-                config.emitter.clone(),
-                pending.started,
-            ))
+            Some(
+                BodyWatch::at_end(event, config.emitter.clone(), pending.started)
+                    .commit_before_end(commit),
+            )
+        } else if commit {
+            let response = response.map(|body| NotifyBody::new(body, None));
+            match config.emitter.emit_committed(event) {
+                Some(mut commit) => {
+                    if commit.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Ok(response));
+                    }
+                    *this.held = Some((commit, response));
+                    return Poll::Pending;
+                }
+                None => return Poll::Ready(Ok(response)),
+            }
         } else {
             config.emitter.emit(event);
             None

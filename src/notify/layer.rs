@@ -14,10 +14,32 @@ use crate::addressing::ClientAddressing;
 /// Receives events from [`NotifyLayer`]. Called on the response path, so it
 /// must not block: queue the event and return (the
 /// [`Dispatcher`](super) does exactly that).
+///
+/// An emitter that can make an event durable somewhere else (an outbox on
+/// a replicated log) also implements
+/// [`emit_committed`](Self::emit_committed); a layer built with
+/// [`NotifyLayer::commit_before_answer`] then holds the answer to a
+/// request that changed the store until the commit resolved.
 pub trait EventEmitter: Send + Sync + 'static {
     /// Takes one event.
     fn emit(&self, event: Event);
+
+    /// Takes one event and returns a future that resolves once the event is
+    /// durable, or `None` when it already is as far as this emitter can
+    /// tell. The default emits and returns `None`.
+    ///
+    /// The event is taken whether or not the future is polled: dropping
+    /// the future (a client that went away) only stops the waiting. The
+    /// future never fails: an emitter that cannot commit in time keeps the
+    /// event by other means (a local spool) and resolves.
+    fn emit_committed(&self, event: Event) -> Option<Commit> {
+        self.emit(event);
+        None
+    }
 }
+
+/// A commit in progress, from [`EventEmitter::emit_committed`].
+pub type Commit = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>>;
 
 impl<F> EventEmitter for F
 where
@@ -62,6 +84,9 @@ pub(crate) struct NotifyConfig {
     /// Part sizes of the multipart uploads in progress, shared by every
     /// service the layer makes.
     pub(crate) parts: Arc<PartSizes>,
+    /// Hold the answer to a request that changed the store until its
+    /// events are committed.
+    pub(crate) commit: bool,
 }
 
 /// Emits an [`Event`] for every request that passes through, without ever
@@ -88,6 +113,7 @@ impl NotifyLayer {
                 addressing: ClientAddressing::default(),
                 size_lookup: None,
                 parts: Arc::new(PartSizes::default()),
+                commit: false,
             },
         }
     }
@@ -119,6 +145,21 @@ impl NotifyLayer {
         self
     }
 
+    /// Holds the answer to every request that may have changed the store
+    /// (any method but `GET` and `HEAD`) until the emitter's
+    /// [`emit_committed`](EventEmitter::emit_committed) resolved for each
+    /// of its events: the head of an answer that carries its event there,
+    /// the last bytes of a result the events are read from (DeleteObjects,
+    /// a completion, a copy). A client that got its answer then knows the
+    /// events are wherever the emitter commits them. Reads are never held.
+    ///
+    /// An event that waits for a [`size_lookup`](Self::size_lookup) is
+    /// emitted after the lookup, not committed before the answer.
+    pub fn commit_before_answer(mut self) -> Self {
+        self.config.commit = true;
+        self
+    }
+
     /// Asks `lookup` for the size of an object created by a copy, or by a
     /// multipart upload whose parts the layer did not all see, before the
     /// event is emitted. Without it such events carry no size.
@@ -142,6 +183,7 @@ impl fmt::Debug for NotifyLayer {
             .field("emit_on", &self.config.emit_on)
             .field("addressing", &self.config.addressing)
             .field("size_lookup", &self.config.size_lookup.is_some())
+            .field("commit_before_answer", &self.config.commit)
             .finish_non_exhaustive()
     }
 }

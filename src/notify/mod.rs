@@ -80,9 +80,9 @@ pub use dispatcher::{
 };
 pub use event::{ContentChecksum, Event, EventId, S3Operation};
 pub use future::ResponseFuture;
-pub use layer::{EmitOn, EventEmitter, NotifyLayer, SizeLookup};
+pub use layer::{Commit, EmitOn, EventEmitter, NotifyLayer, SizeLookup};
 #[cfg(feature = "dispatcher")]
-pub use routing::{RoutingEmitter, SharedRules};
+pub use routing::{Outbox, RoutingEmitter, SharedRules};
 pub use rules::{Rule, Rules, StatusFilter};
 pub use scan::{
     parse_delete_objects_result, DeleteResultScanner, DeletedKey, MAX_DELETE_KEYS,

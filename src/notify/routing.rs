@@ -4,7 +4,10 @@
 use std::fmt;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
-use super::{Dispatcher, EmitError, Event, EventEmitter, Rules};
+use std::time::Duration;
+
+use super::{Commit, Dispatcher, EmitError, Event, EventEmitter, Rules};
+use crate::sink::{BoxFuture, SinkError};
 
 /// A rule set that can be replaced while events are routed by it: clones
 /// share it, and [`replace`](Self::replace) takes effect for the next event.
@@ -104,6 +107,25 @@ pub struct RoutingEmitter {
     rules: Rules,
     shared: Option<SharedRules>,
     dispatcher: Dispatcher,
+    outbox: Option<(Arc<dyn Outbox>, Duration)>,
+}
+
+/// A durable, shared log that routed events are committed to before a
+/// client gets its answer: the fleet's outbox (NATS JetStream in
+/// [`crate::outbox`] with the `outbox-nats` feature). Given to
+/// [`RoutingEmitter::commit_through`].
+pub trait Outbox: Send + Sync + 'static {
+    /// Publishes one message per routed copy (sink name, event) and resolves
+    /// `Ok` once the log stored every one of them. Whatever the caller does
+    /// with the future, the messages are built before this returns.
+    fn publish(&self, routed: &[(Arc<str>, Event)]) -> BoxFuture<'static, Result<(), SinkError>>;
+
+    /// Whether the last publish failed and none succeeded since: the
+    /// emitter then hands events to the local spool at once instead of
+    /// making clients wait for a log that is away.
+    fn is_degraded(&self) -> bool {
+        false
+    }
 }
 
 impl RoutingEmitter {
@@ -113,7 +135,23 @@ impl RoutingEmitter {
             rules,
             shared: None,
             dispatcher,
+            outbox: None,
         }
+    }
+
+    /// Commits the events of requests that changed the store to `outbox`
+    /// before their answer, when the [`NotifyLayer`](super::NotifyLayer) is
+    /// built with
+    /// [`commit_before_answer`](super::NotifyLayer::commit_before_answer):
+    /// [`emit_committed`](EventEmitter::emit_committed) resolves once the
+    /// outbox stored them, or after `timeout`, when they go to the
+    /// dispatcher instead (whose sinks should publish to the same outbox:
+    /// the spool is then the write-behind buffer). While the outbox is
+    /// [degraded](Outbox::is_degraded) nothing waits. Other events go to
+    /// the dispatcher as always.
+    pub fn commit_through(mut self, outbox: Arc<dyn Outbox>, timeout: Duration) -> Self {
+        self.outbox = Some((outbox, timeout));
+        self
     }
 
     /// Also routes by `rules`, after the fixed ones, as they are when each
@@ -134,29 +172,85 @@ impl fmt::Debug for RoutingEmitter {
         f.debug_struct("RoutingEmitter")
             .field("rules", &self.rules)
             .field("shared", &self.shared)
+            .field("commit_through_outbox", &self.outbox.is_some())
             .finish_non_exhaustive()
     }
 }
 
-impl EventEmitter for RoutingEmitter {
-    fn emit(&self, event: Event) {
+impl RoutingEmitter {
+    fn routed(&self, event: Event) -> Vec<(Arc<str>, Event)> {
         let shared = self.shared.as_ref().map(SharedRules::read);
         let routed = match &shared {
             Some(more) => self.rules.route_events_with(more, event),
             None => self.rules.route_events(event),
         };
-        for (sink, event) in routed {
-            // The id is copied only for the message: `emit` takes the event.
-            let id = event.id.clone();
-            if let Err(error) = self.dispatcher.emit(sink, event) {
-                match error {
-                    EmitError::SinkDisabled(_) => {
-                        tracing::debug!("event for disabled sink {sink} not queued")
-                    }
-                    other => tracing::error!("event {id} for sink {sink} not queued: {other}"),
+        routed
+            .into_iter()
+            .map(|(sink, event)| (Arc::from(sink), event))
+            .collect()
+    }
+}
+
+/// Queues each copy in the dispatcher, logging what it refuses (the
+/// response path never sees a refusal).
+fn dispatch(dispatcher: &Dispatcher, routed: Vec<(Arc<str>, Event)>) {
+    for (sink, event) in routed {
+        // The id is copied only for the message: `emit` takes the event.
+        let id = event.id.clone();
+        if let Err(error) = dispatcher.emit(&sink, event) {
+            match error {
+                EmitError::SinkDisabled(_) => {
+                    tracing::debug!("event for disabled sink {sink} not queued")
                 }
+                other => tracing::error!("event {id} for sink {sink} not queued: {other}"),
             }
         }
+    }
+}
+
+impl EventEmitter for RoutingEmitter {
+    fn emit(&self, event: Event) {
+        dispatch(&self.dispatcher, self.routed(event));
+    }
+
+    fn emit_committed(&self, event: Event) -> Option<Commit> {
+        let Some((outbox, timeout)) = &self.outbox else {
+            self.emit(event);
+            return None;
+        };
+        let routed = self.routed(event);
+        if routed.is_empty() {
+            return None;
+        }
+        if outbox.is_degraded() {
+            dispatch(&self.dispatcher, routed);
+            return None;
+        }
+        let publish = outbox.publish(&routed);
+        let (dispatcher, timeout) = (self.dispatcher.clone(), *timeout);
+        // Its own task, so that the events reach the outbox or the spool
+        // even when the client goes away and the commit is dropped.
+        let (done, committed) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            match tokio::time::timeout(timeout, publish).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "outbox commit failed: events go to the local spool");
+                    dispatch(&dispatcher, routed);
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        timeout_ms = timeout.as_millis() as u64,
+                        "outbox commit timed out: events go to the local spool"
+                    );
+                    dispatch(&dispatcher, routed);
+                }
+            }
+            let _ = done.send(());
+        });
+        Some(Box::pin(async move {
+            let _ = committed.await;
+        }))
     }
 }
 

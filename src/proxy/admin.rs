@@ -52,6 +52,9 @@ pub(crate) struct AdminState {
     /// Each rule's name and sinks, for `/readyz`.
     pub(crate) rules: Vec<(String, Vec<String>)>,
     pub(crate) readyz_max_spool_fill: Option<f64>,
+    /// Fleet mode: the outbox, and the buffer fill above which `/readyz`
+    /// fails while the outbox is unreachable.
+    pub(crate) outbox: Option<(crate::outbox::JetStreamOutbox, f64)>,
 }
 
 impl std::fmt::Debug for AdminState {
@@ -74,6 +77,15 @@ pub(crate) fn notify_unready(state: &AdminState) -> Vec<String> {
                 "event spool is {:.0}% full, above [notify] readyz_max_spool_fill = {max} ({:.0}%): sinks are not keeping up",
                 fill * 100.0,
                 max * 100.0
+            ));
+        }
+    }
+    if let Some((outbox, max)) = &state.outbox {
+        let fill = state.dispatcher.spool_fill();
+        if !outbox.is_connected() && fill > *max {
+            reasons.push(format!(
+                "the outbox is unreachable and the local buffer is {:.0}% full, above [outbox] readyz_max_buffer_fill = {max}",
+                fill * 100.0
             ));
         }
     }

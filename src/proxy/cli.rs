@@ -77,6 +77,27 @@ pub enum Command {
     /// Act on the sinks of a running proxy.
     #[command(subcommand)]
     Sinks(Sinks),
+    /// Run the delivery role of a fleet (no S3 listener): consume the
+    /// `[outbox]` stream of --config and deliver to its `[[sinks]]` until
+    /// SIGTERM/SIGINT. Any number of deliverers share the work.
+    Deliver,
+    /// Deliver again what the `[outbox]` stream of --config still retains
+    /// since a time, with the events' own ids.
+    Replay {
+        /// From this time: RFC 3339 (2026-12-06T10:00:00Z) or an age
+        /// (90s, 15m, 2h, 1d ago).
+        #[arg(long, value_name = "TIME")]
+        since: String,
+        /// Only events this rule routed.
+        #[arg(long)]
+        rule: Option<String>,
+        /// Only to this sink.
+        #[arg(long)]
+        sink: Option<String>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `s3tap dead-letters ...`
@@ -172,6 +193,9 @@ pub struct Remote {
 
 /// Runs `command` against the proxy; `args` supplies `--config`.
 pub(super) fn run(command: &Command, args: &Args) -> ExitCode {
+    if matches!(command, Command::Deliver | Command::Replay { .. }) {
+        return run_fleet_role(command, args);
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -188,6 +212,86 @@ pub(super) fn run(command: &Command, args: &Args) -> ExitCode {
 fn fail(message: &str) -> ExitCode {
     eprintln!("s3tap: {message}");
     ExitCode::from(EXIT_FAILED)
+}
+
+/// `s3tap deliver` and `s3tap replay`: they read the whole configuration
+/// (sinks, `[outbox]`) and log as the proxy does.
+fn run_fleet_role(command: &Command, args: &Args) -> ExitCode {
+    let config = match super::Config::load(args, |name| std::env::var(name).ok()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("s3tap: {error}");
+            return ExitCode::from(super::EXIT_BAD_SETTINGS);
+        }
+    };
+    super::init_logging(config.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => return fail(&format!("cannot start: {error}")),
+    };
+    let result = runtime.block_on(async {
+        match command {
+            Command::Replay {
+                since,
+                rule,
+                sink,
+                json,
+            } => {
+                let since = parse_since(since)?;
+                let report =
+                    super::outbox::run_replay(config, since, rule.clone(), sink.clone()).await?;
+                let answer = serde_json::json!({
+                    "selected": report.selected,
+                    "delivered": report.delivered,
+                    "failed": report.failed,
+                    "unknown_sink": report.unknown_sink,
+                });
+                if *json {
+                    return print_json(&answer);
+                }
+                println!("selected: {}", report.selected);
+                for (sink, n) in &report.delivered {
+                    println!("  delivered to {sink}: {n}");
+                }
+                for (sink, n) in &report.failed {
+                    println!("  failed for {sink}: {n}");
+                }
+                if report.unknown_sink > 0 {
+                    println!("  for sinks not in --config: {}", report.unknown_sink);
+                }
+                if report.failed.values().any(|n| *n > 0) {
+                    return Err("some events could not be delivered".into());
+                }
+                Ok(())
+            }
+            _ => super::outbox::run_deliver(config).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => fail(&message),
+    }
+}
+
+/// `--since`: an RFC 3339 time, or an age before now.
+fn parse_since(text: &str) -> Result<std::time::SystemTime, String> {
+    use time::format_description::well_known::Rfc3339;
+    if let Ok(at) = time::OffsetDateTime::parse(text, &Rfc3339) {
+        let nanos = at.unix_timestamp_nanos();
+        if nanos < 0 {
+            return Err(format!("--since {text}: before 1970"));
+        }
+        return Ok(std::time::UNIX_EPOCH + std::time::Duration::from_nanos(nanos as u64));
+    }
+    match super::admin::parse_age(text) {
+        Some(age) => Ok(std::time::SystemTime::now() - age),
+        None => Err(format!(
+            "--since {text:?}: expected an RFC 3339 time (2026-12-06T10:00:00Z) or an age (90s, 15m, 2h, 1d)"
+        )),
+    }
 }
 
 async fn execute(command: &Command, args: &Args) -> Result<(), String> {
@@ -289,6 +393,8 @@ async fn execute(command: &Command, args: &Args) -> Result<(), String> {
             print_by_sink(&answer);
             Ok(())
         }
+        // Run by `run_fleet_role`, never here.
+        Command::Deliver | Command::Replay { .. } => Err("not an admin API command".into()),
         Command::Sinks(Sinks::Enable {
             name,
             redrive,
@@ -359,6 +465,21 @@ fn age(secs: u64) -> String {
     }
 }
 
+/// With a --config that has `[outbox]`, dead letters live in the outbox's
+/// dead-letter stream, which the command reads itself.
+fn fleet_outbox(args: &Args) -> Result<Option<super::OutboxSettings>, String> {
+    let Some(path) = &args.config else {
+        return Ok(None);
+    };
+    let file = super::schema::read_file(path).map_err(|e| e.to_string())?;
+    if file.outbox.is_none() {
+        return Ok(None);
+    }
+    let config =
+        super::Config::load(args, |name| std::env::var(name).ok()).map_err(|e| e.to_string())?;
+    Ok(config.outbox)
+}
+
 /// The admin base URL and the token: flags, then the environment, then
 /// the config file.
 fn target(args: &Args, remote: &Remote) -> Result<(String, Option<String>), String> {
@@ -399,6 +520,9 @@ async fn call(
     use hyper_util::client::legacy::Client;
     use hyper_util::rt::TokioExecutor;
 
+    if let Some(settings) = fleet_outbox(args)? {
+        return super::outbox::dead_letters_call(&settings, method, path, query).await;
+    }
     let (base, token) = target(args, remote)?;
     if base.starts_with("https://") {
         return Err(format!(

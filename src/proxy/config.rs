@@ -25,6 +25,7 @@ use crate::verify::PayloadHashing;
 use super::cli::{Args, DEFAULT_ADMIN_LISTEN, DEFAULT_DATA_DIR, DEFAULT_LISTEN};
 use super::error::{invalid, ConfigError};
 use super::notify::NotifySettings;
+use super::outbox::OutboxSettings;
 use super::schema::{
     read_file, read_toml, ClientSection, ClientsFileSchema, CredentialsSetting, EmbeddedSection,
     FileConfig, LimitsSection, LogFormat, NotifySection, SinkSection, TlsSection, UpstreamSection,
@@ -117,8 +118,23 @@ pub struct Config {
     pub notify: NotifySettings,
     /// What one client may cost.
     pub limits: Limits,
+    /// `[outbox]`: fleet mode (events committed to NATS JetStream).
+    pub outbox: Option<OutboxSettings>,
     /// Overrides between sources, to log at info level.
     pub notes: Vec<String>,
+}
+
+impl Config {
+    /// The upstream's signing region, as events and sinks name it.
+    pub fn region(&self) -> String {
+        match &self.upstream {
+            UpstreamConfig::Remote(remote) => remote
+                .region
+                .clone()
+                .unwrap_or_else(|| remote.endpoint.region()),
+            UpstreamConfig::Embedded { .. } => "us-east-1".to_owned(),
+        }
+    }
 }
 
 /// HTTPS certificate and key files.
@@ -683,6 +699,10 @@ impl Config {
         let limits = limits_config(&fc.limits)?;
         let drain_timeout = Duration::from_secs(fc.listen.drain_timeout_secs.unwrap_or(30));
         let notify = merge.notify(fc.notify, fc.sinks, fc.rules)?;
+        let outbox = match fc.outbox {
+            Some(section) => Some(OutboxSettings::resolve(section, notify.sink_names())?),
+            None => None,
+        };
 
         let mut clients = merge.clients(fc.clients)?;
         let clients_file = match fc.clients_file {
@@ -728,6 +748,7 @@ impl Config {
             drain_timeout,
             notify,
             limits,
+            outbox,
             notes: merge.notes,
         })
     }

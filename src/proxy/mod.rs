@@ -29,6 +29,7 @@ mod head;
 mod limits;
 mod metrics;
 mod notify;
+mod outbox;
 mod request_log;
 mod schema;
 mod server;
@@ -42,6 +43,7 @@ pub use cli::Args;
 pub use config::Config;
 pub use embedded::EmbeddedStore;
 pub use error::{ConfigError, StartError};
+pub use outbox::OutboxSettings;
 pub use schema::LogFormat;
 pub use server::{shutdown_signal, Proxy};
 

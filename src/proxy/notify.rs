@@ -324,18 +324,15 @@ impl NotifySettings {
         self.head_for_size
     }
 
-    /// Starts the dispatcher with its sinks; `default_spool_dir` is used when
-    /// `[notify] spool_dir` is not set.
+    /// Starts the dispatcher with `sinks` (the configured ones from
+    /// [`build_sinks`](Self::build_sinks), or in fleet mode their routes to
+    /// the outbox); `default_spool_dir` is used when `[notify] spool_dir` is
+    /// not set.
     pub async fn start(
         &self,
         default_spool_dir: PathBuf,
-        region: &str,
+        sinks: Vec<(String, Arc<dyn Sink>)>,
     ) -> Result<(Dispatcher, DispatcherTask), String> {
-        let options = FormatOptions {
-            b2: self.b2.clone(),
-            aws_region: region.to_owned(),
-            ..FormatOptions::default()
-        };
         let spool_dir = self.spool_dir_or(default_spool_dir);
         std::fs::create_dir_all(&spool_dir).map_err(|e| {
             format!(
@@ -347,6 +344,30 @@ impl NotifySettings {
             .queue_capacity(self.queue_capacity)
             .spool_limits(self.spool_max_events, self.spool_max_bytes)
             .spool(spool_dir.join("events.redb"), self.fsync);
+        for (name, sink) in sinks {
+            builder = builder.sink(name, sink);
+        }
+        let (dispatcher, task) = builder
+            .build()
+            .await
+            .map_err(|e| format!("event spool: {e}"))?;
+        Ok((dispatcher, task))
+    }
+
+    /// The names of the `[[sinks]]`, in order.
+    pub fn sink_names(&self) -> impl Iterator<Item = &str> {
+        self.sinks.iter().map(|section| section.name())
+    }
+
+    /// Builds the configured sinks (connecting to brokers, sending a
+    /// webhook's test event when asked), named as in `[[sinks]]`.
+    pub async fn build_sinks(&self, region: &str) -> Result<Vec<(String, Arc<dyn Sink>)>, String> {
+        let options = FormatOptions {
+            b2: self.b2.clone(),
+            aws_region: region.to_owned(),
+            ..FormatOptions::default()
+        };
+        let mut built = Vec::with_capacity(self.sinks.len());
         for section in &self.sinks {
             let sink: Arc<dyn Sink> = match section {
                 SinkSection::Webhook {
@@ -412,13 +433,9 @@ impl NotifySettings {
                 }
                 _ => broker_sink(section, &options).await?,
             };
-            builder = builder.sink(section.name(), sink);
+            built.push((section.name().to_owned(), sink));
         }
-        let (dispatcher, task) = builder
-            .build()
-            .await
-            .map_err(|e| format!("event spool: {e}"))?;
-        Ok((dispatcher, task))
+        Ok(built)
     }
 }
 

@@ -85,6 +85,54 @@ pub(super) struct FileConfig {
     /// `[[sinks]]`: where events go.
     #[serde(default)]
     pub sinks: Vec<SinkSection>,
+    /// `[outbox]`: fleet mode, events through NATS JetStream.
+    pub outbox: Option<OutboxSection>,
+}
+
+/// `[outbox]`. Its `Debug` leaves out the URL (it may carry a password).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct OutboxSection {
+    /// `nats://host:port[,nats://host:port...]`
+    pub url: String,
+    /// Stream of the events (default `S3TAP_EVENTS`).
+    pub stream: Option<String>,
+    /// Its subjects' prefix (default `s3tap.events`).
+    pub subject_prefix: Option<String>,
+    /// Stream of the dead letters (default `S3TAP_DEAD_LETTERS`).
+    pub dead_letter_stream: Option<String>,
+    /// Its subjects' prefix (default `s3tap.dead`).
+    pub dead_letter_subject_prefix: Option<String>,
+    /// Replicas of the streams created when missing (default 1).
+    pub replicas: Option<usize>,
+    /// How long the streams keep messages (default 7 days).
+    pub max_age_secs: Option<u64>,
+    /// The most bytes a stream keeps (default: no limit).
+    pub max_bytes: Option<i64>,
+    /// De-duplication window (default 120 s).
+    pub duplicate_window_secs: Option<u64>,
+    /// Commit a changing request's events before its answer (default true).
+    pub commit: Option<bool>,
+    /// The longest an answer waits for the commit (default 500 ms).
+    pub commit_timeout_ms: Option<u64>,
+    /// How long a deliverer has to settle a message (default 30 s).
+    pub ack_wait_secs: Option<u64>,
+    /// Also run the delivery role in this process (default false).
+    pub deliver: Option<bool>,
+    /// `/readyz` fails while the outbox is unreachable and the local
+    /// buffer is fuller than this (default 0.5).
+    pub readyz_max_buffer_fill: Option<f64>,
+}
+
+impl fmt::Debug for OutboxSection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OutboxSection")
+            .field("stream", &self.stream)
+            .field("replicas", &self.replicas)
+            .field("commit", &self.commit)
+            .field("deliver", &self.deliver)
+            .finish_non_exhaustive()
+    }
 }
 
 /// `[listen]`

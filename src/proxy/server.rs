@@ -34,6 +34,7 @@ use super::tls::tls_acceptor;
 use crate::authorize::{Authorize, AuthorizeLayer};
 use crate::credentials::{ReloadingCredentials, UpstreamCredentials};
 use crate::notify::{Dispatcher, DispatcherTask, Notify, NotifyLayer, SharedRules};
+use crate::outbox::Deliverer;
 use crate::resign::{Addressing, CredentialsSource, Resign, ResignLayer, Upstream};
 use crate::upstream::UpstreamClient;
 use crate::verify::{SigV4Verify, SigV4VerifyLayer};
@@ -61,6 +62,8 @@ pub struct Proxy {
     admin_state: Arc<AdminState>,
     /// `clients_file`'s reloader, run while serving.
     reloader: Option<Reloader>,
+    /// The delivery role, when `[outbox] deliver = true`.
+    deliverer: Option<Deliverer>,
     // Held so the embedded store lives as long as the proxy.
     _embedded: Option<EmbeddedStore>,
 }
@@ -164,13 +167,58 @@ impl Proxy {
             .region
             .clone()
             .unwrap_or_else(|| remote.endpoint.region());
+        let outbox = match &config.outbox {
+            Some(settings) => Some(settings.connect().await.map_err(StartError::new)?),
+            None => None,
+        };
+        // In fleet mode the dispatcher's sinks publish to the outbox (its
+        // spool is then the write-behind buffer); the configured sinks are
+        // built only where this process delivers.
+        let delivers_here = config.outbox.as_ref().is_none_or(|s| s.deliver);
+        let sinks = if delivers_here {
+            config
+                .notify
+                .build_sinks(&region)
+                .await
+                .map_err(StartError::new)?
+        } else {
+            Vec::new()
+        };
+        let (dispatcher_sinks, sinks) = match &outbox {
+            Some(outbox) => {
+                let mut routes: Vec<(String, Arc<dyn crate::sink::Sink>)> = Vec::new();
+                for name in config.notify.sink_names() {
+                    let route = outbox
+                        .sink(name)
+                        .map_err(|e| StartError::new(e.to_string()))?;
+                    routes.push((name.to_owned(), Arc::new(route)));
+                }
+                (routes, sinks)
+            }
+            None => (sinks, Vec::new()),
+        };
         let (dispatcher, dispatcher_task) = config
             .notify
-            .start(default_spool.clone(), &region)
+            .start(default_spool.clone(), dispatcher_sinks)
             .await
             .map_err(StartError::new)?;
         let api_rules = SharedRules::default();
-        let emitter = config.notify.emitter(dispatcher.clone(), api_rules.clone());
+        let mut emitter = config.notify.emitter(dispatcher.clone(), api_rules.clone());
+        let mut deliverer = None;
+        let mut commit = false;
+        if let (Some(outbox), Some(settings)) = (&outbox, &config.outbox) {
+            if settings.commit {
+                commit = true;
+                emitter = emitter.commit_through(Arc::new(outbox.clone()), settings.commit_timeout);
+            }
+            if settings.deliver {
+                deliverer = Some(
+                    settings
+                        .deliverer(outbox.clone(), sinks)
+                        .map_err(StartError::new)?,
+                );
+            }
+        }
         let (notifications, sinks_json) = bucket_notifications::start(
             &config.notify,
             default_spool,
@@ -186,6 +234,9 @@ impl Proxy {
         if let Some(suffix) = &config.virtual_host_suffix {
             notify = notify.client_virtual_host_suffix(suffix.clone());
         }
+        if commit {
+            notify = notify.commit_before_answer();
+        }
         let metrics = Arc::new(ProxyMetrics::new());
         let admin_state = Arc::new(AdminState {
             dispatcher: dispatcher.clone(),
@@ -198,6 +249,12 @@ impl Proxy {
                 .map(|rule| (rule.name.clone(), rule.sinks.clone()))
                 .collect(),
             readyz_max_spool_fill: config.notify.readyz_max_spool_fill(),
+            outbox: outbox.clone().zip(
+                config
+                    .outbox
+                    .as_ref()
+                    .map(|settings| settings.readyz_max_buffer_fill),
+            ),
         });
         let table = ClientTable::new(&clients);
         let reloader = config
@@ -235,6 +292,7 @@ impl Proxy {
             limits: config.limits,
             admin_state,
             reloader,
+            deliverer,
             _embedded: embedded.map(|(store, _)| store),
         })
     }
@@ -272,9 +330,17 @@ impl Proxy {
             limits,
             admin_state,
             reloader,
+            deliverer,
             _embedded,
         } = self;
         let reload_task = reloader.map(|reloader| tokio::spawn(reloader.run()));
+        let (stop_delivering, delivering_stopped) = tokio::sync::watch::channel(false);
+        let deliver_task = deliverer.map(|deliverer| {
+            let mut stopped = delivering_stopped.clone();
+            tokio::spawn(deliverer.run(async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            }))
+        });
         let graceful = GracefulShutdown::new();
         let mut builder = auto::Builder::new(TokioExecutor::new());
         // A slow or oversized request head costs a bounded buffer and time.
@@ -381,6 +447,10 @@ impl Proxy {
         // can be delivered quickly, the spool keeps the rest for next start.
         let stats = dispatcher.shutdown(Duration::from_secs(5)).await;
         let _ = dispatcher_task.await;
+        let _ = stop_delivering.send(true);
+        if let Some(task) = deliver_task {
+            let _ = task.await;
+        }
         tracing::info!(
             delivered = stats.delivered(),
             spooled = stats.spooled,

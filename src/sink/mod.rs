@@ -148,9 +148,10 @@ pub use sns::{SnsSink, SnsSinkBuilder, SqsSink, SqsSinkBuilder};
     feature = "sink-nats",
     feature = "sink-redis",
     feature = "sink-rabbitmq",
-    feature = "sink-mqtt"
+    feature = "sink-mqtt",
+    feature = "outbox-nats"
 ))]
-mod broker;
+pub(crate) mod broker;
 #[cfg(feature = "sink-mqtt")]
 pub mod mqtt;
 #[cfg(feature = "sink-nats")]

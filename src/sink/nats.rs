@@ -207,16 +207,19 @@ impl NatsSinkBuilder {
             .request_timeout(Some(self.settings.timeout))
             // Never give up reconnecting: the sink outlives broker restarts.
             .max_reconnects(None);
-        let client = options.connect(self.url.as_str()).await.map_err(|e| {
-            use async_nats::ConnectErrorKind as K;
-            let message = format!("{}: connect: {e}", self.settings.name);
-            match e.kind() {
-                K::ServerParse | K::Authentication | K::AuthorizationViolation | K::Tls => {
-                    SinkError::permanent(message)
+        let client = options
+            .connect(broker::nats_servers(&self.url).as_slice())
+            .await
+            .map_err(|e| {
+                use async_nats::ConnectErrorKind as K;
+                let message = format!("{}: connect: {e}", self.settings.name);
+                match e.kind() {
+                    K::ServerParse | K::Authentication | K::AuthorizationViolation | K::Tls => {
+                        SinkError::permanent(message)
+                    }
+                    _ => SinkError::transient(message),
                 }
-                _ => SinkError::transient(message),
-            }
-        })?;
+            })?;
         let mut jetstream = async_nats::jetstream::new(client.clone());
         jetstream.set_timeout(self.settings.timeout);
         Ok(NatsSink {

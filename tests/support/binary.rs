@@ -171,28 +171,7 @@ impl S3tapCommand {
     /// default paths such as the spool land there) and waits until it logs
     /// that it is ready.
     pub fn start(self, dir: &Path) -> S3tap {
-        let mut child = self
-            .command(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start s3tap");
-        let stderr = Arc::new(Pipe::default());
-        let stdout = Arc::new(Pipe::default());
-        let readers = vec![
-            stderr.collect(child.stderr.take().unwrap()),
-            stdout.collect(child.stdout.take().unwrap()),
-        ];
-        let ready = stderr.wait_for(START_LIMIT, |text| text.contains("s3tap is ready"));
-        if !ready {
-            let _ = child.kill();
-            panic!(
-                "s3tap did not log \"s3tap is ready\"; stderr:\n{}\nstdout:\n{}",
-                stderr.text(),
-                stdout.text()
-            );
-        }
+        let (child, stderr, stdout, readers) = self.spawn_until_logged(dir, "s3tap is ready");
         let fields = ready_fields(&stderr.text());
         let endpoint = fields
             .get("listen")
@@ -218,6 +197,53 @@ impl S3tapCommand {
             addr,
             admin,
         }
+    }
+}
+
+impl S3tapCommand {
+    /// Starts a role without listeners (`s3tap deliver`) in `dir` and waits
+    /// until it logs `needle`; its addresses are unspecified.
+    pub fn start_until_logged(self, dir: &Path, needle: &str) -> S3tap {
+        let (child, stderr, stdout, readers) = self.spawn_until_logged(dir, needle);
+        let nowhere: SocketAddr = "0.0.0.0:0".parse().unwrap();
+        S3tap {
+            child,
+            stderr,
+            stdout,
+            readers,
+            endpoint: String::new(),
+            addr: nowhere,
+            admin: nowhere,
+        }
+    }
+
+    fn spawn_until_logged(
+        self,
+        dir: &Path,
+        needle: &str,
+    ) -> (Child, Arc<Pipe>, Arc<Pipe>, Vec<JoinHandle<()>>) {
+        let mut child = self
+            .command(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start s3tap");
+        let stderr = Arc::new(Pipe::default());
+        let stdout = Arc::new(Pipe::default());
+        let readers = vec![
+            stderr.collect(child.stderr.take().unwrap()),
+            stdout.collect(child.stdout.take().unwrap()),
+        ];
+        if !stderr.wait_for(START_LIMIT, |text| text.contains(needle)) {
+            let _ = child.kill();
+            panic!(
+                "s3tap did not log {needle:?}; stderr:\n{}\nstdout:\n{}",
+                stderr.text(),
+                stdout.text()
+            );
+        }
+        (child, stderr, stdout, readers)
     }
 }
 

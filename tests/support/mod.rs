@@ -9,6 +9,8 @@
 #[cfg(feature = "proxy")]
 pub mod binary;
 pub mod clients;
+#[cfg(feature = "outbox-nats")]
+pub mod nats_cluster;
 pub mod peers;
 #[cfg(feature = "upstream")]
 pub mod proxy;

@@ -1,0 +1,380 @@
+//! `[outbox]` (fleet mode), checked, and what uses it: the connection the
+//! proxy commits events through, and the commands that run without an S3
+//! listener: `s3tap deliver`, `s3tap replay`, and `s3tap dead-letters
+//! --config` on the dead-letter stream.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::notify::{DeadLetterFilter, RetryPolicy};
+use crate::outbox::{
+    replay, DeadLetterStream, Deliverer, JetStreamOutbox, OutboxDeadLetter, ReplayReport,
+    ReplaySelection,
+};
+use crate::sink::Sink;
+
+use super::error::{invalid, ConfigError};
+use super::schema::OutboxSection;
+
+/// `[outbox]`, checked.
+#[derive(Clone)]
+pub struct OutboxSettings {
+    url: String,
+    stream: Option<String>,
+    subject_prefix: Option<String>,
+    dead_letter_stream: Option<String>,
+    dead_letter_subject_prefix: Option<String>,
+    replicas: Option<usize>,
+    max_age: Option<Duration>,
+    max_bytes: Option<i64>,
+    duplicate_window: Option<Duration>,
+    /// Commit a changing request's events before its answer.
+    pub commit: bool,
+    /// The longest an answer waits for the commit.
+    pub commit_timeout: Duration,
+    /// How long a deliverer has to settle a message.
+    pub ack_wait: Duration,
+    /// Also run the delivery role in the proxy.
+    pub deliver: bool,
+    /// `/readyz` fails while the outbox is unreachable and the local buffer
+    /// is fuller than this.
+    pub readyz_max_buffer_fill: f64,
+}
+
+impl fmt::Debug for OutboxSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The URL may carry a user and password: not printed.
+        f.debug_struct("OutboxSettings")
+            .field("stream", &self.stream)
+            .field("replicas", &self.replicas)
+            .field("commit", &self.commit)
+            .field("commit_timeout", &self.commit_timeout)
+            .field("deliver", &self.deliver)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OutboxSettings {
+    /// Checks `[outbox]` against the sinks it will carry events for.
+    pub(super) fn resolve<'a>(
+        section: OutboxSection,
+        sinks: impl IntoIterator<Item = &'a str>,
+    ) -> Result<OutboxSettings, ConfigError> {
+        let url = section.url.trim().to_owned();
+        if url.starts_with("kafka://") {
+            return Err(invalid(
+                "[outbox] url: a Kafka outbox is not available in this version; use nats://host:port (NATS JetStream)",
+            ));
+        }
+        if url.is_empty()
+            || !url
+                .split(',')
+                .all(|u| u.trim().starts_with("nats://") || u.trim().starts_with("tls://"))
+        {
+            return Err(invalid(format!(
+                "[outbox] url: expected nats://host:port (several separated by commas), got {:?}",
+                redact(&url)
+            )));
+        }
+        for sink in sinks {
+            if sink.is_empty()
+                || !sink
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(invalid(format!(
+                    "[[sinks]] {sink:?}: with [outbox], a sink's name is part of a subject: use letters, digits, '-' and '_'"
+                )));
+            }
+        }
+        if let Some(replicas) = section.replicas {
+            if !(1..=5).contains(&replicas) {
+                return Err(invalid(format!(
+                    "[outbox] replicas = {replicas}: JetStream allows 1 to 5"
+                )));
+            }
+        }
+        let fill = section.readyz_max_buffer_fill.unwrap_or(0.5);
+        if !(fill > 0.0 && fill <= 1.0) {
+            return Err(invalid(format!(
+                "[outbox] readyz_max_buffer_fill = {fill} is out of range; expected a fraction above 0 and at most 1"
+            )));
+        }
+        let commit_timeout = Duration::from_millis(section.commit_timeout_ms.unwrap_or(500));
+        if commit_timeout.is_zero() {
+            return Err(invalid("[outbox] commit_timeout_ms must be above 0"));
+        }
+        Ok(OutboxSettings {
+            url,
+            stream: section.stream,
+            subject_prefix: section.subject_prefix,
+            dead_letter_stream: section.dead_letter_stream,
+            dead_letter_subject_prefix: section.dead_letter_subject_prefix,
+            replicas: section.replicas,
+            max_age: section.max_age_secs.map(Duration::from_secs),
+            max_bytes: section.max_bytes,
+            duplicate_window: section.duplicate_window_secs.map(Duration::from_secs),
+            commit: section.commit.unwrap_or(true),
+            commit_timeout,
+            ack_wait: Duration::from_secs(section.ack_wait_secs.unwrap_or(30).max(1)),
+            deliver: section.deliver.unwrap_or(false),
+            readyz_max_buffer_fill: fill,
+        })
+    }
+
+    /// Connects (a cluster away now is not an error: see
+    /// [`JetStreamOutboxBuilder::connect`](crate::outbox::JetStreamOutboxBuilder::connect)).
+    pub async fn connect(&self) -> Result<JetStreamOutbox, String> {
+        let mut builder = JetStreamOutbox::builder(self.url.as_str());
+        if let Some(stream) = &self.stream {
+            builder = builder.stream(stream.as_str());
+        }
+        if let Some(prefix) = &self.subject_prefix {
+            builder = builder.subject_prefix(prefix.as_str());
+        }
+        if self.dead_letter_stream.is_some() || self.dead_letter_subject_prefix.is_some() {
+            builder = builder.dead_letters(
+                self.dead_letter_stream
+                    .clone()
+                    .unwrap_or_else(|| "S3TAP_DEAD_LETTERS".into()),
+                self.dead_letter_subject_prefix
+                    .clone()
+                    .unwrap_or_else(|| "s3tap.dead".into()),
+            );
+        }
+        if let Some(replicas) = self.replicas {
+            builder = builder.replicas(replicas);
+        }
+        if let Some(age) = self.max_age {
+            builder = builder.max_age(age);
+        }
+        if let Some(bytes) = self.max_bytes {
+            builder = builder.max_bytes(bytes);
+        }
+        if let Some(window) = self.duplicate_window {
+            builder = builder.duplicate_window(window);
+        }
+        builder.connect().await.map_err(|e| e.to_string())
+    }
+
+    /// The deliverer of `sinks` on `outbox`.
+    pub(super) fn deliverer(
+        &self,
+        outbox: JetStreamOutbox,
+        sinks: Vec<(String, Arc<dyn Sink>)>,
+    ) -> Result<Deliverer, String> {
+        let mut builder = Deliverer::builder(outbox).ack_wait(self.ack_wait);
+        for (name, sink) in sinks {
+            builder = builder.sink(name, sink);
+        }
+        builder.build().map_err(|e| e.to_string())
+    }
+}
+
+/// A URL without its user and password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://<redacted>@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// `s3tap deliver`: consumes the outbox for every `[[sinks]]` entry until
+/// SIGTERM/SIGINT.
+pub(super) async fn run_deliver(config: super::Config) -> Result<(), String> {
+    let settings = config
+        .outbox
+        .as_ref()
+        .ok_or("s3tap deliver needs an [outbox] section in --config")?;
+    let region = config.region();
+    let sinks = config.notify.build_sinks(&region).await?;
+    if sinks.is_empty() {
+        return Err("s3tap deliver: no [[sinks]] to deliver to".into());
+    }
+    let outbox = settings.connect().await?;
+    let deliverer = settings.deliverer(outbox, sinks)?;
+    let progress = deliverer.progress();
+    tracing::info!(sinks = progress.len(), "s3tap deliver is running");
+    deliverer.run(super::shutdown_signal()).await;
+    for (sink, p) in progress.iter() {
+        use std::sync::atomic::Ordering::Relaxed;
+        tracing::info!(
+            %sink,
+            delivered = p.delivered.load(Relaxed),
+            retried = p.retried.load(Relaxed),
+            dead_lettered = p.dead_lettered.load(Relaxed),
+            "s3tap deliver stopped"
+        );
+    }
+    Ok(())
+}
+
+/// `s3tap replay`: delivers again what the stream retains since `since`.
+pub(super) async fn run_replay(
+    config: super::Config,
+    since: SystemTime,
+    rule: Option<String>,
+    sink: Option<String>,
+) -> Result<ReplayReport, String> {
+    let settings = config
+        .outbox
+        .as_ref()
+        .ok_or("s3tap replay needs an [outbox] section in --config")?;
+    let region = config.region();
+    let mut sinks = config.notify.build_sinks(&region).await?;
+    if let Some(only) = &sink {
+        sinks.retain(|(name, _)| name == only);
+        if sinks.is_empty() {
+            return Err(format!("--sink {only}: no such sink in [[sinks]]"));
+        }
+    }
+    let sinks: Vec<(Arc<str>, Arc<dyn Sink>)> = sinks
+        .into_iter()
+        .map(|(name, sink)| (Arc::from(name.as_str()), sink))
+        .collect();
+    let outbox = settings.connect().await?;
+    let selection = ReplaySelection { since, rule, sink };
+    replay(&outbox, &sinks, &selection, &RetryPolicy::default())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Answers the admin API's dead-letter requests (method, path, query) from
+/// the outbox's dead-letter stream, in the admin API's JSON, so that
+/// `s3tap dead-letters ...` prints a fleet's dead letters as it prints a
+/// proxy's.
+pub(super) async fn dead_letters_call(
+    settings: &OutboxSettings,
+    method: http::Method,
+    path: &str,
+    query: &[(&str, String)],
+) -> Result<serde_json::Value, String> {
+    use http::Method;
+    let mut selected = (None, None, None, None);
+    let mut limit = 100usize;
+    for (name, value) in query {
+        let age = || {
+            super::admin::parse_age(value).ok_or_else(|| {
+                format!(
+                    "--{}: {value:?} is not an age (90s, 15m, 2h, 1d)",
+                    name.replace('_', "-")
+                )
+            })
+        };
+        match *name {
+            "sink" => selected.0 = Some(value.as_str()),
+            "id" => selected.1 = Some(value.as_str()),
+            "older_than" => selected.2 = Some(age()?),
+            "newer_than" => selected.3 = Some(age()?),
+            "limit" => limit = value.parse().map_err(|_| format!("--limit {value}"))?,
+            _ => {}
+        }
+    }
+    let stream = DeadLetterStream::new(settings.connect().await?);
+    let id_in_path = path
+        .strip_prefix("/admin/dead-letters/")
+        .filter(|rest| *rest != "redrive");
+    if let Some(id) = id_in_path {
+        selected.1 = Some(id);
+    }
+    let filter = filter_of(selected.0, selected.1, selected.2, selected.3);
+    let error = |e: crate::outbox::OutboxError| e.to_string();
+    match (method, path) {
+        (Method::GET, "/admin/dead-letters") => {
+            let letters = stream.list(&filter, limit).await.map_err(error)?;
+            let items: Vec<_> = letters.iter().map(dead_letter_json).collect();
+            Ok(serde_json::json!({ "count": items.len(), "dead_letters": items }))
+        }
+        (Method::GET, _) if id_in_path.is_some() => {
+            let letters = stream.list(&filter, 1).await.map_err(error)?;
+            letters
+                .first()
+                .map(dead_letter_json)
+                .ok_or_else(|| format!("no dead letter with id {}", id_in_path.unwrap_or("")))
+        }
+        (Method::POST, "/admin/dead-letters/redrive") => {
+            let moved = stream.redrive(&filter).await.map_err(error)?;
+            Ok(serde_json::json!({ "redriven": moved.values().sum::<u64>(), "sinks": moved }))
+        }
+        (Method::DELETE, "/admin/dead-letters") => {
+            let purged = stream.purge(&filter).await.map_err(error)?;
+            Ok(serde_json::json!({ "purged": purged.values().sum::<u64>(), "sinks": purged }))
+        }
+        _ => Err(format!(
+            "{path}: not available with [outbox]; a deliverer parks a sink that answered 410 until it is restarted"
+        )),
+    }
+}
+
+/// A dead letter as the admin API's JSON shows one.
+pub(super) fn dead_letter_json(letter: &OutboxDeadLetter) -> serde_json::Value {
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    serde_json::json!({
+        "id": letter.event.id.as_str(),
+        "sink": letter.sink,
+        "seq": letter.seq,
+        "attempts": letter.attempts,
+        "reason": letter.reason,
+        "dead_for_secs": now.saturating_sub(letter.dead_since_ms) / 1000,
+        "bucket": letter.event.bucket,
+        "key": letter.event.key,
+        "event": letter.event,
+    })
+}
+
+/// The filter of `s3tap dead-letters` selectors.
+pub(super) fn filter_of(
+    sink: Option<&str>,
+    id: Option<&str>,
+    older_than: Option<Duration>,
+    newer_than: Option<Duration>,
+) -> DeadLetterFilter {
+    let mut filter = DeadLetterFilter::all();
+    if let Some(sink) = sink {
+        filter = filter.sink(sink);
+    }
+    if let Some(id) = id {
+        filter = filter.id(id);
+    }
+    if let Some(age) = older_than {
+        filter = filter.older_than(age);
+    }
+    if let Some(age) = newer_than {
+        filter = filter.newer_than(age);
+    }
+    filter
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn section(url: &str) -> OutboxSection {
+        toml::from_str(&format!("url = {url:?}")).unwrap()
+    }
+
+    #[test]
+    fn urls_and_sink_names_are_checked() {
+        assert!(OutboxSettings::resolve(section("nats://a:4222,nats://b:4222"), ["hook"]).is_ok());
+        let kafka = OutboxSettings::resolve(section("kafka://k:9092"), ["hook"]).unwrap_err();
+        assert!(kafka.to_string().contains("Kafka"), "{kafka}");
+        let bad = OutboxSettings::resolve(section("http://u:secret@x"), ["hook"]).unwrap_err();
+        assert!(!bad.to_string().contains("secret"), "{bad}");
+        let dotted = OutboxSettings::resolve(section("nats://a:4222"), ["a.b"]).unwrap_err();
+        assert!(dotted.to_string().contains("subject"), "{dotted}");
+    }
+
+    #[test]
+    fn defaults_commit_before_the_answer_and_do_not_deliver() {
+        let settings = OutboxSettings::resolve(section("nats://a:4222"), ["hook"]).unwrap();
+        assert!(settings.commit && !settings.deliver);
+        assert_eq!(settings.commit_timeout, Duration::from_millis(500));
+        assert_eq!(settings.readyz_max_buffer_fill, 0.5);
+    }
+}
