@@ -26,8 +26,12 @@
 //! build of the `s3tap` binary), `BENCH_S3TAP_BEFORE` (a saved earlier
 //! build, run beside the current one in the same rounds of `proxy`).
 
+#[path = "support/cpu.rs"]
+mod cpu;
 #[path = "../tests/signing/mod.rs"]
 mod signing;
+
+use cpu::cpu_seconds;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -69,23 +73,6 @@ fn wait_listening(port: u16, what: &str) {
 }
 
 // ---------------------------------------------------------------- CPU
-
-fn clock_ticks() -> f64 {
-    // SAFETY: sysconf reads a constant and has no preconditions.
-    (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }) as f64
-}
-
-/// utime + stime of `pid` (all its threads), in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let Some(rest) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
-        return 0.0;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // `rest` starts at field 3 (state): utime is field 14, stime field 15.
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    ticks / clock_ticks()
-}
 
 fn children(pid: u32) -> Vec<u32> {
     std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))

@@ -14,6 +14,10 @@
 #   scripts/bench.sh uploads   CPU-seconds per GiB of large uploads per
 #                              payload mode vs the nginx hop and openssl's
 #                              SHA-256 (issue 14, goal 3; BENCH_GIB, BENCH_MODES)
+#   scripts/bench.sh fleet     fleet mode's cost: req/s, PUT latency and events/s
+#                              end to end with the JetStream outbox (3-node
+#                              cluster, 2 deliverers) vs a proxy delivering
+#                              directly (issue 13; FLEET_SECONDS, FLEET_CONNECTIONS)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -45,8 +49,15 @@ case "${1:-}" in
     need nginx openssl
     exec cargo bench --features proxy --bench proxy_vs_nginx -- uploads
     ;;
+  fleet)
+    need nats-server
+    bash scripts/setup-peers.sh
+    # shellcheck source=/dev/null
+    source .peers/env
+    exec cargo bench --features proxy --bench fleet_outbox
+    ;;
   *)
-    echo "usage: scripts/bench.sh webhook|proxy|uploads" >&2
+    echo "usage: scripts/bench.sh webhook|proxy|uploads|fleet" >&2
     exit 2
     ;;
 esac

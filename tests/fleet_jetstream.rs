@@ -224,7 +224,9 @@ async fn three_proxies_two_deliverers_lose_nothing_through_the_faults() {
     std::fs::create_dir_all(upstream.data_dir().join("fleet")).unwrap();
 
     let receiver_log = Arc::new(notify_support::Log::default());
-    let ok: notify_support::Behaviour = Arc::new(|_: &Seen| Reply::Status(200));
+    // A receiver that takes a few milliseconds: deliveries are always in
+    // flight, so the deliverer killed below dies with a batch in hand.
+    let ok: notify_support::Behaviour = Arc::new(|_: &Seen| Reply::After(Duration::from_millis(5)));
     let receiver =
         Receiver::start_with_log(notify_support::free(), ok.clone(), receiver_log.clone()).await;
     let receiver_addr = receiver.addr;
@@ -324,6 +326,11 @@ async fn three_proxies_two_deliverers_lose_nothing_through_the_faults() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     let (events, deliveries) = delivered(&receiver_log);
+    let cut = receiver_log
+        .records()
+        .iter()
+        .filter(|r| r.status.is_none())
+        .count();
     let latencies = load.latencies.lock().unwrap().clone();
     let before: Vec<Duration> = latencies
         .iter()
@@ -336,13 +343,14 @@ async fn three_proxies_two_deliverers_lose_nothing_through_the_faults() {
         .map(|(_, d)| *d)
         .collect();
     eprintln!(
-        "fleet: {} events caused by {} successful requests ({} client errors); {} distinct events delivered in {} deliveries ({} duplicates); lost {}; PUT/DELETE p99 before the faults {:?} ({} requests), during {:?} ({} requests)",
+        "fleet: {} events caused by {} successful requests ({} client errors); {} distinct events delivered in {} deliveries ({} duplicates, {} POSTs cut by the kills); lost {}; PUT/DELETE p99 before the faults {:?} ({} requests), during {:?} ({} requests)",
         expected.len(),
         caused.len(),
         load.errors.lock().unwrap(),
         events.len(),
         deliveries,
         deliveries - events.len(),
+        cut,
         missing.len(),
         p99(before.clone()),
         before.len(),
@@ -457,4 +465,191 @@ async fn an_answer_comes_after_its_events_are_in_the_stream() {
         35,
         "DeleteObjects was answered before its 5 events were in the stream"
     );
+}
+
+/// Runs `s3tap <args> --config <file>` to the end: (success, stdout, stderr).
+fn s3tap_command(config: &Path, args: &[&str]) -> (bool, String, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_s3tap"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .output()
+        .expect("run s3tap");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// One proxy running both roles (`[outbox] deliver = true`); the receiver
+/// refuses one object's event for good (400): it goes to the dead-letter
+/// stream, which `s3tap dead-letters` lists and redrives once the receiver
+/// accepts it; then `s3tap replay` delivers everything again with the same
+/// event ids.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_listed_and_redriven_and_the_log_replays() {
+    let Some(upstream) = S3sFs::start(&Creds::new(UPSTREAM_KEY, UPSTREAM_SECRET)).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = NatsCluster::start(dir.path());
+    cluster.wait_jetstream().await;
+    std::fs::create_dir_all(upstream.data_dir().join("fleet")).unwrap();
+
+    let refuse_poison = Arc::new(AtomicBool::new(true));
+    let behaviour: notify_support::Behaviour = {
+        let refuse = refuse_poison.clone();
+        Arc::new(move |seen: &Seen| {
+            let poisoned = seen.keys.iter().flatten().any(|k| k.contains("poison"));
+            if poisoned && refuse.load(Ordering::Relaxed) {
+                Reply::Status(400)
+            } else {
+                Reply::Status(200)
+            }
+        })
+    };
+    let receiver = Receiver::start(notify_support::free(), behaviour).await;
+    let toml = config(
+        upstream.endpoint(),
+        &cluster.url(),
+        &receiver.url(),
+        &dir.path().join("spool"),
+    )
+    .replace("ack_wait_secs = 3", "ack_wait_secs = 3\ndeliver = true");
+    let proxy = start_proxy(dir.path(), "proxy", &toml);
+    let config_file = dir.path().join("proxy/s3tap.toml");
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    for key in ["good/1", "good/2", "good/3", "poison/1"] {
+        let status = send(
+            &client,
+            proxy.addr,
+            http::Method::PUT,
+            &format!("/fleet/{key}"),
+            b"x",
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, 200);
+    }
+
+    // The dead letter shows, with its reason.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let listed = loop {
+        let (ok, stdout, stderr) = s3tap_command(&config_file, &["dead-letters", "list", "--json"]);
+        assert!(ok, "{stderr}");
+        let listed: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        if listed["count"] == 1 || Instant::now() > deadline {
+            break listed;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(listed["count"], 1, "{listed}\n{}", proxy.logs());
+    let letter = &listed["dead_letters"][0];
+    assert_eq!(letter["sink"], "hook");
+    assert_eq!(letter["key"], "poison/1");
+    assert!(
+        letter["reason"].as_str().unwrap().contains("400"),
+        "{letter}"
+    );
+    let poison_id = letter["id"].as_str().unwrap().to_owned();
+    assert_eq!(receiver.log.acked_ids().len(), 3, "the good events");
+
+    // The table form names it too.
+    let (ok, table, stderr) = s3tap_command(&config_file, &["dead-letters", "list"]);
+    assert!(
+        ok && table.contains(&poison_id) && table.contains("1 dead letter"),
+        "{table}{stderr}"
+    );
+
+    // Fixed receiver, redrive: delivered, and the dead letters are empty.
+    refuse_poison.store(false, Ordering::Relaxed);
+    let (ok, stdout, stderr) = s3tap_command(
+        &config_file,
+        &["dead-letters", "redrive", "--sink", "hook", "--json"],
+    );
+    assert!(ok, "{stderr}");
+    let redriven: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(redriven["redriven"], 1, "{redriven}");
+    assert!(
+        notify_support::wait_until(Duration::from_secs(20), || receiver
+            .log
+            .acked_ids()
+            .contains(&poison_id))
+        .await,
+        "the redriven event was not delivered\n{}",
+        proxy.logs()
+    );
+    let (_, stdout, _) = s3tap_command(&config_file, &["dead-letters", "list", "--json"]);
+    let listed: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(listed["count"], 0, "{listed}");
+
+    // Replay from the log: every event again, same ids (the poisoned one
+    // twice: its first publish and its redrive are both in the stream).
+    let before: HashMap<String, usize> = receiver.log.acked.lock().unwrap().clone();
+    let (ok, stdout, stderr) = s3tap_command(
+        &config_file,
+        &["replay", "--since", "10m", "--sink", "hook", "--json"],
+    );
+    assert!(ok, "{stdout}{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["selected"], 5, "{report}");
+    assert_eq!(report["delivered"]["hook"], 5, "{report}");
+    let after = receiver.log.acked.lock().unwrap().clone();
+    assert_eq!(after.len(), 4, "no new ids: {after:?}");
+    for (id, count) in &before {
+        assert!(after[id] > *count, "{id} was not replayed");
+    }
+    // A rule filter that matches nothing selects nothing.
+    let (ok, stdout, _) = s3tap_command(
+        &config_file,
+        &["replay", "--since", "10m", "--rule", "other", "--json"],
+    );
+    assert!(ok);
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["selected"], 0, "{report}");
+}
+
+/// The README's `[outbox]` example names every key and loads as written.
+#[test]
+fn the_readme_outbox_example_loads() {
+    let example = support::readme_toml_example(|block| block.contains("[outbox]"));
+    for key in [
+        "url",
+        "replicas",
+        "max_age_secs",
+        "max_bytes",
+        "stream",
+        "subject_prefix",
+        "dead_letter_stream",
+        "dead_letter_subject_prefix",
+        "duplicate_window_secs",
+        "commit",
+        "commit_timeout_ms",
+        "ack_wait_secs",
+        "deliver",
+        "readyz_max_buffer_fill",
+    ] {
+        assert!(
+            example.contains(&format!("{key} =")),
+            "{key} is not in the README example"
+        );
+    }
+    use clap::Parser;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s3tap.toml");
+    std::fs::write(&path, &example).unwrap();
+    let args = s3tap::proxy::Args::parse_from(["s3tap", "--config", path.to_str().unwrap()]);
+    let config = s3tap::proxy::Config::load(&args, |_| None)
+        .unwrap_or_else(|e| panic!("the README example: {e}"));
+    let outbox = config.outbox.expect("[outbox]");
+    assert!(outbox.commit && !outbox.deliver);
+    assert_eq!(outbox.commit_timeout, Duration::from_millis(500));
+    assert_eq!(outbox.ack_wait, Duration::from_secs(30));
+    // A misspelt key is refused, as everywhere in the file.
+    std::fs::write(&path, example.replace("replicas =", "replica =")).unwrap();
+    let error = s3tap::proxy::Config::load(&args, |_| None).unwrap_err();
+    assert!(error.to_string().contains("replica"), "{error}");
 }
