@@ -653,3 +653,87 @@ fn the_readme_outbox_example_loads() {
     let error = s3tap::proxy::Config::load(&args, |_| None).unwrap_err();
     assert!(error.to_string().contains("replica"), "{error}");
 }
+
+/// With the whole cluster down, changing requests still get their answers
+/// (nothing waits for an outbox that is away), their events wait in the
+/// local spool, and once that is fuller than `readyz_max_buffer_fill`,
+/// `/readyz` says why; when the cluster is back the spool drains into the
+/// stream and the proxy is ready again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_outbox_with_a_full_buffer_fails_readyz_then_drains() {
+    let Some(upstream) = S3sFs::start(&Creds::new(UPSTREAM_KEY, UPSTREAM_SECRET)).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = NatsCluster::start(dir.path());
+    cluster.wait_jetstream().await;
+    std::fs::create_dir_all(upstream.data_dir().join("fleet")).unwrap();
+    let toml = config(
+        upstream.endpoint(),
+        &cluster.url(),
+        "http://127.0.0.1:9/hook",
+        &dir.path().join("spool"),
+    )
+    .replace("[notify]\n", "[notify]\nspool_max_events = 20\n")
+    .replace(
+        "replicas = 3",
+        "replicas = 1\nreadyz_max_buffer_fill = 0.25",
+    );
+    let proxy = start_proxy(dir.path(), "proxy", &toml);
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let status = send(
+        &client,
+        proxy.addr,
+        http::Method::PUT,
+        "/fleet/before",
+        b"x",
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200);
+    let (status, body) = proxy.admin_get("/readyz").await;
+    assert_eq!(status, 200, "{body}");
+
+    for node in 0..3 {
+        cluster.stop(node);
+    }
+    for i in 0..10 {
+        let started = Instant::now();
+        let status = send(
+            &client,
+            proxy.addr,
+            http::Method::PUT,
+            &format!("/fleet/while-down/{i}"),
+            b"x",
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, 200);
+        eprintln!("PUT {i} with the cluster down: {:?}", started.elapsed());
+    }
+    let (status, body) = proxy.admin_get("/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("the outbox is unreachable"), "{body}");
+
+    for node in 0..3 {
+        cluster.restart(node);
+    }
+    let js = jetstream(&cluster).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, _) = proxy.admin_get("/readyz").await;
+        let stored = match js.get_stream("FLEET_TEST").await {
+            Ok(mut stream) => stream.info().await.map(|i| i.state.messages).unwrap_or(0),
+            Err(_) => 0,
+        };
+        if status == 200 && stored == 11 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not drained: /readyz {status}, {stored} of 11 events in the stream\n{}",
+            proxy.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
