@@ -14,6 +14,9 @@
 //! | `DELETE /admin/dead-letters/{id}` | purges one |
 //! | `POST /admin/sinks/{name}/enable[?redrive=true]` | enables a sink a `410` disabled; with `redrive=true` its dead letters go again too |
 //!
+//! With `[outbox]` (fleet mode) the dead-letter endpoints act on the
+//! outbox's dead-letter stream, where the deliverers put what sinks refused.
+//!
 //! Selectors may also come as a JSON object in a `POST` body
 //! (`{"sink":"hook","older_than":"1h"}`). Ages are counted from the moment
 //! an event was dead-lettered: `90`, `90s`, `15m`, `2h`, `1d`.
@@ -35,6 +38,7 @@ use serde_json::{json, Value};
 use super::metrics::ProxyMetrics;
 use crate::credentials::Secret;
 use crate::notify::{DeadLetter, DeadLetterFilter, Dispatcher, DispatcherError};
+use crate::outbox::DeadLetterStream;
 
 /// Default and largest `limit` of a listing.
 const DEFAULT_LIMIT: usize = 100;
@@ -290,6 +294,19 @@ fn unauthorized(code: &'static str, message: &str) -> AdminError {
     }
 }
 
+/// In fleet mode the dead letters that matter are the deliverers', in the
+/// outbox's dead-letter stream (the local spool only buffers publishes).
+fn dead_letter_stream(state: &AdminState) -> Option<DeadLetterStream> {
+    state
+        .outbox
+        .as_ref()
+        .map(|(outbox, _)| DeadLetterStream::new(outbox.clone()))
+}
+
+fn outbox_error(error: crate::outbox::OutboxError) -> AdminError {
+    self::error(StatusCode::SERVICE_UNAVAILABLE, "outbox", error.to_string())
+}
+
 async fn list(state: &AdminState, selectors: &BTreeMap<String, String>) -> Answer {
     let filter = filter(selectors)?;
     let limit = match selectors.get("limit") {
@@ -305,16 +322,41 @@ async fn list(state: &AdminState, selectors: &BTreeMap<String, String>) -> Answe
             }
         },
     };
-    let letters = state
-        .dispatcher
-        .dead_letters_matching(&filter, limit)
-        .await
-        .map_err(dispatcher_error)?;
-    let items: Vec<Value> = letters.iter().map(letter_json).collect();
+    let items: Vec<Value> = match dead_letter_stream(state) {
+        Some(stream) => stream
+            .list(&filter, limit)
+            .await
+            .map_err(outbox_error)?
+            .iter()
+            .map(super::outbox::dead_letter_json)
+            .collect(),
+        None => state
+            .dispatcher
+            .dead_letters_matching(&filter, limit)
+            .await
+            .map_err(dispatcher_error)?
+            .iter()
+            .map(letter_json)
+            .collect(),
+    };
     Ok(json!({ "count": items.len(), "dead_letters": items }))
 }
 
 async fn inspect(state: &AdminState, id: &str) -> Answer {
+    if let Some(stream) = dead_letter_stream(state) {
+        let filter = DeadLetterFilter::all().id(id);
+        let found = stream.list(&filter, 1).await.map_err(outbox_error)?;
+        return found
+            .first()
+            .map(super::outbox::dead_letter_json)
+            .ok_or_else(|| {
+                error(
+                    StatusCode::NOT_FOUND,
+                    "no_such_dead_letter",
+                    format!("no dead letter for event {id:?}"),
+                )
+            });
+    }
     match state
         .dispatcher
         .dead_letter(id)
@@ -332,11 +374,14 @@ async fn inspect(state: &AdminState, id: &str) -> Answer {
 
 async fn redrive(state: &AdminState, selectors: &BTreeMap<String, String>) -> Answer {
     let filter = filter(selectors)?;
-    let moved = state
-        .dispatcher
-        .redrive(&filter)
-        .await
-        .map_err(dispatcher_error)?;
+    let moved = match dead_letter_stream(state) {
+        Some(stream) => stream.redrive(&filter).await.map_err(outbox_error)?,
+        None => state
+            .dispatcher
+            .redrive(&filter)
+            .await
+            .map_err(dispatcher_error)?,
+    };
     tracing::info!(
         events = moved.values().sum::<u64>(),
         ?filter,
@@ -355,11 +400,14 @@ async fn purge(state: &AdminState, selectors: &BTreeMap<String, String>) -> Answ
             "purging needs a selector (sink, id, older_than, newer_than) or all=true".into(),
         ));
     }
-    let purged = state
-        .dispatcher
-        .purge(&filter)
-        .await
-        .map_err(dispatcher_error)?;
+    let purged = match dead_letter_stream(state) {
+        Some(stream) => stream.purge(&filter).await.map_err(outbox_error)?,
+        None => state
+            .dispatcher
+            .purge(&filter)
+            .await
+            .map_err(dispatcher_error)?,
+    };
     tracing::info!(
         events = purged.values().sum::<u64>(),
         ?filter,
