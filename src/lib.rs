@@ -126,6 +126,8 @@ pub mod crypto;
 mod hop_by_hop;
 #[cfg(any(feature = "upstream", feature = "sink-webhook"))]
 mod https;
+#[cfg(any(feature = "sink-nats", feature = "outbox-nats"))]
+mod nats;
 #[cfg(feature = "notify")]
 pub mod notify;
 #[cfg(feature = "outbox-nats")]

@@ -343,7 +343,7 @@ impl JetStreamOutboxBuilder {
             .request_timeout(Some(s.timeout))
             .retry_on_initial_connect()
             .max_reconnects(None)
-            .connect(crate::sink::broker::nats_servers(&self.url).as_slice())
+            .connect(crate::nats::nats_servers(&self.url).as_slice())
             .await
             .map_err(|e| OutboxError::Config(format!("connect: {e}")))?;
         let mut jetstream = jetstream::new(client.clone());

@@ -192,16 +192,6 @@ pub(crate) async fn within(
     }
 }
 
-/// The servers of a NATS URL list (`nats://a:4222,nats://b:4222`): the
-/// client crate parses one URL per string, so a list is split here.
-#[cfg(any(feature = "sink-nats", feature = "outbox-nats"))]
-pub(crate) fn nats_servers(url: &str) -> Vec<&str> {
-    url.split(',')
-        .map(str::trim)
-        .filter(|server| !server.is_empty())
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

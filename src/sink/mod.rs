@@ -148,10 +148,9 @@ pub use sns::{SnsSink, SnsSinkBuilder, SqsSink, SqsSinkBuilder};
     feature = "sink-nats",
     feature = "sink-redis",
     feature = "sink-rabbitmq",
-    feature = "sink-mqtt",
-    feature = "outbox-nats"
+    feature = "sink-mqtt"
 ))]
-pub(crate) mod broker;
+mod broker;
 #[cfg(feature = "sink-mqtt")]
 pub mod mqtt;
 #[cfg(feature = "sink-nats")]

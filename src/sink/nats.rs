@@ -208,7 +208,7 @@ impl NatsSinkBuilder {
             // Never give up reconnecting: the sink outlives broker restarts.
             .max_reconnects(None);
         let client = options
-            .connect(broker::nats_servers(&self.url).as_slice())
+            .connect(crate::nats::nats_servers(&self.url).as_slice())
             .await
             .map_err(|e| {
                 use async_nats::ConnectErrorKind as K;
