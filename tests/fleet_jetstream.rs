@@ -776,3 +776,90 @@ async fn an_unreachable_outbox_with_a_full_buffer_fails_readyz_then_drains() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+/// A receiver that answers `410 Gone` makes a deliverer stop delivering to
+/// that sink, and nothing is lost: the events stay in the stream, and a
+/// deliverer started once the receiver is back delivers them. Without
+/// `[outbox]`, `s3tap deliver` refuses to start and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gone_receiver_parks_the_sink_and_its_events_wait_in_the_stream() {
+    let Some(upstream) = S3sFs::start(&Creds::new(UPSTREAM_KEY, UPSTREAM_SECRET)).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = NatsCluster::start(dir.path());
+    cluster.wait_jetstream().await;
+    std::fs::create_dir_all(upstream.data_dir().join("fleet")).unwrap();
+    let gone = Arc::new(AtomicBool::new(true));
+    let behaviour: notify_support::Behaviour = {
+        let gone = gone.clone();
+        Arc::new(move |_: &Seen| {
+            if gone.load(Ordering::Relaxed) {
+                Reply::Status(410)
+            } else {
+                Reply::Status(200)
+            }
+        })
+    };
+    let receiver = Receiver::start(notify_support::free(), behaviour).await;
+    let toml = config(
+        upstream.endpoint(),
+        &cluster.url(),
+        &receiver.url(),
+        &dir.path().join("spool"),
+    );
+    let proxy = start_proxy(dir.path(), "proxy", &toml);
+    let mut deliverer = start_deliverer(dir.path(), "deliverer", &toml);
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    for i in 0..5 {
+        let path = format!("/fleet/gone/{i}");
+        assert_eq!(
+            send(&client, proxy.addr, http::Method::PUT, &path, b"x")
+                .await
+                .unwrap(),
+            200
+        );
+    }
+    assert!(
+        deliverer.wait_log("410 Gone", Duration::from_secs(20)),
+        "{}",
+        deliverer.logs()
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let asked = receiver.log.records().len();
+    assert!(asked >= 1);
+    // Parked: nothing more is sent to it, nothing is acknowledged.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(receiver.log.records().len(), asked, "sent to a gone sink");
+    assert!(receiver.log.acked_ids().is_empty());
+
+    deliverer.signal("TERM");
+    let _ = deliverer.wait_exit(Duration::from_secs(20));
+    gone.store(false, Ordering::Relaxed);
+    let _deliverer = start_deliverer(dir.path(), "deliverer-again", &toml);
+    assert!(
+        notify_support::wait_until(Duration::from_secs(30), || receiver.log.acked_ids().len()
+            == 5)
+        .await,
+        "{} of 5 delivered after the restart",
+        receiver.log.acked_ids().len()
+    );
+
+    let (code, stderr) = S3tapCommand::new()
+        .config(
+            &dir.path().join("proxy"),
+            &toml.replace("[outbox]", "[unused]"),
+        )
+        .arg("deliver")
+        .refused(&dir.path().join("proxy"));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("unknown field"), "{stderr}");
+    let plain = toml[..toml.find("[outbox]").unwrap()].to_owned()
+        + &toml[toml.find("[[sinks]]").unwrap()..];
+    let (code, stderr) = S3tapCommand::new()
+        .config(&dir.path().join("proxy"), &plain)
+        .arg("deliver")
+        .refused(&dir.path().join("proxy"));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("needs an [outbox] section"), "{stderr}");
+}

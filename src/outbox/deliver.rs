@@ -417,7 +417,10 @@ impl SinkConsumer {
                     %message,
                     "sink answered 410 Gone: this deliverer stops delivering to it until restarted; its events stay in the stream"
                 );
-                self.retry_later(&[r], Duration::from_secs(60)).await;
+                // Back to the stream at once: other deliverers find the sink
+                // gone too and park, and one started after the receiver is
+                // back finds them waiting.
+                self.retry_later(&[r], Duration::from_secs(1)).await;
                 false
             }
             transient @ SinkError::Transient { .. } => self.back_off(vec![r], &transient).await,
