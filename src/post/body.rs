@@ -147,9 +147,11 @@ impl Body for PostBody {
                 seen,
                 verdict,
             } => loop {
-                // The last chunk is held until the part has ended and its
-                // length is known right: an error after the final byte would
-                // come too late to stop the upstream storing the object.
+                // The last chunk is held until the part has ended with its
+                // closing boundary and its stated length: a form cut off
+                // right after the stated bytes (a client gone, a broken
+                // multipart end) must not have sent the upstream the whole
+                // Content-Length, which would store the object.
                 match ready!(field.as_mut().poll_next(cx)) {
                     Some(Ok(chunk)) => {
                         *seen += chunk.len() as u64;
