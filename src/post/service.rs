@@ -212,7 +212,7 @@ where
     let region_ok = config
         .regions
         .as_ref()
-        .is_none_or(|regions| regions.iter().any(|r| *r == scope.region));
+        .is_none_or(|regions| regions.contains(&scope.region));
     if !region_ok || scope.service != config.service {
         return Err(PostError::WrongScope(scope.scope_string()));
     }
