@@ -430,6 +430,47 @@ async fn boto3_form_through_the_binary_in_front_of_moto() {
     assert_eq!(object["content_type"], "application/pdf");
 }
 
+#[tokio::test]
+async fn a_real_browser_submits_the_form_through_headless_chromium() {
+    let Some(peers) = Peers::get() else { return };
+    let upstream = Creds::new("UPSTREAMKEY", "upstream-secret-1d2e");
+    let Some(s3s) = S3sFs::start(&upstream).await else {
+        return;
+    };
+    std::fs::create_dir(s3s.data_dir().join("bkt")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = proxy_in_front_of(&s3s, dir.path());
+    let data = random_bytes(200_000, 0x5eed_0007);
+    let path = write(dir.path(), "notes.txt", &data);
+    let out = boto3_script(
+        peers,
+        "chromium_post.py",
+        &[
+            proxy.endpoint.as_ref(),
+            "bkt".as_ref(),
+            "browser/${filename}".as_ref(),
+            path.as_os_str(),
+            peers.chromium().as_os_str(),
+        ],
+        &creds(ADMIN),
+    )
+    .await;
+    out.assert_success(&format!("chromium_post.py; proxy log:\n{}", proxy.logs()));
+    // The browser followed the 303 to the page's own redirect target.
+    let landed: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(landed["bucket"], "bkt");
+    assert_eq!(landed["key"], "browser/notes.txt");
+    let md5 = {
+        use md5::Digest as _;
+        format!("\"{}\"", hex::encode(md5::Md5::digest(&data)))
+    };
+    assert_eq!(landed["etag"], md5);
+    assert_eq!(
+        std::fs::read(s3s.data_dir().join("bkt/browser/notes.txt")).unwrap(),
+        data
+    );
+}
+
 /// Peak resident memory of a process (`VmHWM`), bytes.
 fn peak_rss(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
