@@ -91,6 +91,14 @@ fn form(before: &[(String, String)], file: Option<&[u8]>, after: &[(&str, &str)]
 type Seen = Arc<Mutex<Vec<(http::request::Parts, Bytes)>>>;
 
 async fn send(request: Request<Full<Bytes>>) -> (StatusCode, http::HeaderMap, String, Seen, usize) {
+    send_with_suffix(request, None).await
+}
+
+/// [`send`] to a layer that knows `bucket.<suffix>` hosts.
+async fn send_with_suffix(
+    request: Request<Full<Bytes>>,
+    suffix: Option<&str>,
+) -> (StatusCode, http::HeaderMap, String, Seen, usize) {
     let seen: Seen = Arc::default();
     let passed = Arc::new(Mutex::new(0usize));
     let record = seen.clone();
@@ -113,9 +121,12 @@ async fn send(request: Request<Full<Bytes>>) -> (StatusCode, http::HeaderMap, St
         async { Ok::<_, Infallible>(Response::new(Empty::<Bytes>::new())) }
     });
     let store = StaticCredentials::new().with_key(KEY_ID, SECRET);
-    let layer = PostObjectLayer::new(store, form_service)
+    let mut layer = PostObjectLayer::new(store, form_service)
         .region("us-east-1")
         .clock(|| SystemTime::UNIX_EPOCH + Duration::from_secs(1_893_456_000));
+    if let Some(suffix) = suffix {
+        layer = layer.client_virtual_host_suffix(suffix);
+    }
     let response = layer.layer(other).oneshot(request).await.unwrap();
     let (parts, body) = response.into_parts();
     let body = String::from_utf8(body.collect().await.unwrap().to_bytes().to_vec()).unwrap();
@@ -355,4 +366,28 @@ async fn other_requests_pass_through_untouched() {
         assert_eq!(passed, 1);
         assert!(seen.lock().unwrap().is_empty());
     }
+}
+
+#[tokio::test]
+async fn a_virtual_hosted_bucket_gets_its_put_on_the_same_host() {
+    let mut fields = signed_fields(
+        &policy(r#",["starts-with","$key",""]"#),
+        SECRET,
+        "us-east-1",
+    );
+    fields.push(("key".into(), "dir/k".into()));
+    let request = Request::post("/")
+        .header("host", "bkt.proxy.test")
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )
+        .body(Full::new(Bytes::from(form(&fields, Some(b"v"), &[]))))
+        .unwrap();
+    let (status, headers, body, seen, _) = send_with_suffix(request, Some("proxy.test")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert_eq!(headers["location"], "http://bkt.proxy.test/dir/k");
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen[0].0.uri.path(), "/dir/k");
+    assert_eq!(seen[0].0.headers["host"], "bkt.proxy.test");
 }
