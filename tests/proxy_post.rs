@@ -324,6 +324,15 @@ async fn boto3_forms_through_the_binary_in_front_of_s3s_fs() {
         "a refused form went upstream; log:\n{}",
         proxy.logs()
     );
+    // The request log names the key of a refused form.
+    assert!(
+        proxy
+            .logs()
+            .lines()
+            .any(|l| l.contains("access_key_id=\"NOSUCHKEY\"") && l.contains("status=403")),
+        "{}",
+        proxy.logs()
+    );
     let (_, metrics) = proxy.admin_get("/metrics").await;
     assert!(
         metrics.contains("post_too_large") && metrics.contains("signature_mismatch"),

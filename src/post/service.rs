@@ -205,6 +205,9 @@ where
     }
     let scope = CredentialScope::parse(required(&fields, "x-amz-credential")?)
         .map_err(|_| PostError::MalformedCredential)?;
+    // The request log's line names the key of a refused form too (a span
+    // without the field ignores this).
+    tracing::Span::current().record("access_key_id", scope.access_key_id.as_str());
     let date = AmzDate::parse(required(&fields, "x-amz-date")?)
         .filter(|date| date.date_stamp() == scope.date)
         .ok_or(PostError::MalformedDate)?;
