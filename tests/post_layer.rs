@@ -15,7 +15,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::{BodyExt, Full};
 use s3tap::credentials::StaticCredentials;
 use s3tap::post::{PostBody, PostObjectLayer};
 use s3tap::verified::{AuthKind, Verified};
@@ -99,6 +99,15 @@ async fn send_with_suffix(
     request: Request<Full<Bytes>>,
     suffix: Option<&str>,
 ) -> (StatusCode, http::HeaderMap, String, Seen, usize) {
+    send_to(request, suffix, StatusCode::OK).await
+}
+
+/// [`send_with_suffix`] with the upstream answering the `PUT` with `upstream`.
+async fn send_to(
+    request: Request<Full<Bytes>>,
+    suffix: Option<&str>,
+    upstream: StatusCode,
+) -> (StatusCode, http::HeaderMap, String, Seen, usize) {
     let seen: Seen = Arc::default();
     let passed = Arc::new(Mutex::new(0usize));
     let record = seen.clone();
@@ -108,7 +117,13 @@ async fn send_with_suffix(
             let (parts, body) = request.into_parts();
             let body = body.collect().await.unwrap().to_bytes();
             record.lock().unwrap().push((parts, body));
-            let mut response = Response::new(Empty::<Bytes>::new());
+            let body = if upstream.is_success() {
+                String::new()
+            } else {
+                "<Error><Code>NoSuchBucket</Code></Error>".to_owned()
+            };
+            let mut response = Response::new(Full::new(Bytes::from(body)));
+            *response.status_mut() = upstream;
             response
                 .headers_mut()
                 .insert("etag", "\"0123\"".parse().unwrap());
@@ -118,7 +133,7 @@ async fn send_with_suffix(
     let count = passed.clone();
     let other = service_fn(move |_request: Request<Full<Bytes>>| {
         *count.lock().unwrap() += 1;
-        async { Ok::<_, Infallible>(Response::new(Empty::<Bytes>::new())) }
+        async { Ok::<_, Infallible>(Response::new(Full::new(Bytes::new()))) }
     });
     let store = StaticCredentials::new().with_key(KEY_ID, SECRET);
     let mut layer = PostObjectLayer::new(store, form_service)
@@ -390,4 +405,49 @@ async fn a_virtual_hosted_bucket_gets_its_put_on_the_same_host() {
     let seen = seen.lock().unwrap();
     assert_eq!(seen[0].0.uri.path(), "/dir/k");
     assert_eq!(seen[0].0.headers["host"], "bkt.proxy.test");
+}
+
+#[tokio::test]
+async fn success_action_status_and_redirect_variants_and_upstream_errors() {
+    let with = |extra: &[(&str, &str)]| {
+        let mut conditions = String::from(r#",["starts-with","$key",""]"#);
+        for (name, _) in extra {
+            conditions.push_str(&format!(r#",["starts-with","${name}",""]"#));
+        }
+        let mut fields = signed_fields(&policy(&conditions), SECRET, "us-east-1");
+        fields.push(("key".into(), "k".into()));
+        for (name, value) in extra {
+            fields.push((name.to_string(), value.to_string()));
+        }
+        post(form(&fields, Some(b"v"), &[]))
+    };
+    // 200 and 201 as asked; anything else is 204, as S3 answers.
+    for (asked, status) in [
+        ("200", StatusCode::OK),
+        ("201", StatusCode::CREATED),
+        ("404", StatusCode::NO_CONTENT),
+        ("", StatusCode::NO_CONTENT),
+    ] {
+        let (got, _, body, _, _) = send(with(&[("success_action_status", asked)])).await;
+        assert_eq!(got, status, "success_action_status={asked:?}: {body}");
+        assert_eq!(
+            body.contains("<PostResponse>"),
+            status == StatusCode::CREATED
+        );
+    }
+    // The older `redirect` field redirects too; a redirect wins over a status.
+    let (got, headers, _, _, _) = send(with(&[
+        ("redirect", "https://app.example/ok"),
+        ("success_action_status", "201"),
+    ]))
+    .await;
+    assert_eq!(got, StatusCode::SEE_OTHER);
+    assert_eq!(
+        headers["location"],
+        "https://app.example/ok?bucket=bkt&key=k&etag=%220123%22"
+    );
+    // The upstream's refusal of the PUT reaches the client as it is.
+    let (got, _, body, seen, _) = send_to(with(&[]), None, StatusCode::NOT_FOUND).await;
+    assert_eq!((got, code(&body)), (StatusCode::NOT_FOUND, "NoSuchBucket"));
+    assert_eq!(seen.lock().unwrap().len(), 1);
 }
