@@ -5,8 +5,8 @@
 # Idempotent: each peer has a marker recording the pinned version it was
 # installed at; a second run with nothing to do takes well under a second.
 #
-#   S3TAP_PEERS=minimal   only the Python and node peers (skips apt's rclone and
-#                         s3cmd and the ~2 min build of s3s-fs)
+#   S3TAP_PEERS=minimal   only the Python and node peers (skips apt's rclone,
+#                         s3cmd and chromium and the ~2 min build of s3s-fs)
 #
 # Bump a pin here (or in scripts/node/package-lock.json) and the next run
 # reinstalls that peer.
@@ -101,8 +101,9 @@ apt_peers() {
   local missing=()
   command -v rclone >/dev/null 2>&1 || missing+=(rclone)
   command -v s3cmd >/dev/null 2>&1 || missing+=(s3cmd)
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
   if [[ ${#missing[@]} -eq 0 ]]; then
-    log "apt: rclone and s3cmd already present"
+    log "apt: rclone, s3cmd and chromium already present"
     return
   fi
   log "apt: installing ${missing[*]}"
@@ -133,9 +134,10 @@ write_env() {
     if [[ "$MODE" == full ]]; then
       echo "export S3TAP_RCLONE='$(command -v rclone)'"
       echo "export S3TAP_S3CMD='$(command -v s3cmd)'"
+      echo "export S3TAP_CHROMIUM='$(command -v chromium)'"
       echo "export S3TAP_S3S_FS='$PEERS/cargo/bin/s3s-fs'"
     else
-      echo "# S3TAP_PEERS=minimal: rclone, s3cmd and s3s-fs were not installed."
+      echo "# S3TAP_PEERS=minimal: rclone, s3cmd, chromium and s3s-fs were not installed."
     fi
   } >"$tmp"
   mv "$tmp" "$env"

@@ -9,6 +9,7 @@
 //! | [`notify::NotifyLayer`] | classifies the S3 operation and hands an [`Event`](notify::Event) to an emitter when the response ends, never delaying it | `notify` |
 //! | [`verify::SigV4VerifyLayer`] | checks the client's AWS Signature V4 (headers, presigned URLs, every payload mode, aws-chunked with trailers) and gives the inner service a verified, decoded body | always |
 //! | [`authorize::AuthorizeLayer`] | refuses what the verified client's IAM-style policy does not allow, before anything goes further | `authorize` |
+//! | [`post::PostObjectLayer`] | accepts browser form uploads (presigned POST): checks the policy's signature and conditions, then hands on a verified `PUT` of the file | `post` |
 //! | [`resign::ResignLayer`] | rewrites the request for the real upstream and signs it again, in the payload mode the client chose | always |
 //! | [`upstream::UpstreamClient`] | forwards to the upstream over HTTP(S), answering S3 errors when it cannot | `upstream` |
 //!
@@ -105,6 +106,7 @@
 //! | (none) | [`sigv4`], [`verify`], [`resign`], [`credentials`], [`s3error`] |
 //! | `notify` | [`notify::NotifyLayer`], the event model, classification, rules, formats |
 //! | `authorize` | [`authorize::AuthorizeLayer`]: IAM-style JSON policies per client (with `notify`) |
+//! | `post` | [`post::PostObjectLayer`]: browser form uploads (multer, tempfile) |
 //! | `dispatcher` | [`notify::Dispatcher`] with its durable spool, the [`sink::Sink`] port, [`sink::JsonLinesSink`] |
 //! | `upstream` | [`upstream::UpstreamClient`] (hyper, rustls) |
 //! | `webhook` | [`webhook::VerifyWebhookLayer`] for receiving signed webhooks |
@@ -132,6 +134,8 @@ mod nats;
 pub mod notify;
 #[cfg(feature = "outbox-nats")]
 pub mod outbox;
+#[cfg(feature = "post")]
+pub mod post;
 #[cfg(feature = "proxy")]
 pub mod proxy;
 pub mod resign;

@@ -58,6 +58,16 @@ pub enum S3ErrorCode {
     MalformedXML,
     /// 405: the method is not allowed on this resource.
     MethodNotAllowed,
+    /// 400: an upload is smaller than a POST policy's `content-length-range`.
+    EntityTooSmall,
+    /// 400: a POST form is not `multipart/form-data` S3 can read.
+    MalformedPOSTRequest,
+    /// 400: a POST form's fields before the file are too large.
+    MaxPostPreDataLengthExceeded,
+    /// 400: a POST policy document cannot be read.
+    InvalidPolicyDocument,
+    /// 400: a POST form has no file (or more than one).
+    IncorrectNumberOfFilesInPostRequest,
 }
 
 impl S3ErrorCode {
@@ -87,6 +97,13 @@ impl S3ErrorCode {
             S3ErrorCode::RequestTimeout => "RequestTimeout",
             S3ErrorCode::MalformedXML => "MalformedXML",
             S3ErrorCode::MethodNotAllowed => "MethodNotAllowed",
+            S3ErrorCode::EntityTooSmall => "EntityTooSmall",
+            S3ErrorCode::MalformedPOSTRequest => "MalformedPOSTRequest",
+            S3ErrorCode::MaxPostPreDataLengthExceeded => "MaxPostPreDataLengthExceeded",
+            S3ErrorCode::InvalidPolicyDocument => "InvalidPolicyDocument",
+            S3ErrorCode::IncorrectNumberOfFilesInPostRequest => {
+                "IncorrectNumberOfFilesInPostRequest"
+            }
         }
     }
 
@@ -108,7 +125,12 @@ impl S3ErrorCode {
             | S3ErrorCode::XAmzContentSHA256Mismatch
             | S3ErrorCode::InvalidURI
             | S3ErrorCode::RequestTimeout
-            | S3ErrorCode::MalformedXML => StatusCode::BAD_REQUEST,
+            | S3ErrorCode::MalformedXML
+            | S3ErrorCode::EntityTooSmall
+            | S3ErrorCode::MalformedPOSTRequest
+            | S3ErrorCode::MaxPostPreDataLengthExceeded
+            | S3ErrorCode::InvalidPolicyDocument
+            | S3ErrorCode::IncorrectNumberOfFilesInPostRequest => StatusCode::BAD_REQUEST,
             S3ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             S3ErrorCode::MissingContentLength => StatusCode::LENGTH_REQUIRED,
             S3ErrorCode::InternalError => StatusCode::INTERNAL_SERVER_ERROR,

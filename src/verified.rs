@@ -20,6 +20,9 @@ pub enum AuthKind {
         /// `X-Amz-Expires`.
         expires_secs: u64,
     },
+    /// A browser form upload (presigned POST) whose policy was signed; the
+    /// request the inner service sees is the `PUT` of the form's file.
+    PostPolicy,
 }
 
 /// The request extension set by [`SigV4VerifyLayer`](crate::verify::SigV4VerifyLayer) on every request that
@@ -145,6 +148,12 @@ pub struct ObservedFacts {
     /// The `x-amz-checksum-*` header or trailer the verifier computed over
     /// the payload and found matching (algorithm, raw digest).
     pub payload_checksum: Option<(crate::sigv4::ChecksumAlgorithm, Vec<u8>)>,
+    /// The object key of a request whose key is not in its URL: a form
+    /// upload names it in a form field (set by `PostObjectLayer`).
+    pub object_key: Option<String>,
+    /// The object's `Content-Type` when the request's own is not it (a form
+    /// upload's request is `multipart/form-data`).
+    pub object_content_type: Option<String>,
 }
 
 impl Observed {

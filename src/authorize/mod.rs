@@ -40,7 +40,9 @@
 //! action and resource, and carries a [`Denied`] response extension. A
 //! request without a [`Verified`](crate::verified::Verified) extension is
 //! refused; so is one whose operation has no IAM action here (`Other`, form
-//! uploads), and a client without a policy unless
+//! uploads: `post::PostObjectLayer` (feature `post`) in front turns
+//! an accepted form into the `PUT` of its key, decided as `s3:PutObject`),
+//! and a client without a policy unless
 //! [`AuthorizeLayer::allow_without_policy`] says otherwise.
 //!
 //! ```

@@ -157,7 +157,11 @@ impl PendingEvent {
             .or(self.content_length);
         let (size, content_type) = match operation {
             S3Operation::PutObject | S3Operation::UploadPart | S3Operation::PostObject => {
-                (uploaded_size, self.content_type.clone())
+                let content_type = facts.object_content_type.clone();
+                (
+                    uploaded_size,
+                    content_type.or_else(|| self.content_type.clone()),
+                )
             }
             S3Operation::GetObject | S3Operation::HeadObject => (
                 object_size_of_read(headers),
@@ -189,7 +193,11 @@ impl PendingEvent {
             time: self.time,
             operation,
             bucket: self.classified.bucket.clone(),
-            key: self.classified.key.clone(),
+            // A form upload names its key in the form (PostObjectLayer).
+            key: facts
+                .object_key
+                .clone()
+                .or_else(|| self.classified.key.clone()),
             version_id: header_text(headers, "x-amz-version-id"),
             size,
             etag: header_text(headers, header::ETAG).map(|e| e.trim_matches('"').to_owned()),

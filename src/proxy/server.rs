@@ -1,5 +1,5 @@
 //! The proxy server: binds the listeners, composes
-//! `RequestLog → NotifyLayer → SigV4VerifyLayer → AuthorizeLayer →
+//! `RequestLog → NotifyLayer → PostObjectLayer → SigV4VerifyLayer → AuthorizeLayer →
 //! BucketNotificationsLayer → RecordAccessKey → ResignLayer → UpstreamClient`, serves HTTP or HTTPS on
 //! the S3 listener, runs the admin listener beside it, and drains in-flight
 //! requests on shutdown (then the event dispatcher).
@@ -35,14 +35,20 @@ use crate::authorize::{Authorize, AuthorizeLayer};
 use crate::credentials::{ReloadingCredentials, UpstreamCredentials};
 use crate::notify::{Dispatcher, DispatcherTask, Notify, NotifyLayer, SharedRules};
 use crate::outbox::Deliverer;
+use crate::post::{PostObject, PostObjectLayer};
 use crate::resign::{Addressing, CredentialsSource, Resign, ResignLayer, Upstream};
 use crate::upstream::UpstreamClient;
 use crate::verify::{SigV4Verify, SigV4VerifyLayer};
 
-/// The verify → authorize → bucket notification API → record identity →
-/// re-sign → upstream stack.
-type Stack = SigV4Verify<
-    Authorize<BucketNotifications<RecordAccessKey<Resign<UpstreamClient>>>, ReloadingPolicies>,
+/// The authorize → bucket notification API → record identity → re-sign →
+/// upstream stack, behind the verifier and the form uploads.
+type AuthorizeStack =
+    Authorize<BucketNotifications<RecordAccessKey<Resign<UpstreamClient>>>, ReloadingPolicies>;
+
+/// Form uploads (their `PUT` goes to `AuthorizeStack`), else verify → `AuthorizeStack`.
+type Stack = PostObject<
+    SigV4Verify<AuthorizeStack, ReloadingCredentials>,
+    AuthorizeStack,
     ReloadingCredentials,
 >;
 
@@ -507,6 +513,8 @@ fn stack(
         .addressing(remote.addressing)
         .credentials(remote.credentials.clone());
     // Clients without a policy keep full access, as before policies existed.
+    let post_suffix = virtual_host_suffix.clone();
+    let posts_credentials = table.credentials.clone();
     let mut authorize = AuthorizeLayer::new(table.policies)
         .allow_without_policy(true)
         .secure_transport(secure_transport);
@@ -526,15 +534,16 @@ fn stack(
         .max_clock_skew(verify.max_clock_skew)
         .max_chunk_size(verify.max_chunk_size)
         .payload_hashing(verify.payload_hashing);
-    Ok((
-        // Authorization before the notification API answers and before
-        // anything goes upstream.
-        verify_layer.layer(
-            authorize
-                .layer(notifications.layer(RecordAccessKey::new(resign.layer(client), metrics))),
-        ),
-        head_for_size,
-    ))
+    // Authorization before the notification API answers and before
+    // anything goes upstream; a form upload's PUT passes it too.
+    let verified =
+        authorize.layer(notifications.layer(RecordAccessKey::new(resign.layer(client), metrics)));
+    let mut post = PostObjectLayer::new(posts_credentials, verified.clone())
+        .secure_transport(secure_transport);
+    if let Some(suffix) = post_suffix {
+        post = post.client_virtual_host_suffix(suffix);
+    }
+    Ok((post.layer(verify_layer.layer(verified)), head_for_size))
 }
 
 /// Completes on SIGTERM or SIGINT (Ctrl-C). SIGHUP is not a shutdown: with

@@ -50,5 +50,5 @@ pub use canonical::{CanonicalRequest, UriEncoding};
 pub use checksum::{ChecksumAlgorithm, Checksummer};
 pub use chunked::{ChunkEvent, ChunkSigner, ChunkedDecoder, ChunkedError, ChunkedLimits};
 pub use key::{SigningKey, SigningKeyCache};
-pub use sign::{authorization_value, sign_request, string_to_sign, Signature};
+pub use sign::{authorization_value, sign_post_policy, sign_request, string_to_sign, Signature};
 pub use time::AmzDate;

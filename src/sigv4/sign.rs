@@ -63,6 +63,13 @@ pub fn sign_request(
     }
 }
 
+/// The signature of a browser form upload's policy (presigned POST): the
+/// string to sign is the base64 policy document itself, as the form carries
+/// it, signed with the scope's key.
+pub fn sign_post_policy(key: &SigningKey, policy_base64: &str) -> [u8; 32] {
+    key.sign(policy_base64.as_bytes())
+}
+
 /// The `Authorization` header value for a signature.
 pub fn authorization_value(
     access_key_id: &str,

@@ -228,7 +228,8 @@ pub(crate) fn read_claim(
     }
 
     let payload_hash_text = match kind {
-        AuthKind::Header => header_str(headers, &X_AMZ_CONTENT_SHA256)
+        // The verifier never reads form uploads (`post` does).
+        AuthKind::Header | AuthKind::PostPolicy => header_str(headers, &X_AMZ_CONTENT_SHA256)
             .ok_or(VerifyError::MissingContentSha256)?
             .to_owned(),
         AuthKind::Presigned { .. } => presigned_hash
@@ -337,7 +338,7 @@ pub(crate) fn complete<B>(
         query: parts.uri.query(),
         skip_query_param: match claim.kind {
             AuthKind::Presigned { .. } => Some("X-Amz-Signature"),
-            AuthKind::Header => None,
+            AuthKind::Header | AuthKind::PostPolicy => None,
         },
         headers: &parts.headers,
         authority: parts.uri.authority().map(|a| a.as_str()),

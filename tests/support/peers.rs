@@ -27,6 +27,7 @@ const VARS: &[&str] = &[
     "S3TAP_RCLONE",
     "S3TAP_S3CMD",
     "S3TAP_S3S_FS",
+    "S3TAP_CHROMIUM",
 ];
 
 impl Peers {
@@ -124,6 +125,11 @@ impl Peers {
     /// s3cmd (Debian's).
     pub fn s3cmd(&self) -> &Path {
         self.path("S3TAP_S3CMD", "s3cmd")
+    }
+
+    /// Chromium (Debian's), run headless as a real browser.
+    pub fn chromium(&self) -> &Path {
+        self.path("S3TAP_CHROMIUM", "chromium")
     }
 
     /// s3s-fs, an S3 server on a directory that verifies SigV4 itself.
