@@ -275,8 +275,23 @@ async fn three_proxies_two_deliverers_lose_nothing_through_the_faults() {
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     // A deliverer dies mid-batch (under load it always has one in hand).
+    // Deliverer 1 is frozen for a moment, so that the POSTs open when
+    // deliverer 0 dies are surely deliverer 0's.
+    deliverers[1].signal("STOP");
+    let frozen = Instant::now();
+    let open_from_deliverer_0 = || {
+        receiver_log
+            .records()
+            .iter()
+            .any(|r| r.status.is_none() && r.seen.received > frozen)
+    };
+    assert!(
+        notify_support::wait_until(Duration::from_secs(10), open_from_deliverer_0).await,
+        "deliverer 0 had nothing to deliver"
+    );
     let deliverer_killed = Instant::now();
     deliverers[0].signal("KILL");
+    deliverers[1].signal("CONT");
     let _ = deliverers[0].wait_exit(Duration::from_secs(10));
     tokio::time::sleep(Duration::from_secs(1)).await;
 
@@ -335,15 +350,13 @@ async fn three_proxies_two_deliverers_lose_nothing_through_the_faults() {
         .iter()
         .filter(|r| r.status.is_none())
         .count();
-    // POSTs open when the deliverer died (the receiver's own stop cuts
-    // others, later).
+    // POSTs deliverer 0 had open when it died (the receiver's own stop
+    // cuts others, later).
     let cut_by_deliverer_kill = receiver_log
         .records()
         .iter()
         .filter(|r| {
-            r.status.is_none()
-                && r.seen.received <= deliverer_killed
-                && r.seen.received + Duration::from_secs(1) > deliverer_killed
+            r.status.is_none() && r.seen.received > frozen && r.seen.received <= deliverer_killed
         })
         .count();
     let latencies = load.latencies.lock().unwrap().clone();
