@@ -225,6 +225,8 @@ async fn phase(
     } else {
         Vec::new()
     };
+    // For `perf record -g -p <pid>` from another shell.
+    println!("{name}: proxy pid {}", proxy.pid());
     let counts = Arc::new(Counts::default());
     let stop = Arc::new(AtomicBool::new(false));
     let cpu_before = cpu::cpu_seconds(proxy.pid());
@@ -309,11 +311,20 @@ async fn main() {
          s3s-fs upstream, B2 webhook receiver answering at once, 3-node NATS cluster (R3)"
     );
     let mut phases = Vec::new();
+    // `FLEET_PHASES=outbox` runs one phase alone (to profile it); the
+    // ratios need `direct` first.
+    let only = std::env::var("FLEET_PHASES").ok();
     for (name, mode) in [
         ("direct", None),
         ("outbox", Some(true)),
         ("outbox, no commit", Some(false)),
     ] {
+        if only
+            .as_deref()
+            .is_some_and(|only| !only.split(',').any(|o| o == name))
+        {
+            continue;
+        }
         let cluster = mode.map(|commit| (&cluster, commit));
         phases.push(phase(name, dir.path(), &upstream, cluster, seconds, connections).await);
     }
@@ -340,7 +351,9 @@ async fn main() {
             p.errors,
         );
     }
-    let outbox = &phases[1];
+    let (Some(outbox), true) = (phases.get(1), base.name == "direct") else {
+        return;
+    };
     let ratio = outbox.req_per_s / base.req_per_s;
     println!(
         "\nPUT latency the commit adds: p50 {:+.2} ms, p99 {:+.2} ms (outbox vs direct)",
