@@ -54,7 +54,7 @@ pub(crate) struct AdminState {
     pub(crate) readyz_max_spool_fill: Option<f64>,
     /// Fleet mode: the outbox, and the buffer fill above which `/readyz`
     /// fails while the outbox is unreachable.
-    pub(crate) outbox: Option<(crate::outbox::JetStreamOutbox, f64)>,
+    pub(crate) outbox: Option<(super::outbox::Engine, f64)>,
 }
 
 impl std::fmt::Debug for AdminState {

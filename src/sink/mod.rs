@@ -135,7 +135,7 @@ pub mod kafka;
     feature = "sink-rabbitmq",
     feature = "sink-mqtt"
 ))]
-mod outcome;
+pub(crate) mod outcome;
 #[cfg(feature = "sink-sns")]
 pub mod sns;
 
