@@ -82,7 +82,13 @@ impl OutboxSettings {
     ) -> Result<OutboxSettings, ConfigError> {
         let url = section.url.trim().to_owned();
         let parts: Vec<&str> = url.split(',').map(str::trim).collect();
-        let kind = if parts.iter().all(|u| u.starts_with("kafka://")) {
+        // Kafka's bootstrap list reads `kafka://h1:9092,h2:9092` (the
+        // scheme once) or with the scheme on each.
+        let kind = if parts[0].starts_with("kafka://")
+            && parts[1..]
+                .iter()
+                .all(|u| u.starts_with("kafka://") || !u.contains("://"))
+        {
             EngineKind::Kafka
         } else if parts
             .iter()
@@ -645,6 +651,8 @@ mod tests {
         let kafka = OutboxSettings::resolve(section("kafka://k1:9092,kafka://k2:9092"), ["hook"]);
         if cfg!(feature = "outbox-kafka") {
             assert_eq!(kafka.unwrap().kind, EngineKind::Kafka);
+            let once = OutboxSettings::resolve(section("kafka://k1:9092,k2:9092"), ["hook"]);
+            assert_eq!(once.unwrap().kind, EngineKind::Kafka);
         } else {
             let refused = kafka.unwrap_err().to_string();
             assert!(refused.contains("outbox-kafka"), "{refused}");

@@ -669,6 +669,12 @@ pub(super) fn read_topic(
     mut keep: impl FnMut(rdkafka::message::OwnedMessage) -> bool,
 ) -> Result<(), OutboxError> {
     use rdkafka::message::Message as _;
+    let mut config = config;
+    // librdkafka assigns partitions only to a consumer with a group; this
+    // one never joins it (assign, not subscribe) nor commits.
+    config
+        .set("group.id", "s3tap-outbox-reader")
+        .set("enable.auto.commit", "false");
     let consumer: BaseConsumer = config
         .create()
         .map_err(|e| OutboxError::Config(build_error(e).to_string()))?;
