@@ -263,6 +263,9 @@ impl SinkConsumer {
                 Err(error) => {
                     // A broker away, a rebalance: the consumer resumes.
                     tracing::debug!(sink = %self.name, %error, "outbox consumer");
+                    if !self.pause(Duration::from_millis(100)).await {
+                        break;
+                    }
                     continue;
                 }
             };
@@ -335,7 +338,11 @@ impl SinkConsumer {
                     {
                         tracing::error!(sink = %self.name, %error, "dead-letter publish failed; retrying");
                         if !self.pause(Duration::from_secs(1)).await {
-                            return Settled::Until(vec![(message.partition(), message.offset())]);
+                            // Stopping before anything was delivered: the
+                            // whole batch comes again.
+                            return Settled::Until(
+                                batch.iter().map(|m| (m.partition(), m.offset())).collect(),
+                            );
                         }
                     }
                     self.progress()
@@ -541,30 +548,13 @@ pub(super) fn header(message: &OwnedMessage, name: &str) -> Option<String> {
         .map(|v| String::from_utf8_lossy(v).into_owned())
 }
 
-/// Commits, per partition of the batch, the offset after its last settled
-/// record (the first unsettled one when some stay). Asynchronous: a commit
-/// that fails (a rebalance took the partition) only means its records are
-/// delivered again by the next owner.
+/// Commits what [`next_offsets`] says. Asynchronous: a commit that fails
+/// (a rebalance took the partition) only means its records are delivered
+/// again by the next owner.
 fn commit(consumer: &StreamConsumer, topic: &str, batch: &[OwnedMessage], settled: &Settled) {
-    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
-    for message in batch {
-        let after = next
-            .entry(message.partition())
-            .or_insert(message.offset() + 1);
-        *after = (*after).max(message.offset() + 1);
-    }
-    if let Settled::Until(unsettled) = settled {
-        let mut first: BTreeMap<i32, i64> = BTreeMap::new();
-        for (partition, offset) in unsettled {
-            let at = first.entry(*partition).or_insert(*offset);
-            *at = (*at).min(*offset);
-        }
-        for (partition, offset) in first {
-            next.insert(partition, offset);
-        }
-    }
+    let records = batch.iter().map(|m| (m.partition(), m.offset()));
     let mut list = TopicPartitionList::new();
-    for (partition, offset) in next {
+    for (partition, offset) in next_offsets(records, settled) {
         if list
             .add_partition_offset(topic, partition, Offset::Offset(offset))
             .is_err()
@@ -574,5 +564,48 @@ fn commit(consumer: &StreamConsumer, topic: &str, batch: &[OwnedMessage], settle
     }
     if let Err(error) = consumer.commit(&list, CommitMode::Async) {
         tracing::debug!(%error, "outbox offset commit");
+    }
+}
+
+/// Per partition of a batch's `records` (partition, offset), the offset
+/// to commit: past its last record, or, when some stay unsettled, its
+/// first unsettled one (records after it in that partition come again
+/// too: a duplicate, never a gap).
+fn next_offsets(
+    records: impl Iterator<Item = (i32, i64)>,
+    settled: &Settled,
+) -> BTreeMap<i32, i64> {
+    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+    for (partition, offset) in records {
+        let after = next.entry(partition).or_insert(offset + 1);
+        *after = (*after).max(offset + 1);
+    }
+    if let Settled::Until(unsettled) = settled {
+        let mut first: BTreeMap<i32, i64> = BTreeMap::new();
+        for (partition, offset) in unsettled {
+            let at = first.entry(*partition).or_insert(*offset);
+            *at = (*at).min(*offset);
+        }
+        next.extend(first);
+    }
+    next
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_stop_at_the_first_unsettled_record_of_each_partition() {
+        let records = [(0, 10), (1, 5), (0, 11), (0, 12), (1, 6), (2, 7)];
+        let all = next_offsets(records.into_iter(), &Settled::All);
+        assert_eq!(all, BTreeMap::from([(0, 13), (1, 7), (2, 8)]));
+        let some = next_offsets(
+            records.into_iter(),
+            &Settled::Until(vec![(0, 12), (0, 11), (1, 5)]),
+        );
+        // Partition 2 settled whole; 0 and 1 resume at their first
+        // unsettled record.
+        assert_eq!(some, BTreeMap::from([(0, 11), (1, 5), (2, 8)]));
     }
 }

@@ -137,8 +137,12 @@ impl ClientContext for Watch {
     fn error(&self, error: KafkaError, reason: &str) {
         if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
             self.0.all_brokers_down.store(true, Ordering::Relaxed);
+            tracing::warn!(%error, reason, "Kafka outbox: no broker reachable");
+        } else {
+            // One broker's connection coming and going: librdkafka retries,
+            // and a publish that fails says so itself.
+            tracing::debug!(%error, reason, "Kafka outbox client");
         }
-        tracing::warn!(%error, reason, "Kafka outbox client");
     }
 }
 
