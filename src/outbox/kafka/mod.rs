@@ -61,7 +61,6 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::types::RDKafkaRespErr;
 
 use super::message::{is_subject_token, OutboxMessage, MSG_ID_HEADER};
 use super::OutboxError;
@@ -91,7 +90,10 @@ pub struct KafkaOutbox {
 }
 
 pub(super) struct Shared {
-    producer: FutureProducer<Watch>,
+    // Replaced when the idempotent producer hits a fatal error (it cannot
+    // produce again after one; a new producer gets a new producer id).
+    producer: std::sync::RwLock<FutureProducer<Watch>>,
+    producer_config: ClientConfig,
     /// The client settings consumers and the admin client start from
     /// (bootstrap servers and the user's settings, no producer ones).
     pub(super) client: BTreeMap<String, String>,
@@ -101,6 +103,41 @@ pub(super) struct Shared {
     /// The last publish failed and none succeeded since.
     degraded: AtomicBool,
     watch: Arc<WatchState>,
+}
+
+impl Shared {
+    fn current_producer(&self) -> FutureProducer<Watch> {
+        self.producer
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Replaces a producer that reported a fatal error with a new one, as
+    /// the Kafka sink does.
+    fn renew_producer(&self, failed: &FutureProducer<Watch>) {
+        use rdkafka::producer::Producer as _;
+        let mut current = self
+            .producer
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Another publish may have renewed it already.
+        if current.client().native_ptr() != failed.client().native_ptr() {
+            return;
+        }
+        match self
+            .producer_config
+            .create_with_context(Watch(self.watch.clone()))
+        {
+            Ok(producer) => {
+                tracing::warn!("Kafka outbox producer hit a fatal error; replaced it");
+                *current = producer;
+            }
+            Err(error) => {
+                tracing::error!(error = %build_error(error), "Kafka outbox producer hit a fatal error and cannot be replaced");
+            }
+        }
+    }
 }
 
 /// What the builder sets; read by the deliverer, dead letters and replay.
@@ -351,8 +388,8 @@ impl KafkaOutbox {
             .ok_or_else(|| OutboxError::Engine(format!("topic {topic}: no metadata")))?;
         if let Some(error) = topic_metadata.error() {
             return Err(OutboxError::Engine(format!(
-                "topic {topic}: {:?}",
-                RDKafkaRespErr::from(error)
+                "topic {topic}: {}",
+                RDKafkaErrorCode::from(error)
             )));
         }
         Ok(topic_metadata.partitions().iter().map(|p| p.id()).collect())
@@ -368,6 +405,7 @@ impl KafkaOutbox {
             return (0..records.len()).map(|i| (i, error.clone())).collect();
         }
         let shared = self.shared.clone();
+        let producer = shared.current_producer();
         let deadline = tokio::time::Instant::now() + shared.settings.timeout;
         let mut failed = Vec::new();
         let mut pending = Vec::with_capacity(records.len());
@@ -388,7 +426,7 @@ impl KafkaOutbox {
             // A full local queue is waited out, not skipped: one object's
             // records are enqueued, and written, in order.
             loop {
-                match shared.producer.send_result(record) {
+                match producer.send_result(record) {
                     Ok(delivery) => {
                         pending.push((index, delivery));
                         break;
@@ -410,15 +448,22 @@ impl KafkaOutbox {
         let (done, reported) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
             let (indices, reports): (Vec<usize>, Vec<_>) = pending.into_iter().unzip();
+            let mut fatal = false;
             for (index, report) in indices.into_iter().zip(join_all(reports).await) {
                 match report {
                     Ok(Ok(_)) => {}
-                    Ok(Err((error, _))) => failed.push((index, classify(&error))),
+                    Ok(Err((error, _))) => {
+                        fatal |= error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal);
+                        failed.push((index, classify(&error)));
+                    }
                     Err(_canceled) => failed.push((
                         index,
                         SinkError::transient("the Kafka producer went away before reporting"),
                     )),
                 }
+            }
+            if fatal {
+                shared.renew_producer(&producer);
             }
             shared.degraded.store(!failed.is_empty(), Ordering::Relaxed);
             if failed.len() < total {
@@ -574,7 +619,8 @@ impl KafkaOutboxBuilder {
             .map_err(|e| OutboxError::Config(build_error(e).to_string()))?;
         let outbox = KafkaOutbox {
             shared: Arc::new(Shared {
-                producer,
+                producer: std::sync::RwLock::new(producer),
+                producer_config,
                 client: self.client,
                 settings: self.settings,
                 topics_ready: AtomicBool::new(false),
