@@ -40,6 +40,8 @@ pub struct OutboxSettings {
     dead_letter_subject_prefix: Option<String>,
     replicas: Option<usize>,
     partitions: Option<i32>,
+    // Read only where a Kafka outbox can be built.
+    #[cfg_attr(not(feature = "outbox-kafka"), allow(dead_code))]
     client_config: BTreeMap<String, String>,
     max_age: Option<Duration>,
     max_bytes: Option<i64>,

@@ -133,7 +133,8 @@ pub mod kafka;
     feature = "sink-nats",
     feature = "sink-redis",
     feature = "sink-rabbitmq",
-    feature = "sink-mqtt"
+    feature = "sink-mqtt",
+    feature = "outbox-nats"
 ))]
 pub(crate) mod outcome;
 #[cfg(feature = "sink-sns")]
