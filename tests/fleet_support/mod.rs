@@ -454,7 +454,7 @@ where
 /// `outbox`); the receiver refuses one object's event for good (400): it
 /// goes to the dead letters, which `s3tap dead-letters` lists and redrives
 /// once the receiver accepts it; then `s3tap replay` delivers everything
-/// again with the same event ids.
+/// again with the same event ids; last, a new dead letter is purged.
 pub async fn dead_letters_are_listed_and_redriven_and_the_log_replays(
     dir: &Path,
     upstream: &str,
@@ -566,4 +566,38 @@ pub async fn dead_letters_are_listed_and_redriven_and_the_log_replays(
     assert!(ok);
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(report["selected"], 0, "{report}");
+
+    // Purge: a new dead letter, purged, is no longer listed.
+    refuse_poison.store(true, Ordering::Relaxed);
+    let status = send(
+        &client,
+        proxy.addr,
+        http::Method::PUT,
+        "/fleet/poison/2",
+        b"x",
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, stdout, _) = s3tap_command(&config_file, &["dead-letters", "list", "--json"]);
+        let listed: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        if listed["count"] == 1 {
+            assert_eq!(listed["dead_letters"][0]["key"], "poison/2", "{listed}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no second dead letter: {listed}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let (ok, stdout, stderr) = s3tap_command(
+        &config_file,
+        &["dead-letters", "purge", "--sink", "hook", "--json"],
+    );
+    assert!(ok, "{stderr}");
+    let purged: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(purged["purged"], 1, "{purged}");
+    let (_, stdout, _) = s3tap_command(&config_file, &["dead-letters", "list", "--json"]);
+    let listed: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(listed["count"], 0, "purged but still listed: {listed}");
 }
