@@ -401,6 +401,9 @@ impl KafkaOutbox {
     /// waiting (a commit that timed out).
     pub(super) async fn produce(&self, records: Vec<Prepared>) -> Vec<(usize, SinkError)> {
         if let Err(error) = self.ensure_topics().await {
+            // Commits stop waiting for an outbox that cannot even check its
+            // topics; the spool's route keeps trying.
+            self.shared.degraded.store(true, Ordering::Relaxed);
             let error = SinkError::transient(error.to_string());
             return (0..records.len()).map(|i| (i, error.clone())).collect();
         }
