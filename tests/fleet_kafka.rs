@@ -20,7 +20,7 @@ mod support;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
@@ -177,6 +177,93 @@ async fn dead_letters_are_listed_and_redriven_and_the_log_replays() {
         &outbox(&cluster.bootstrap_servers(), "fleet-events"),
     )
     .await;
+}
+
+/// `/readyz` fails while no broker is reachable and the local buffer is
+/// fuller than `readyz_max_buffer_fill`, and recovers once the brokers are
+/// back and the buffer drained into the topic; clients are answered
+/// throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_fails_while_the_brokers_are_away_and_the_buffer_fills() {
+    let Some(upstream) = upstream().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = mock_with_topics("fleet-events");
+    let bootstrap = cluster.bootstrap_servers();
+    let toml = fleet_support::config(
+        upstream.endpoint(),
+        &format!(
+            "{}
+readyz_max_buffer_fill = 0.5",
+            outbox(&bootstrap, "fleet-events")
+        ),
+        "http://127.0.0.1:9/hook",
+        &dir.path().join("spool"),
+    )
+    .replace("[notify]\n", "[notify]\nspool_max_events = 4\n");
+    let proxy = start_proxy(dir.path(), "proxy", &toml);
+    let client = fleet_support::http_client();
+    let put = |key: &'static str| {
+        let client = client.clone();
+        let addr = proxy.addr;
+        async move {
+            fleet_support::send(
+                &client,
+                addr,
+                http::Method::PUT,
+                &format!("/fleet/{key}"),
+                b"x",
+            )
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(put("before").await, 200);
+    assert_eq!(proxy.admin_get("/readyz").await.0, 200);
+
+    for broker in 1..=3 {
+        cluster.broker_down(broker).unwrap();
+    }
+    for key in ["away/1", "away/2", "away/3"] {
+        assert_eq!(
+            put(key).await,
+            200,
+            "clients are answered while the brokers are away"
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = proxy.admin_get("/readyz").await;
+        if status == 503 && body.contains("outbox is unreachable") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "readyz stayed ready: {status} {body}\n{}",
+            proxy.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    for broker in 1..=3 {
+        cluster.broker_up(broker).unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while proxy.admin_get("/readyz").await.0 != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "readyz did not recover\n{}",
+            proxy.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let consumer = reader(&bootstrap);
+    let records = topic_records(consumer, "fleet-events").await;
+    assert!(
+        records >= 4,
+        "the buffered events reached the topic: {records}"
+    );
 }
 
 /// The three runs against a real broker, opt-in: `KAFKA_BROKERS` (see the
