@@ -104,10 +104,8 @@ async fn an_answer_comes_after_its_events_are_in_the_stream() {
     );
     let proxy = start_proxy(dir.path(), "proxy", &toml);
     let js = jetstream(&cluster).await;
-    fleet_support::an_answer_comes_after_its_events(proxy.addr, "stream", || {
-        stream_messages(&js, "FLEET_TEST")
-    })
-    .await;
+    let count = || stream_messages(&js, "FLEET_TEST");
+    fleet_support::an_answer_comes_after_its_events(proxy.addr, "stream", count, count).await;
 }
 
 /// Dead letters listed and redriven through `s3tap dead-letters --config`
