@@ -112,6 +112,7 @@
 //! | `webhook` | [`webhook::VerifyWebhookLayer`] for receiving signed webhooks |
 //! | `sink-webhook`, `sink-kafka`, `sink-sns`, `sink-nats`, `sink-redis`, `sink-rabbitmq`, `sink-mqtt` | one sink each |
 //! | `outbox-nats` | [`outbox`]: the fleet's outbox on NATS JetStream, its deliverer, dead-letter stream and replay |
+//! | `outbox-kafka` | [`outbox::kafka`]: the same on Kafka (topics, a consumer group per sink, dead-letter topic, replay by time) |
 //! | `proxy` | the `s3tap` binary and [`proxy`] (with `upstream` and `sink-webhook`) |
 //! | `full` | all of the above: `cargo install s3tap --features full` is a proxy that knows every sink |
 #![deny(unsafe_code)]
@@ -132,7 +133,7 @@ mod https;
 mod nats;
 #[cfg(feature = "notify")]
 pub mod notify;
-#[cfg(feature = "outbox-nats")]
+#[cfg(any(feature = "outbox-nats", feature = "outbox-kafka"))]
 pub mod outbox;
 #[cfg(feature = "post")]
 pub mod post;

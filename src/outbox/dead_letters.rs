@@ -14,26 +14,8 @@ use super::jetstream::JetStreamOutbox;
 use super::message::{
     OutboxMessage, ATTEMPTS_HEADER, DEAD_SINCE_HEADER, REASON_HEADER, SINK_HEADER,
 };
-use super::OutboxError;
-use crate::notify::{DeadLetterFilter, Event};
-
-/// A dead letter as the dead-letter stream keeps it.
-#[derive(Clone, Debug)]
-pub struct OutboxDeadLetter {
-    /// Its sequence in the dead-letter stream (what a redrive or purge
-    /// removes).
-    pub seq: u64,
-    /// The sink it was for.
-    pub sink: String,
-    /// Why it was given up on.
-    pub reason: String,
-    /// Delivery attempts made.
-    pub attempts: u32,
-    /// When it was given up on (ms since the Unix epoch).
-    pub dead_since_ms: u64,
-    /// The event.
-    pub event: Event,
-}
+use super::{OutboxDeadLetter, OutboxError};
+use crate::notify::DeadLetterFilter;
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -257,7 +239,7 @@ impl DeadLetterStream {
                 .map_err(|e| OutboxError::engine("dead-letter reader", e))?;
             let (seq, pending) = (info.stream_sequence, info.pending);
             if let Some(letter) = read_letter(&message, seq, &settings.dead_subject_prefix) {
-                if selects(filter, &letter, now) && !each(letter) {
+                if letter.selected_by(filter, now) && !each(letter) {
                     return Ok(());
                 }
             }
@@ -284,6 +266,7 @@ fn read_letter(
         OutboxMessage::decode(&message.subject, headers, &message.payload, prefix).ok()?;
     Some(OutboxDeadLetter {
         seq,
+        partition: None,
         sink: decoded.sink.to_string(),
         reason: header(headers, REASON_HEADER).unwrap_or_default(),
         attempts: header(headers, ATTEMPTS_HEADER)
@@ -294,15 +277,4 @@ fn read_letter(
             .unwrap_or(0),
         event: decoded.event,
     })
-}
-
-fn selects(filter: &DeadLetterFilter, letter: &OutboxDeadLetter, now_ms: u64) -> bool {
-    let age = Duration::from_millis(now_ms.saturating_sub(letter.dead_since_ms));
-    filter.sink.as_deref().is_none_or(|s| s == letter.sink)
-        && filter
-            .id
-            .as_deref()
-            .is_none_or(|id| id == letter.event.id.as_str())
-        && filter.older_than.is_none_or(|min| age >= min)
-        && filter.newer_than.is_none_or(|max| age < max)
 }

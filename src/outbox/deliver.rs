@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use super::dead_letters::publish_dead_letter;
 use super::jetstream::JetStreamOutbox;
 use super::message::OutboxMessage;
-use super::OutboxError;
+use super::{OutboxError, SinkProgress};
 use crate::notify::{Event, RetryPolicy};
 use crate::sink::{Sink, SinkError};
 
@@ -45,17 +45,6 @@ pub struct DelivererBuilder {
     retry: RetryPolicy,
     ack_wait: Duration,
     linger: Duration,
-}
-
-/// What a deliverer did for one sink since it started.
-#[derive(Debug, Default)]
-pub struct SinkProgress {
-    /// Events the sink acknowledged.
-    pub delivered: AtomicU64,
-    /// Events handed back to the stream to be tried again later.
-    pub retried: AtomicU64,
-    /// Events moved to the dead-letter stream.
-    pub dead_lettered: AtomicU64,
 }
 
 impl fmt::Debug for Deliverer {

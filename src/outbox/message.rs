@@ -3,10 +3,11 @@
 
 use std::sync::Arc;
 
+#[cfg(feature = "outbox-nats")]
 use async_nats::HeaderMap;
 use bytes::Bytes;
 
-use crate::notify::Event;
+use crate::notify::{DeadLetterFilter, Event};
 
 /// Header naming the sink a message is for.
 pub(crate) const SINK_HEADER: &str = "S3tap-Sink";
@@ -18,6 +19,10 @@ pub(crate) const REASON_HEADER: &str = "S3tap-Reason";
 pub(crate) const ATTEMPTS_HEADER: &str = "S3tap-Attempts";
 /// Header of a dead letter: when it was given up on (ms since the epoch).
 pub(crate) const DEAD_SINCE_HEADER: &str = "S3tap-Dead-Since";
+/// Header carrying the de-duplication id where the engine has no header of
+/// its own for it (Kafka; JetStream uses `Nats-Msg-Id`).
+#[cfg(feature = "outbox-kafka")]
+pub(crate) const MSG_ID_HEADER: &str = "S3tap-Msg-Id";
 
 /// The shard of an event's subject: a hash (FNV-1a) of bucket and key, so
 /// that one object's events share a subject and keep their order there.
@@ -53,17 +58,44 @@ impl OutboxMessage {
         )
     }
 
+    /// The headers every engine carries: the sink, and the rule when one
+    /// routed the event.
+    pub(crate) fn header_pairs(&self) -> Vec<(&'static str, String)> {
+        let mut pairs = vec![(SINK_HEADER, self.sink.to_string())];
+        if let Some(rule) = &self.event.matched_rule {
+            pairs.push((RULE_HEADER, rule.clone()));
+        }
+        pairs
+    }
+
+    /// Reads a message back from its sink (as its header names it) and
+    /// its body; `place` says where it was read, for errors.
+    pub(crate) fn from_parts(
+        sink: Option<String>,
+        payload: &[u8],
+        place: &str,
+    ) -> Result<OutboxMessage, String> {
+        let sink = sink.ok_or_else(|| format!("message on {place} names no sink"))?;
+        let event: Event = serde_json::from_slice(payload)
+            .map_err(|e| format!("message on {place} is not an event: {e}"))?;
+        Ok(OutboxMessage {
+            sink: Arc::from(sink),
+            event,
+        })
+    }
+
     /// The subject under `prefix`: `<prefix>.<sink>.<shard>`.
+    #[cfg(feature = "outbox-nats")]
     pub fn subject(&self, prefix: &str) -> String {
         format!("{prefix}.{}.{:02x}", self.sink, shard_of(&self.event))
     }
 
+    #[cfg(feature = "outbox-nats")]
     pub(crate) fn headers(&self) -> HeaderMap {
         let mut headers = HeaderMap::new();
         headers.insert(async_nats::header::NATS_MESSAGE_ID, self.msg_id().as_str());
-        headers.insert(SINK_HEADER, &*self.sink);
-        if let Some(rule) = &self.event.matched_rule {
-            headers.insert(RULE_HEADER, rule.as_str());
+        for (name, value) in self.header_pairs() {
+            headers.insert(name, value.as_str());
         }
         headers
     }
@@ -74,6 +106,7 @@ impl OutboxMessage {
 
     /// Reads a message back: the sink from its header (or, failing that,
     /// the subject's token after `prefix`) and the event from its body.
+    #[cfg(feature = "outbox-nats")]
     pub(crate) fn decode(
         subject: &str,
         headers: Option<&HeaderMap>,
@@ -89,14 +122,43 @@ impl OutboxMessage {
                     .and_then(|rest| rest.strip_prefix('.'))
                     .and_then(|rest| rest.split('.').next())
                     .map(str::to_owned)
-            })
-            .ok_or_else(|| format!("message on {subject} names no sink"))?;
-        let event: Event = serde_json::from_slice(payload)
-            .map_err(|e| format!("message on {subject} is not an event: {e}"))?;
-        Ok(OutboxMessage {
-            sink: Arc::from(sink),
-            event,
-        })
+            });
+        Self::from_parts(sink, payload, subject)
+    }
+}
+
+/// A dead letter as the engine's dead-letter stream or topic keeps it.
+#[derive(Clone, Debug)]
+pub struct OutboxDeadLetter {
+    /// Its sequence in the dead-letter stream, or its offset in its
+    /// partition of the dead-letter topic (what a redrive or purge
+    /// removes).
+    pub seq: u64,
+    /// Its partition of the dead-letter topic (Kafka).
+    pub partition: Option<i32>,
+    /// The sink it was for.
+    pub sink: String,
+    /// Why it was given up on.
+    pub reason: String,
+    /// Delivery attempts made.
+    pub attempts: u32,
+    /// When it was given up on (ms since the Unix epoch).
+    pub dead_since_ms: u64,
+    /// The event.
+    pub event: Event,
+}
+
+impl OutboxDeadLetter {
+    /// Whether `filter` selects it at `now_ms`.
+    pub(crate) fn selected_by(&self, filter: &DeadLetterFilter, now_ms: u64) -> bool {
+        let age = std::time::Duration::from_millis(now_ms.saturating_sub(self.dead_since_ms));
+        filter.sink.as_deref().is_none_or(|s| s == self.sink)
+            && filter
+                .id
+                .as_deref()
+                .is_none_or(|id| id == self.event.id.as_str())
+            && filter.older_than.is_none_or(|min| age >= min)
+            && filter.newer_than.is_none_or(|max| age < max)
     }
 }
 
@@ -121,6 +183,7 @@ mod tests {
         event
     }
 
+    #[cfg(feature = "outbox-nats")]
     #[test]
     fn one_object_keeps_one_subject_and_objects_spread() {
         let message = |key: &str| OutboxMessage {
@@ -140,6 +203,7 @@ mod tests {
             .starts_with("s3tap.events.hook."));
     }
 
+    #[cfg(feature = "outbox-nats")]
     #[test]
     fn a_message_reads_back_with_its_sink_and_event() {
         let mut event = put("b", "k");

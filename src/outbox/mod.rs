@@ -1,6 +1,7 @@
 //! The fleet's outbox: routed events committed to a replicated log that
-//! every proxy shares (NATS JetStream), and the delivery role that consumes
-//! it. Feature `outbox-nats`.
+//! every proxy shares (NATS JetStream, feature `outbox-nats`, described
+//! here; or Kafka, feature `outbox-kafka`, described in [`kafka`]), and
+//! the delivery role that consumes it.
 //!
 //! ```text
 //!  proxy 1 ─┐                        ┌─► s3tap deliver ─► sinks (webhook, Kafka, ...)
@@ -47,17 +48,43 @@
 //! when missing; the streams too, with the replicas and retention
 //! configured.
 
+#[cfg(feature = "outbox-nats")]
 mod dead_letters;
+#[cfg(feature = "outbox-nats")]
 mod deliver;
+#[cfg(feature = "outbox-nats")]
 mod jetstream;
+#[cfg(feature = "outbox-kafka")]
+pub mod kafka;
 mod message;
 mod replay;
 
-pub use dead_letters::{DeadLetterStream, OutboxDeadLetter};
-pub use deliver::{Deliverer, DelivererBuilder, SinkProgress};
+#[cfg(feature = "outbox-nats")]
+pub use dead_letters::DeadLetterStream;
+#[cfg(feature = "outbox-nats")]
+pub use deliver::{Deliverer, DelivererBuilder};
+#[cfg(feature = "outbox-nats")]
 pub use jetstream::{JetStreamOutbox, JetStreamOutboxBuilder, OutboxSink};
-pub use message::{shard_of, OutboxMessage};
-pub use replay::{replay, ReplayReport, ReplaySelection};
+#[cfg(feature = "outbox-kafka")]
+pub use kafka::{
+    KafkaDeadLetters, KafkaDeliverer, KafkaDelivererBuilder, KafkaOutbox, KafkaOutboxBuilder,
+    KafkaOutboxSink,
+};
+pub use message::{shard_of, OutboxDeadLetter, OutboxMessage};
+#[cfg(feature = "outbox-nats")]
+pub use replay::replay;
+pub use replay::{ReplayReport, ReplaySelection};
+
+/// What a deliverer did for one sink since it started.
+#[derive(Debug, Default)]
+pub struct SinkProgress {
+    /// Events the sink acknowledged.
+    pub delivered: std::sync::atomic::AtomicU64,
+    /// Events handed back to be tried again later.
+    pub retried: std::sync::atomic::AtomicU64,
+    /// Events moved to the dead letters.
+    pub dead_lettered: std::sync::atomic::AtomicU64,
+}
 
 /// Why the outbox could not be set up or used.
 #[derive(Debug, thiserror::Error)]

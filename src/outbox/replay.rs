@@ -4,14 +4,22 @@
 //! what they already have.
 
 use std::collections::BTreeMap;
+#[cfg(feature = "outbox-nats")]
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
+#[cfg(feature = "outbox-nats")]
+use std::time::{Duration, UNIX_EPOCH};
 
+#[cfg(feature = "outbox-nats")]
 use async_nats::jetstream::consumer::{pull, DeliverPolicy};
+#[cfg(feature = "outbox-nats")]
 use futures_util::StreamExt;
 
+#[cfg(feature = "outbox-nats")]
 use super::jetstream::JetStreamOutbox;
+#[cfg(feature = "outbox-nats")]
 use super::message::{OutboxMessage, RULE_HEADER};
+#[cfg(feature = "outbox-nats")]
 use super::OutboxError;
 use crate::notify::{Event, RetryPolicy};
 use crate::sink::{Sink, SinkError};
@@ -45,6 +53,7 @@ pub struct ReplayReport {
 /// size; transient failures are retried with `retry`'s backoff (the same
 /// budget as a delivery), what still fails is counted, not dead-lettered
 /// again. Reads up to the last message present when it starts.
+#[cfg(feature = "outbox-nats")]
 pub async fn replay(
     outbox: &JetStreamOutbox,
     sinks: &[(Arc<str>, Arc<dyn Sink>)],
@@ -157,8 +166,8 @@ pub async fn replay(
 }
 
 /// Delivers one batch with retries; a refused batch goes one event at a
-/// time.
-async fn deliver(
+/// time. Shared by both engines' replays.
+pub(super) async fn deliver(
     name: &str,
     sink: &dyn Sink,
     batch: Vec<Event>,

@@ -38,7 +38,6 @@ use serde_json::{json, Value};
 use super::metrics::ProxyMetrics;
 use crate::credentials::Secret;
 use crate::notify::{DeadLetter, DeadLetterFilter, Dispatcher, DispatcherError};
-use crate::outbox::DeadLetterStream;
 
 /// Default and largest `limit` of a listing.
 const DEFAULT_LIMIT: usize = 100;
@@ -58,7 +57,7 @@ pub(crate) struct AdminState {
     pub(crate) readyz_max_spool_fill: Option<f64>,
     /// Fleet mode: the outbox, and the buffer fill above which `/readyz`
     /// fails while the outbox is unreachable.
-    pub(crate) outbox: Option<(crate::outbox::JetStreamOutbox, f64)>,
+    pub(crate) outbox: Option<(super::outbox::Engine, f64)>,
 }
 
 impl std::fmt::Debug for AdminState {
@@ -296,11 +295,11 @@ fn unauthorized(code: &'static str, message: &str) -> AdminError {
 
 /// In fleet mode the dead letters that matter are the deliverers', in the
 /// outbox's dead-letter stream (the local spool only buffers publishes).
-fn dead_letter_stream(state: &AdminState) -> Option<DeadLetterStream> {
+fn dead_letter_stream(state: &AdminState) -> Option<super::outbox::DeadLetters> {
     state
         .outbox
         .as_ref()
-        .map(|(outbox, _)| DeadLetterStream::new(outbox.clone()))
+        .map(|(outbox, _)| outbox.dead_letters())
 }
 
 fn outbox_error(error: crate::outbox::OutboxError) -> AdminError {

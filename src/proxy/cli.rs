@@ -78,10 +78,10 @@ pub enum Command {
     #[command(subcommand)]
     Sinks(Sinks),
     /// Run the delivery role of a fleet (no S3 listener): consume the
-    /// `[outbox]` stream of --config and deliver to its `[[sinks]]` until
+    /// `[outbox]` stream or topic of --config and deliver to its `[[sinks]]` until
     /// SIGTERM/SIGINT. Any number of deliverers share the work.
     Deliver,
-    /// Deliver again what the `[outbox]` stream of --config still retains
+    /// Deliver again what the `[outbox]` stream or topic of --config still retains
     /// since a time, with the events' own ids.
     Replay {
         /// From this time: RFC 3339 (2026-12-06T10:00:00Z) or an age
@@ -466,7 +466,7 @@ fn age(secs: u64) -> String {
 }
 
 /// With a --config that has `[outbox]`, dead letters live in the outbox's
-/// dead-letter stream, which the command reads itself.
+/// dead-letter stream or topic, which the command reads itself.
 fn fleet_outbox(args: &Args) -> Result<Option<super::OutboxSettings>, String> {
     let Some(path) = &args.config else {
         return Ok(None);

@@ -85,7 +85,7 @@ pub(super) struct FileConfig {
     /// `[[sinks]]`: where events go.
     #[serde(default)]
     pub sinks: Vec<SinkSection>,
-    /// `[outbox]`: fleet mode, events through NATS JetStream.
+    /// `[outbox]`: fleet mode, events through NATS JetStream or Kafka.
     pub outbox: Option<OutboxSection>,
 }
 
@@ -93,18 +93,28 @@ pub(super) struct FileConfig {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct OutboxSection {
-    /// `nats://host:port[,nats://host:port...]`
+    /// `nats://host:port[,nats://host:port...]` (JetStream) or
+    /// `kafka://host:port[,host:port...]` (Kafka).
     pub url: String,
-    /// Stream of the events (default `S3TAP_EVENTS`).
+    /// Stream of the events (default `S3TAP_EVENTS`); with Kafka, the
+    /// events topic (default `s3tap-events`).
     pub stream: Option<String>,
-    /// Its subjects' prefix (default `s3tap.events`).
+    /// Its subjects' prefix (default `s3tap.events`; JetStream only).
     pub subject_prefix: Option<String>,
-    /// Stream of the dead letters (default `S3TAP_DEAD_LETTERS`).
+    /// Stream of the dead letters (default `S3TAP_DEAD_LETTERS`); with
+    /// Kafka, the dead-letter topic (default `s3tap-dead-letters`).
     pub dead_letter_stream: Option<String>,
-    /// Its subjects' prefix (default `s3tap.dead`).
+    /// Its subjects' prefix (default `s3tap.dead`; JetStream only).
     pub dead_letter_subject_prefix: Option<String>,
-    /// Replicas of the streams created when missing (default 1).
+    /// Replicas of the streams (replication factor of the topics) created
+    /// when missing (default 1).
     pub replicas: Option<usize>,
+    /// Partitions of the events topic created when missing (Kafka only,
+    /// default 12).
+    pub partitions: Option<i32>,
+    /// Other librdkafka settings for the outbox's clients (Kafka only:
+    /// SASL, TLS, ...).
+    pub config: Option<std::collections::BTreeMap<String, String>>,
     /// How long the streams keep messages (default 7 days).
     pub max_age_secs: Option<u64>,
     /// The most bytes a stream keeps (default: no limit).

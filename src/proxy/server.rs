@@ -29,12 +29,12 @@ use super::config::{Config, Limits, RemoteUpstream, UpstreamConfig};
 use super::embedded::{self, EmbeddedStore};
 use super::error::StartError;
 use super::metrics::ProxyMetrics;
+use super::outbox::EngineDeliverer;
 use super::request_log::{RecordAccessKey, RequestLog};
 use super::tls::tls_acceptor;
 use crate::authorize::{Authorize, AuthorizeLayer};
 use crate::credentials::{ReloadingCredentials, UpstreamCredentials};
 use crate::notify::{Dispatcher, DispatcherTask, Notify, NotifyLayer, SharedRules};
-use crate::outbox::Deliverer;
 use crate::post::{PostObject, PostObjectLayer};
 use crate::resign::{Addressing, CredentialsSource, Resign, ResignLayer, Upstream};
 use crate::upstream::UpstreamClient;
@@ -69,7 +69,7 @@ pub struct Proxy {
     /// `clients_file`'s reloader, run while serving.
     reloader: Option<Reloader>,
     /// The delivery role, when `[outbox] deliver = true`.
-    deliverer: Option<Deliverer>,
+    deliverer: Option<EngineDeliverer>,
     // Held so the embedded store lives as long as the proxy.
     _embedded: Option<EmbeddedStore>,
 }
@@ -195,9 +195,9 @@ impl Proxy {
                 let mut routes: Vec<(String, Arc<dyn crate::sink::Sink>)> = Vec::new();
                 for name in config.notify.sink_names() {
                     let route = outbox
-                        .sink(name)
+                        .route(name)
                         .map_err(|e| StartError::new(e.to_string()))?;
-                    routes.push((name.to_owned(), Arc::new(route)));
+                    routes.push((name.to_owned(), route));
                 }
                 (routes, sinks)
             }
@@ -215,14 +215,10 @@ impl Proxy {
         if let (Some(outbox), Some(settings)) = (&outbox, &config.outbox) {
             if settings.commit {
                 commit = true;
-                emitter = emitter.commit_through(Arc::new(outbox.clone()), settings.commit_timeout);
+                emitter = emitter.commit_through(outbox.committer(), settings.commit_timeout);
             }
             if settings.deliver {
-                deliverer = Some(
-                    settings
-                        .deliverer(outbox.clone(), sinks)
-                        .map_err(StartError::new)?,
-                );
+                deliverer = Some(outbox.deliverer(settings, sinks).map_err(StartError::new)?);
             }
         }
         let (notifications, sinks_json) = bucket_notifications::start(

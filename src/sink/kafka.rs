@@ -81,8 +81,28 @@ pub const DEFAULT_MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
 /// came is declared failed (librdkafka always reports; this is a backstop).
 const REPORT_GRACE: Duration = Duration::from_secs(10);
 
+/// The producer settings every s3tap producer starts from (the sink's and
+/// the fleet outbox's): idempotent, so librdkafka's own retries are
+/// dropped by the broker and one partition keeps the produced order, and
+/// acknowledged by every in-sync replica.
+pub(crate) fn producer_defaults(bootstrap_servers: &str) -> BTreeMap<String, String> {
+    [
+        ("bootstrap.servers", bootstrap_servers.to_owned()),
+        ("client.id", "s3tap".to_owned()),
+        ("enable.idempotence", "true".to_owned()),
+        ("acks", "all".to_owned()),
+        (
+            "message.timeout.ms",
+            DEFAULT_MESSAGE_TIMEOUT.as_millis().to_string(),
+        ),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key.to_owned(), value))
+    .collect()
+}
+
 /// How librdkafka's refusal reads as the crate's [`SinkBuildError`].
-fn build_error(error: KafkaError) -> SinkBuildError {
+pub(crate) fn build_error(error: KafkaError) -> SinkBuildError {
     match error {
         // The value is not repeated: it may be a password.
         KafkaError::ClientConfig(_, reason, key, _value) => {
@@ -105,23 +125,11 @@ pub struct KafkaSinkBuilder {
 
 impl KafkaSinkBuilder {
     fn new(bootstrap_servers: &str) -> Self {
-        let mut settings = BTreeMap::new();
-        for (key, value) in [
-            ("bootstrap.servers", bootstrap_servers.to_owned()),
-            ("client.id", "s3tap".to_owned()),
-            ("enable.idempotence", "true".to_owned()),
-            ("acks", "all".to_owned()),
-            (
-                "message.timeout.ms",
-                DEFAULT_MESSAGE_TIMEOUT.as_millis().to_string(),
-            ),
-            // A batch is enqueued at once; a short linger lets librdkafka
-            // pack it into few produce requests without delaying a lone
-            // event noticeably.
-            ("linger.ms", "5".to_owned()),
-        ] {
-            settings.insert(key.to_owned(), value);
-        }
+        let mut settings = producer_defaults(bootstrap_servers);
+        // A batch is enqueued at once; a short linger lets librdkafka pack
+        // it into few produce requests without delaying a lone event
+        // noticeably.
+        settings.insert("linger.ms".to_owned(), "5".to_owned());
         KafkaSinkBuilder {
             name: "kafka".to_owned(),
             settings,

@@ -133,9 +133,10 @@ pub mod kafka;
     feature = "sink-nats",
     feature = "sink-redis",
     feature = "sink-rabbitmq",
-    feature = "sink-mqtt"
+    feature = "sink-mqtt",
+    feature = "outbox-nats"
 ))]
-mod outcome;
+pub(crate) mod outcome;
 #[cfg(feature = "sink-sns")]
 pub mod sns;
 
