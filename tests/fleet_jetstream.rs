@@ -195,7 +195,7 @@ async fn an_unreachable_outbox_with_a_full_buffer_fails_readyz_then_drains() {
     );
     let proxy = start_proxy(dir.path(), "proxy", &toml);
     let client = fleet_support::http_client();
-    let status = send(
+    let status = fleet_support::send(
         &client,
         proxy.addr,
         http::Method::PUT,
@@ -213,7 +213,7 @@ async fn an_unreachable_outbox_with_a_full_buffer_fails_readyz_then_drains() {
     }
     for i in 0..10 {
         let started = Instant::now();
-        let status = send(
+        let status = fleet_support::send(
             &client,
             proxy.addr,
             http::Method::PUT,

@@ -326,12 +326,20 @@ readyz_max_buffer_fill = 0.5",
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let consumer = reader(&bootstrap);
-    let records = topic_records(consumer, "fleet-events").await;
-    assert!(
-        records >= 4,
-        "the buffered events reached the topic: {records}"
-    );
+    // Ready again once connected; the spool drains into the topic after.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let records = topic_records(reader(&bootstrap), "fleet-events").await;
+        if records >= 4 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the buffered events did not reach the topic: {records} of 4\n{}",
+            proxy.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 /// The three runs against a real broker, opt-in: `KAFKA_BROKERS` (see the
