@@ -133,8 +133,7 @@ pub mod kafka;
     feature = "sink-nats",
     feature = "sink-redis",
     feature = "sink-rabbitmq",
-    feature = "sink-mqtt",
-    feature = "outbox-nats"
+    feature = "sink-mqtt"
 ))]
 pub(crate) mod outcome;
 #[cfg(feature = "sink-sns")]
