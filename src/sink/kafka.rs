@@ -360,25 +360,9 @@ impl KafkaSink {
             if let Some(key) = key.as_deref() {
                 record = record.key(key);
             }
-            // A full local queue is waited out rather than skipped, so the
-            // events of one object are enqueued, and written, in order.
-            loop {
-                match producer.send_result(record) {
-                    Ok(delivery) => {
-                        pending.push((index, delivery));
-                        break;
-                    }
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
-                        if Instant::now() < deadline =>
-                    {
-                        record = back;
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                    }
-                    Err((error, _)) => {
-                        failed.push((index, classify(&error)));
-                        break;
-                    }
-                }
+            match enqueue(&producer, record, deadline, Duration::from_millis(5)).await {
+                Ok(delivery) => pending.push((index, delivery)),
+                Err(error) => failed.push((index, classify(&error))),
             }
         }
 
@@ -386,21 +370,7 @@ impl KafkaSink {
         let wait = self.message_timeout + REPORT_GRACE;
         let mut fatal = false;
         match tokio::time::timeout(wait, join_all(reports)).await {
-            Ok(reports) => {
-                for (index, report) in indices.into_iter().zip(reports) {
-                    match report {
-                        Ok(Ok(_delivery)) => {}
-                        Ok(Err((error, _message))) => {
-                            fatal |= error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal);
-                            failed.push((index, classify(&error)));
-                        }
-                        Err(_canceled) => failed.push((
-                            index,
-                            SinkError::transient("the Kafka producer went away before reporting"),
-                        )),
-                    }
-                }
-            }
+            Ok(reports) => fatal = settle_reports(indices, reports, &mut failed),
             Err(_elapsed) => {
                 for index in indices {
                     failed.push((
@@ -449,6 +419,55 @@ impl Sink for KafkaSink {
     fn deliver<'a>(&'a self, batch: &'a [Event]) -> BoxFuture<'a, Result<(), SinkError>> {
         Box::pin(self.deliver_batch(batch))
     }
+}
+
+/// Enqueues `record` on `producer`, waiting out a full local queue (in
+/// steps of `pause`) until `deadline` rather than skipping it, so that the
+/// records of one object are enqueued, and written, in order. Shared by
+/// the Kafka sink and the Kafka outbox.
+pub(crate) async fn enqueue<'a, C: rdkafka::ClientContext + 'static>(
+    producer: &FutureProducer<C>,
+    mut record: FutureRecord<'a, str, [u8]>,
+    deadline: Instant,
+    pause: Duration,
+) -> Result<rdkafka::producer::DeliveryFuture, KafkaError> {
+    loop {
+        match producer.send_result(record) {
+            Ok(delivery) => return Ok(delivery),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
+                if Instant::now() < deadline =>
+            {
+                record = back;
+                tokio::time::sleep(pause).await;
+            }
+            Err((error, _)) => return Err(error),
+        }
+    }
+}
+
+/// Reads the delivery reports of records `indices` into `failed` (index,
+/// reason); answers whether one was fatal (an idempotent producer that must
+/// be replaced). Shared by the Kafka sink and the Kafka outbox.
+pub(crate) fn settle_reports(
+    indices: Vec<usize>,
+    reports: Vec<<rdkafka::producer::DeliveryFuture as std::future::Future>::Output>,
+    failed: &mut Vec<(usize, SinkError)>,
+) -> bool {
+    let mut fatal = false;
+    for (index, report) in indices.into_iter().zip(reports) {
+        match report {
+            Ok(Ok(_delivery)) => {}
+            Ok(Err((error, _message))) => {
+                fatal |= error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal);
+                failed.push((index, classify(&error)));
+            }
+            Err(_canceled) => failed.push((
+                index,
+                SinkError::transient("the Kafka producer went away before reporting"),
+            )),
+        }
+    }
+    fatal
 }
 
 /// Sorts a librdkafka error into transient or permanent.

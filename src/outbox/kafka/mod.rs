@@ -65,7 +65,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use super::message::{is_subject_token, OutboxMessage, MSG_ID_HEADER};
 use super::OutboxError;
 use crate::notify::{Event, Outbox};
-use crate::sink::kafka::{build_error, classify, producer_defaults};
+use crate::sink::kafka::{build_error, classify, enqueue, producer_defaults, settle_reports};
 use crate::sink::{BoxFuture, KafkaSink, Sink, SinkError};
 
 /// The outbox on Kafka. Cheap to clone: clones share the producer. See
@@ -409,7 +409,7 @@ impl KafkaOutbox {
         }
         let shared = self.shared.clone();
         let producer = shared.current_producer();
-        let deadline = tokio::time::Instant::now() + shared.settings.timeout;
+        let deadline = std::time::Instant::now() + shared.settings.timeout;
         let mut failed = Vec::new();
         let mut pending = Vec::with_capacity(records.len());
         for (index, prepared) in records.iter().enumerate() {
@@ -426,45 +426,16 @@ impl KafkaOutbox {
             if let Some(key) = prepared.key.as_deref() {
                 record = record.key(key);
             }
-            // A full local queue is waited out, not skipped: one object's
-            // records are enqueued, and written, in order.
-            loop {
-                match producer.send_result(record) {
-                    Ok(delivery) => {
-                        pending.push((index, delivery));
-                        break;
-                    }
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
-                        if tokio::time::Instant::now() < deadline =>
-                    {
-                        record = back;
-                        tokio::time::sleep(Duration::from_millis(2)).await;
-                    }
-                    Err((error, _)) => {
-                        failed.push((index, classify(&error)));
-                        break;
-                    }
-                }
+            match enqueue(&producer, record, deadline, Duration::from_millis(2)).await {
+                Ok(delivery) => pending.push((index, delivery)),
+                Err(error) => failed.push((index, classify(&error))),
             }
         }
         let total = records.len();
         let (done, reported) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
             let (indices, reports): (Vec<usize>, Vec<_>) = pending.into_iter().unzip();
-            let mut fatal = false;
-            for (index, report) in indices.into_iter().zip(join_all(reports).await) {
-                match report {
-                    Ok(Ok(_)) => {}
-                    Ok(Err((error, _))) => {
-                        fatal |= error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal);
-                        failed.push((index, classify(&error)));
-                    }
-                    Err(_canceled) => failed.push((
-                        index,
-                        SinkError::transient("the Kafka producer went away before reporting"),
-                    )),
-                }
-            }
+            let fatal = settle_reports(indices, join_all(reports).await, &mut failed);
             if fatal {
                 shared.renew_producer(&producer);
             }
