@@ -166,36 +166,37 @@ pub(crate) async fn handle(
     }
     let path = parts.uri.path().trim_end_matches('/');
     let segments: Vec<&str> = path.split('/').skip(3).collect();
-    let result = match (path.split('/').nth(2), &parts.method, segments.as_slice()) {
-        (Some("dead-letters"), &Method::GET, []) => list(state, &selectors).await,
-        (Some("dead-letters"), &Method::DELETE, []) => purge(state, &selectors).await,
-        (Some("dead-letters"), &Method::POST, ["redrive"]) => redrive(state, &selectors).await,
-        (Some("dead-letters"), &Method::POST, ["purge"]) => purge(state, &selectors).await,
-        (Some("dead-letters"), &Method::GET, [id]) => inspect(state, &decode(id)).await,
-        (Some("dead-letters"), &Method::DELETE, [id]) => {
-            selectors.insert("id".into(), decode(id));
-            purge(state, &selectors).await
+    let section = path.split('/').nth(2);
+    let served = match (section, &parts.method, segments.as_slice()) {
+        (Some("dead-letters"), method, segments) => {
+            dead_letters(&state.letters(), method, segments, selectors).await
         }
-        (Some("dead-letters"), &Method::POST, [id, "redrive"]) => {
-            selectors.insert("id".into(), decode(id));
-            redrive(state, &selectors).await
+        (Some("sinks"), &Method::GET, []) => {
+            Some(serde_json::from_str(&state.sinks_json).map_err(|e| {
+                error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    format!("the sink list is not JSON: {e}"),
+                )
+            }))
         }
-        (Some("sinks"), &Method::GET, []) => serde_json::from_str(&state.sinks_json).map_err(|e| {
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                format!("the sink list is not JSON: {e}"),
-            )
-        }),
         (Some("sinks"), &Method::POST, [name, "enable"]) => {
-            enable(state, &decode(name), &selectors).await
+            Some(enable(state, &decode(name), &selectors).await)
         }
-        (Some("dead-letters" | "sinks"), _, _) if known_path(&segments, path) => Err(error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            format!("{} is not allowed on {path}", parts.method),
-        )),
-        _ => Err(error(
+        _ => None,
+    };
+    let result = match served {
+        Some(result) => result,
+        None if matches!(section, Some("dead-letters" | "sinks"))
+            && known_path(&segments, path) =>
+        {
+            Err(error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("{} is not allowed on {path}", parts.method),
+            ))
+        }
+        None => Err(error(
             StatusCode::NOT_FOUND,
             "not_found",
             format!("no admin endpoint {path}"),
@@ -220,7 +221,7 @@ fn known_path(segments: &[&str], path: &str) -> bool {
 /// Why an admin request failed: its status, a stable code and a readable
 /// message, answered as `{"error":code,"message":...}`.
 #[derive(Debug)]
-struct AdminError {
+pub(crate) struct AdminError {
     status: StatusCode,
     code: &'static str,
     message: String,
@@ -229,6 +230,11 @@ struct AdminError {
 }
 
 impl AdminError {
+    /// What went wrong, as the JSON's `message` says it.
+    pub(crate) fn message(&self) -> &str {
+        &self.message
+    }
+
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         AdminError {
             status,
@@ -253,7 +259,7 @@ impl AdminError {
     }
 }
 
-type Answer = Result<Value, AdminError>;
+pub(crate) type Answer = Result<Value, AdminError>;
 
 fn authorize(state: &AdminState, headers: &HeaderMap) -> Result<(), AdminError> {
     let Some(token) = &state.token else {
@@ -293,20 +299,56 @@ fn unauthorized(code: &'static str, message: &str) -> AdminError {
     }
 }
 
-/// In fleet mode the dead letters that matter are the deliverers', in the
-/// outbox's dead-letter stream (the local spool only buffers publishes).
-fn dead_letter_stream(state: &AdminState) -> Option<super::outbox::DeadLetters> {
-    state
-        .outbox
-        .as_ref()
-        .map(|(outbox, _)| outbox.dead_letters())
+/// Where the dead letters are: one proxy's spool, or, in fleet mode, the
+/// outbox's dead-letter stream or topic (the deliverers put what sinks
+/// refused there; the local spool only buffers publishes).
+pub(crate) enum Letters<'a> {
+    Spool(&'a Dispatcher),
+    Outbox(super::outbox::DeadLetters),
+}
+
+impl AdminState {
+    fn letters(&self) -> Letters<'_> {
+        match &self.outbox {
+            Some((outbox, _)) => Letters::Outbox(outbox.dead_letters()),
+            None => Letters::Spool(&self.dispatcher),
+        }
+    }
+}
+
+/// The dead-letter endpoints, `segments` being the path after
+/// `/admin/dead-letters`: `None` for a method and path they do not serve.
+/// The admin listener and `s3tap dead-letters --config` (fleet mode, no
+/// listener needed) both answer through it.
+pub(crate) async fn dead_letters(
+    letters: &Letters<'_>,
+    method: &Method,
+    segments: &[&str],
+    mut selectors: BTreeMap<String, String>,
+) -> Option<Answer> {
+    Some(match (method, segments) {
+        (&Method::GET, []) => list(letters, &selectors).await,
+        (&Method::DELETE, []) => purge(letters, &selectors).await,
+        (&Method::POST, ["redrive"]) => redrive(letters, &selectors).await,
+        (&Method::POST, ["purge"]) => purge(letters, &selectors).await,
+        (&Method::GET, [id]) => inspect(letters, &decode(id)).await,
+        (&Method::DELETE, [id]) => {
+            selectors.insert("id".into(), decode(id));
+            purge(letters, &selectors).await
+        }
+        (&Method::POST, [id, "redrive"]) => {
+            selectors.insert("id".into(), decode(id));
+            redrive(letters, &selectors).await
+        }
+        _ => return None,
+    })
 }
 
 fn outbox_error(error: crate::outbox::OutboxError) -> AdminError {
     self::error(StatusCode::SERVICE_UNAVAILABLE, "outbox", error.to_string())
 }
 
-async fn list(state: &AdminState, selectors: &BTreeMap<String, String>) -> Answer {
+async fn list(letters: &Letters<'_>, selectors: &BTreeMap<String, String>) -> Answer {
     let filter = filter(selectors)?;
     let limit = match selectors.get("limit") {
         None => DEFAULT_LIMIT,
@@ -321,16 +363,15 @@ async fn list(state: &AdminState, selectors: &BTreeMap<String, String>) -> Answe
             }
         },
     };
-    let items: Vec<Value> = match dead_letter_stream(state) {
-        Some(stream) => stream
+    let items: Vec<Value> = match letters {
+        Letters::Outbox(stream) => stream
             .list(&filter, limit)
             .await
             .map_err(outbox_error)?
             .iter()
             .map(super::outbox::dead_letter_json)
             .collect(),
-        None => state
-            .dispatcher
+        Letters::Spool(dispatcher) => dispatcher
             .dead_letters_matching(&filter, limit)
             .await
             .map_err(dispatcher_error)?
@@ -341,27 +382,25 @@ async fn list(state: &AdminState, selectors: &BTreeMap<String, String>) -> Answe
     Ok(json!({ "count": items.len(), "dead_letters": items }))
 }
 
-async fn inspect(state: &AdminState, id: &str) -> Answer {
-    if let Some(stream) = dead_letter_stream(state) {
-        let filter = DeadLetterFilter::all().id(id);
-        let found = stream.list(&filter, 1).await.map_err(outbox_error)?;
-        return found
-            .first()
-            .map(super::outbox::dead_letter_json)
-            .ok_or_else(|| {
-                error(
-                    StatusCode::NOT_FOUND,
-                    "no_such_dead_letter",
-                    format!("no dead letter for event {id:?}"),
-                )
-            });
-    }
-    match state
-        .dispatcher
-        .dead_letter(id)
-        .await
-        .map_err(dispatcher_error)?
-    {
+async fn inspect(letters: &Letters<'_>, id: &str) -> Answer {
+    let dispatcher = match letters {
+        Letters::Spool(dispatcher) => dispatcher,
+        Letters::Outbox(stream) => {
+            let filter = DeadLetterFilter::all().id(id);
+            let found = stream.list(&filter, 1).await.map_err(outbox_error)?;
+            return found
+                .first()
+                .map(super::outbox::dead_letter_json)
+                .ok_or_else(|| {
+                    error(
+                        StatusCode::NOT_FOUND,
+                        "no_such_dead_letter",
+                        format!("no dead letter for event {id:?}"),
+                    )
+                });
+        }
+    };
+    match dispatcher.dead_letter(id).await.map_err(dispatcher_error)? {
         Some(letter) => Ok(letter_json(&letter)),
         None => Err(error(
             StatusCode::NOT_FOUND,
@@ -371,12 +410,11 @@ async fn inspect(state: &AdminState, id: &str) -> Answer {
     }
 }
 
-async fn redrive(state: &AdminState, selectors: &BTreeMap<String, String>) -> Answer {
+async fn redrive(letters: &Letters<'_>, selectors: &BTreeMap<String, String>) -> Answer {
     let filter = filter(selectors)?;
-    let moved = match dead_letter_stream(state) {
-        Some(stream) => stream.redrive(&filter).await.map_err(outbox_error)?,
-        None => state
-            .dispatcher
+    let moved = match letters {
+        Letters::Outbox(stream) => stream.redrive(&filter).await.map_err(outbox_error)?,
+        Letters::Spool(dispatcher) => dispatcher
             .redrive(&filter)
             .await
             .map_err(dispatcher_error)?,
@@ -389,7 +427,7 @@ async fn redrive(state: &AdminState, selectors: &BTreeMap<String, String>) -> An
     Ok(json!({ "redriven": moved.values().sum::<u64>(), "sinks": moved }))
 }
 
-async fn purge(state: &AdminState, selectors: &BTreeMap<String, String>) -> Answer {
+async fn purge(letters: &Letters<'_>, selectors: &BTreeMap<String, String>) -> Answer {
     let filter = filter(selectors)?;
     let all = selectors.get("all").is_some_and(|v| v == "true");
     if filter.is_everything() && !all {
@@ -399,13 +437,9 @@ async fn purge(state: &AdminState, selectors: &BTreeMap<String, String>) -> Answ
             "purging needs a selector (sink, id, older_than, newer_than) or all=true".into(),
         ));
     }
-    let purged = match dead_letter_stream(state) {
-        Some(stream) => stream.purge(&filter).await.map_err(outbox_error)?,
-        None => state
-            .dispatcher
-            .purge(&filter)
-            .await
-            .map_err(dispatcher_error)?,
+    let purged = match letters {
+        Letters::Outbox(stream) => stream.purge(&filter).await.map_err(outbox_error)?,
+        Letters::Spool(dispatcher) => dispatcher.purge(&filter).await.map_err(dispatcher_error)?,
     };
     tracing::info!(
         events = purged.values().sum::<u64>(),

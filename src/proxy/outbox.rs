@@ -530,67 +530,24 @@ pub(super) async fn run_replay(
 }
 
 /// Answers the admin API's dead-letter requests (method, path, query) from
-/// the outbox's dead letters, in the admin API's JSON, so that
-/// `s3tap dead-letters ...` prints a fleet's dead letters as it prints a
-/// proxy's.
+/// the outbox's dead letters, through the admin API's own handling, so that
+/// `s3tap dead-letters ...` acts on a fleet's dead letters as it does on a
+/// proxy's, without a listener.
 pub(super) async fn dead_letters_call(
     settings: &OutboxSettings,
     method: http::Method,
     path: &str,
     query: &[(&str, String)],
 ) -> Result<serde_json::Value, String> {
-    use http::Method;
-    let mut selected = (None, None, None, None);
-    let mut limit = 100usize;
-    for (name, value) in query {
-        let age = || {
-            super::admin::parse_age(value).ok_or_else(|| {
-                format!(
-                    "--{}: {value:?} is not an age (90s, 15m, 2h, 1d)",
-                    name.replace('_', "-")
-                )
-            })
-        };
-        match *name {
-            "sink" => selected.0 = Some(value.as_str()),
-            "id" => selected.1 = Some(value.as_str()),
-            "older_than" => selected.2 = Some(age()?),
-            "newer_than" => selected.3 = Some(age()?),
-            "limit" => limit = value.parse().map_err(|_| format!("--limit {value}"))?,
-            _ => {}
-        }
-    }
-    let stream = settings.connect().await?.dead_letters();
-    let id_in_path = path
-        .strip_prefix("/admin/dead-letters/")
-        .filter(|rest| *rest != "redrive");
-    if let Some(id) = id_in_path {
-        selected.1 = Some(id);
-    }
-    let filter = filter_of(selected.0, selected.1, selected.2, selected.3);
-    let error = |e: OutboxError| e.to_string();
-    match (method, path) {
-        (Method::GET, "/admin/dead-letters") => {
-            let letters = stream.list(&filter, limit).await.map_err(error)?;
-            let items: Vec<_> = letters.iter().map(dead_letter_json).collect();
-            Ok(serde_json::json!({ "count": items.len(), "dead_letters": items }))
-        }
-        (Method::GET, _) if id_in_path.is_some() => {
-            let letters = stream.list(&filter, 1).await.map_err(error)?;
-            letters
-                .first()
-                .map(dead_letter_json)
-                .ok_or_else(|| format!("no dead letter with id {}", id_in_path.unwrap_or("")))
-        }
-        (Method::POST, "/admin/dead-letters/redrive") => {
-            let moved = stream.redrive(&filter).await.map_err(error)?;
-            Ok(serde_json::json!({ "redriven": moved.values().sum::<u64>(), "sinks": moved }))
-        }
-        (Method::DELETE, "/admin/dead-letters") => {
-            let purged = stream.purge(&filter).await.map_err(error)?;
-            Ok(serde_json::json!({ "purged": purged.values().sum::<u64>(), "sinks": purged }))
-        }
-        _ => Err(format!(
+    let letters = super::admin::Letters::Outbox(settings.connect().await?.dead_letters());
+    let selectors = query
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), value.clone()))
+        .collect();
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(3).collect();
+    match super::admin::dead_letters(&letters, &method, &segments, selectors).await {
+        Some(answer) => answer.map_err(|error| error.message().to_owned()),
+        None => Err(format!(
             "{path}: not available with [outbox]; a deliverer parks a sink that answered 410 until it is restarted"
         )),
     }
@@ -617,29 +574,6 @@ pub(super) fn dead_letter_json(letter: &OutboxDeadLetter) -> serde_json::Value {
         json["partition"] = partition.into();
     }
     json
-}
-
-/// The filter of `s3tap dead-letters` selectors.
-pub(super) fn filter_of(
-    sink: Option<&str>,
-    id: Option<&str>,
-    older_than: Option<Duration>,
-    newer_than: Option<Duration>,
-) -> DeadLetterFilter {
-    let mut filter = DeadLetterFilter::all();
-    if let Some(sink) = sink {
-        filter = filter.sink(sink);
-    }
-    if let Some(id) = id {
-        filter = filter.id(id);
-    }
-    if let Some(age) = older_than {
-        filter = filter.older_than(age);
-    }
-    if let Some(age) = newer_than {
-        filter = filter.newer_than(age);
-    }
-    filter
 }
 
 #[cfg(test)]
