@@ -1,5 +1,7 @@
 //! Runs the webhook example binaries and talks HTTP to them: signed requests
-//! do their job, unsigned or tampered ones get 401 and change nothing.
+//! do their job, unsigned or tampered ones get 401 and change nothing. The
+//! Frame.io action copies between two real S3 servers (s3s-fs) and is
+//! killed with SIGKILL in the middle of a job.
 //!
 //! The binaries are the ones a plain `cargo test` builds next to this test's
 //! own binary. To run this file alone, build them first:
@@ -7,6 +9,8 @@
 //! an older build of the examples may be the one tested).
 #![cfg(feature = "webhook")]
 
+#[cfg(all(feature = "upstream", feature = "dispatcher"))]
+mod support;
 mod webhook_support;
 
 use std::io::{BufRead, BufReader};
@@ -86,6 +90,27 @@ impl Example {
         (
             status,
             response.into_body().collect().await.unwrap().to_bytes(),
+        )
+    }
+}
+
+impl Example {
+    /// `GET path`: the status and the JSON answer.
+    #[cfg_attr(
+        not(all(feature = "upstream", feature = "dispatcher")),
+        allow(dead_code)
+    )]
+    async fn get_json(&self, path: &str) -> (StatusCode, Value) {
+        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+        let request = Request::get(format!("{}{path}", self.base_url))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let response = client.request(request).await.expect("the example answers");
+        let status = response.status();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            serde_json::from_slice(&body).expect("a JSON answer"),
         )
     }
 }
@@ -261,83 +286,398 @@ async fn b2_receiver_writes_one_row_per_new_event_and_ignores_forgeries() {
     );
 }
 
-#[tokio::test]
-async fn frameio_action_answers_the_form_then_queues_the_chosen_job() {
-    let example = Example::start(
-        "frameio_custom_action",
-        &[("FRAMEIO_SECRET", FRAMEIO_SECRET)],
-    );
-    let example = &example;
-    let post_signed = |body: Value| {
+/// The Frame.io action with both of its S3 ends real: two s3s-fs servers,
+/// one for B2 and one standing for Frame.io's storage.
+#[cfg(all(feature = "upstream", feature = "dispatcher"))]
+mod frameio_action {
+    use super::*;
+    use support::clients::aws_cli_s3;
+    use support::upstreams::{S3sFs, UpstreamPeer};
+    use support::{random_bytes, Creds, Peers};
+
+    const ACTION: &str = "/actions/import-export";
+    const BIG: usize = 48 << 20;
+    /// The copy's bandwidth cap: the big object takes about 3 s, so the kill
+    /// surely lands in the middle of it.
+    const RATE: u64 = 16 << 20;
+    /// The big object goes as a multipart upload of six parts.
+    const PART: u64 = 8 << 20;
+
+    struct Sides {
+        b2: S3sFs,
+        frameio: S3sFs,
+        jobs: tempfile::TempDir,
+    }
+
+    impl Sides {
+        fn env(&self) -> Vec<(String, String)> {
+            let b2 = self.b2.creds();
+            let frameio = self.frameio.creds();
+            [
+                ("FRAMEIO_SECRET", FRAMEIO_SECRET.to_owned()),
+                ("B2_ENDPOINT", self.b2.endpoint().to_owned()),
+                ("B2_BUCKET", "archive".to_owned()),
+                ("B2_KEY_ID", b2.access_key.clone()),
+                ("B2_APPLICATION_KEY", b2.secret_key.clone()),
+                ("FRAMEIO_STORE_ENDPOINT", self.frameio.endpoint().to_owned()),
+                ("FRAMEIO_STORE_BUCKET", "frameio".to_owned()),
+                ("FRAMEIO_STORE_KEY_ID", frameio.access_key.clone()),
+                ("FRAMEIO_STORE_SECRET_KEY", frameio.secret_key.clone()),
+                (
+                    "JOBS_DB",
+                    self.jobs.path().join("jobs.redb").display().to_string(),
+                ),
+                ("MAX_BYTES_PER_SEC", RATE.to_string()),
+                ("PART_SIZE", PART.to_string()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect()
+        }
+
+        fn start(&self) -> Example {
+            let env = self.env();
+            let env: Vec<(&str, &str)> =
+                env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            Example::start("frameio_custom_action", &env)
+        }
+    }
+
+    /// Uploads `files` (key, bytes) into `bucket` with aws-cli, as a user would.
+    async fn upload(peers: &Peers, server: &S3sFs, bucket: &str, files: &[(&str, &[u8])]) {
+        let local = tempfile::tempdir().unwrap();
+        for (key, bytes) in files {
+            let path = local.path().join(key);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, bytes).unwrap();
+        }
+        let bucket_uri = format!("s3://{bucket}");
+        aws_cli_s3(
+            peers,
+            server.endpoint(),
+            server.creds(),
+            &["mb".as_ref(), bucket_uri.as_ref()],
+        )
+        .await
+        .assert_success("aws s3 mb");
+        if files.is_empty() {
+            return;
+        }
+        let to = format!("s3://{bucket}/");
+        aws_cli_s3(
+            peers,
+            server.endpoint(),
+            server.creds(),
+            &[
+                "cp".as_ref(),
+                local.path().as_os_str(),
+                to.as_ref(),
+                "--recursive".as_ref(),
+            ],
+        )
+        .await
+        .assert_success("aws s3 cp --recursive");
+    }
+
+    async fn call(example: &Example, body: &Value) -> (StatusCode, Value) {
         let body = body.to_string();
         let timestamp = now_secs().to_string();
         let signature = frameio_header(FRAMEIO_SECRET, &timestamp, body.as_bytes());
-        async move {
-            let headers = [
-                ("x-frameio-request-timestamp", timestamp.as_str()),
-                ("x-frameio-signature", signature.as_str()),
-            ];
-            let (status, body) = example.post("/actions/import-export", &headers, body).await;
-            (
-                status,
-                serde_json::from_slice::<Value>(&body).expect("JSON answer"),
-            )
+        let headers = [
+            ("x-frameio-request-timestamp", timestamp.as_str()),
+            ("x-frameio-signature", signature.as_str()),
+        ];
+        let (status, answer) = example.post(ACTION, &headers, body).await;
+        let answer = serde_json::from_slice(&answer)
+            .unwrap_or_else(|_| panic!("a JSON answer, not {answer:?}"));
+        (status, answer)
+    }
+
+    fn with_data(call: &Value, data: Value) -> Value {
+        let mut call = call.clone();
+        call["data"] = data;
+        call
+    }
+
+    fn option_values(form: &Value) -> Vec<String> {
+        form["fields"][0]["options"]
+            .as_array()
+            .unwrap_or_else(|| panic!("a select, not {form}"))
+            .iter()
+            .map(|option| option["value"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// Polls `GET /jobs/{id}` until `done` says so.
+    async fn wait_job(
+        example: &Example,
+        id: &str,
+        what: &str,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let (status, job) = example.get_json(&format!("/jobs/{id}")).await;
+            assert_eq!(status, StatusCode::OK, "{job}");
+            if done(&job) {
+                return job;
+            }
+            assert!(Instant::now() < deadline, "waited 120 s for {what}: {job}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-    };
-    let call = json!({
-        "type": "import.export",
-        "interaction_id": "2f3c4d5e-6f70-4182-93a4-b5c6d7e8f901",
-        "resource": { "type": "file", "id": "file-42" },
-        "user": { "id": "user-1" },
-        "team": { "id": "team-1" }
-    });
+    }
 
-    let (status, form) = post_signed(call.clone()).await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(form["title"], "Import or export?");
-    assert_eq!(form["fields"][0]["type"], "select");
-    assert_eq!(form["fields"][0]["name"], "job");
-    assert_eq!(
-        form["fields"][0]["options"],
-        json!([{ "name": "Import", "value": "import" }, { "name": "Export", "value": "export" }])
-    );
+    fn stored(server: &S3sFs, bucket: &str, key: &str) -> Option<Vec<u8>> {
+        std::fs::read(server.data_dir().join(bucket).join(key)).ok()
+    }
 
-    // Unsigned and stale requests never reach the action.
-    let (status, _) = example
-        .post("/actions/import-export", &[], call.to_string())
+    #[tokio::test]
+    async fn three_signed_steps_a_kill_mid_copy_and_byte_exact_objects_after_restart() {
+        let Some(b2) = S3sFs::start(&Creds::new("B2KEYID0001", "b2-application-key")).await else {
+            return;
+        };
+        let Some(frameio) =
+            S3sFs::start(&Creds::new("FRAMEIOSTORE01", "frameio-store-secret")).await
+        else {
+            return;
+        };
+        let peers = Peers::get().expect("peers, since s3s-fs started");
+        let big = random_bytes(BIG, 0xF4A3E10);
+        let small = b"notes for day one\n".to_vec();
+        let nested = random_bytes(1 << 20, 0xC0FFEE);
+        let clip = random_bytes(3 << 20, 0xC11F);
+        upload(
+            peers,
+            &b2,
+            "archive",
+            &[
+                ("footage/day1/a.bin", &big),
+                ("footage/day1/take 2.txt", &small),
+                ("footage/day1/sub/c.bin", &nested),
+                ("footage/other.txt", b"not picked"),
+                ("readme.txt", b"top level"),
+            ],
+        )
         .await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let stale = (now_secs() - 3600).to_string();
-    let body =
-        json!({ "resource": { "id": "file-evil" }, "data": { "job": "export" } }).to_string();
-    let signature = frameio_header(FRAMEIO_SECRET, &stale, body.as_bytes());
-    let headers = [
-        ("x-frameio-request-timestamp", stale.as_str()),
-        ("x-frameio-signature", signature.as_str()),
-    ];
-    assert_eq!(
-        example
-            .post("/actions/import-export", &headers, body)
-            .await
-            .0,
-        StatusCode::FORBIDDEN
-    );
+        upload(peers, &frameio, "frameio", &[("asset-7/clip.mov", &clip)]).await;
+        let sides = Sides {
+            b2,
+            frameio,
+            jobs: tempfile::tempdir().unwrap(),
+        };
 
-    let mut submitted = call;
-    submitted["data"] = json!({ "job": "export" });
-    let (status, answer) = post_signed(submitted).await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(answer["title"], "Job submitted!");
-    assert!(answer["description"]
-        .as_str()
-        .is_some_and(|text| !text.is_empty()));
+        let example = sides.start();
+        let import = json!({
+            "type": "import.export",
+            "interaction_id": "2f3c4d5e-6f70-4182-93a4-b5c6d7e8f901",
+            "resource": { "type": "folder", "id": "folder-9" },
+            "user": { "id": "user-1" },
+            "team": { "id": "team-1" }
+        });
 
-    let line = example
-        .stdout
-        .recv_timeout(Duration::from_secs(10))
-        .expect("the worker reports the job");
-    assert_eq!(
-        line, "worker: export job for file-42",
-        "the forged export must not have run first"
-    );
+        // Step 0: the first call gets the first form.
+        let (status, form) = call(&example, &import).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(form["title"], "Import or export?");
+        assert_eq!(form["fields"][0]["type"], "select");
+        assert_eq!(form["fields"][0]["name"], "job");
+        assert_eq!(
+            form["fields"][0]["options"],
+            json!([{ "name": "Import", "value": "import" }, { "name": "Export", "value": "export" }])
+        );
+
+        // Unsigned and stale calls never reach the action.
+        let (status, _) = example.post(ACTION, &[], import.to_string()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let stale = (now_secs() - 3600).to_string();
+        let forged = with_data(&import, json!({ "pick": "tree:footage/" })).to_string();
+        let signature = frameio_header(FRAMEIO_SECRET, &stale, forged.as_bytes());
+        let headers = [
+            ("x-frameio-request-timestamp", stale.as_str()),
+            ("x-frameio-signature", signature.as_str()),
+        ];
+        assert_eq!(
+            example.post(ACTION, &headers, forged).await.0,
+            StatusCode::FORBIDDEN
+        );
+
+        // Step 1: import -> the top of the bucket.
+        let (status, form) = call(&example, &with_data(&import, json!({ "job": "import" }))).await;
+        assert_eq!(status, StatusCode::OK, "{form}");
+        assert_eq!(form["fields"][0]["name"], "pick");
+        let values = option_values(&form);
+        for wanted in ["dir:footage/", "tree:footage/", "file:readme.txt"] {
+            assert!(values.iter().any(|v| v == wanted), "{wanted} in {values:?}");
+        }
+
+        // Step 2: open footage/.
+        let (status, form) = call(
+            &example,
+            &with_data(&import, json!({ "pick": "dir:footage/" })),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{form}");
+        let values = option_values(&form);
+        for wanted in [
+            "dir:",
+            "dir:footage/day1/",
+            "tree:footage/day1/",
+            "file:footage/other.txt",
+        ] {
+            assert!(values.iter().any(|v| v == wanted), "{wanted} in {values:?}");
+        }
+        // A pick outside what was offered is refused.
+        let (status, _) = call(
+            &example,
+            &with_data(&import, json!({ "pick": "tree:footage/../" })),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+
+        // Step 3: take footage/day1/ whole.
+        let submit = with_data(&import, json!({ "pick": "tree:footage/day1/" }));
+        let (status, answer) = call(&example, &submit).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+        assert_eq!(answer["title"], "Job submitted!");
+        let (_, jobs) = example.get_json("/jobs").await;
+        let jobs = jobs.as_array().unwrap().clone();
+        assert_eq!(jobs.len(), 1, "the stale forgery queued nothing: {jobs:?}");
+        let id = jobs[0]["id"].as_str().unwrap().to_owned();
+        assert!(
+            answer["description"].as_str().unwrap().contains(&id),
+            "{answer}"
+        );
+
+        // Kill -9 while the big object is half way: a part or two uploaded
+        // (and saved), the next one in flight.
+        let mid = wait_job(&example, &id, "the big object half copied", |job| {
+            let parts = job["objects"][0]["upload"]["etags"]
+                .as_array()
+                .map_or(0, Vec::len);
+            let current = &job["current"];
+            (1..=3).contains(&parts)
+                && current["key"] == "footage/day1/a.bin"
+                && current["bytes"]
+                    .as_u64()
+                    .is_some_and(|b| b > parts as u64 * PART)
+        })
+        .await;
+        let parts_before = mid["objects"][0]["upload"]["etags"]
+            .as_array()
+            .unwrap()
+            .len();
+        eprintln!(
+            "killed at {} with {parts_before} parts saved",
+            mid["current"]
+        );
+        drop(example);
+        assert_ne!(
+            stored(&sides.frameio, "frameio", "folder-9/day1/a.bin").as_deref(),
+            Some(&big[..]),
+            "the kill came too late to cut the copy"
+        );
+
+        // The restarted action takes the job up again where it stopped and
+        // finishes it.
+        let example = sides.start();
+        let resumed = format!(
+            "worker: job {id} resumes footage/day1/a.bin at part {}",
+            parts_before + 1
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let line = example
+                .stdout
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|_| panic!("no line {resumed:?}"));
+            if line == resumed {
+                break;
+            }
+        }
+        let job = wait_job(&example, &id, "the job to end", |job| {
+            job["state"] == "done" || job["state"] == "failed"
+        })
+        .await;
+        assert_eq!(job["state"], "done", "{job}");
+        assert_eq!(job["interrupted"], 1, "{job}");
+        assert_eq!(job["attempts"], 2, "{job}");
+        assert_eq!(job["copied"], 3, "{job}");
+        let total = (BIG + small.len() + nested.len()) as u64;
+        assert_eq!(job["copied_bytes"], total, "{job}");
+        assert_eq!(
+            job["sent_bytes"], total,
+            "a finished part was sent again: {job}"
+        );
+        let expect = [
+            ("folder-9/day1/a.bin", &big[..]),
+            ("folder-9/day1/take 2.txt", &small[..]),
+            ("folder-9/day1/sub/c.bin", &nested[..]),
+        ];
+        for (key, bytes) in expect {
+            let got = stored(&sides.frameio, "frameio", key)
+                .unwrap_or_else(|| panic!("{key} not copied: {:?}", sides.frameio.files()));
+            assert!(
+                got == bytes,
+                "{key}: {} bytes, not the {} uploaded",
+                got.len(),
+                bytes.len()
+            );
+        }
+        for absent in [
+            "folder-9/other.txt",
+            "folder-9/readme.txt",
+            "folder-9/a.bin",
+        ] {
+            assert!(
+                stored(&sides.frameio, "frameio", absent).is_none(),
+                "{absent} copied"
+            );
+        }
+
+        // The same submission again (a retried call) is the same job.
+        let (status, again) = call(&example, &submit).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        assert!(
+            again["description"].as_str().unwrap().contains(&id),
+            "{again}"
+        );
+        assert_eq!(
+            example.get_json("/jobs").await.1.as_array().unwrap().len(),
+            1
+        );
+
+        // Export: the asset's objects to a prefix in B2.
+        let export = json!({
+            "type": "import.export",
+            "interaction_id": "7d6c5b4a-3f2e-4d1c-8b0a-9f8e7d6c5b4a",
+            "resource": { "type": "file", "id": "asset-7" }
+        });
+        let (status, form) = call(&example, &with_data(&export, json!({ "job": "export" }))).await;
+        assert_eq!(status, StatusCode::OK, "{form}");
+        assert_eq!(form["fields"][0]["name"], "destination");
+        assert_eq!(form["fields"][0]["value"], "frameio/asset-7/");
+        let (status, answer) = call(
+            &example,
+            &with_data(&export, json!({ "destination": "exports/asset-7/" })),
+        )
+        .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+        assert_eq!(answer["title"], "Job submitted!");
+        let (_, jobs) = example.get_json("/jobs").await;
+        let export_id = jobs.as_array().unwrap()[1]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let job = wait_job(&example, &export_id, "the export to end", |job| {
+            job["state"] == "done" || job["state"] == "failed"
+        })
+        .await;
+        assert_eq!(job["state"], "done", "{job}");
+        assert_eq!(
+            stored(&sides.b2, "archive", "exports/asset-7/clip.mov").as_deref(),
+            Some(&clip[..]),
+            "{:?}",
+            sides.b2.files()
+        );
+    }
 }
