@@ -153,7 +153,7 @@
 //!
 //! With axum, add the layer to the route that receives the webhooks, e.g.
 //! `Router::new().route("/b2", post(handler)).layer(VerifyWebhookLayer::b2(secret))`;
-//! `examples/b2_webhook_receiver.rs` and `examples/frameio_custom_action.rs`
+//! `examples/b2_webhook_receiver.rs` and `examples/frameio_custom_action/`
 //! are complete receivers.
 
 mod b2;
