@@ -720,4 +720,79 @@ mod frameio_action {
             eprintln!("frameio_custom_action peak RSS: {peak}");
         }
     }
+
+    #[tokio::test]
+    async fn a_job_whose_destination_is_down_is_retried_until_it_is_back() {
+        let Some(b2) = S3sFs::start(&Creds::new("B2KEYID0002", "b2-application-key")).await else {
+            return;
+        };
+        let Some(frameio) =
+            S3sFs::start(&Creds::new("FRAMEIOSTORE02", "frameio-store-secret")).await
+        else {
+            return;
+        };
+        let peers = Peers::get().expect("peers, since s3s-fs started");
+        let notes = b"shot list".to_vec();
+        let take = random_bytes(2 << 20, 0x7A4E);
+        upload(peers, &b2, "archive", &[]).await;
+        upload(
+            peers,
+            &frameio,
+            "frameio",
+            &[
+                ("asset-3/notes.txt", &notes),
+                ("asset-3/takes/1.mov", &take),
+            ],
+        )
+        .await;
+        let mut sides = Sides {
+            b2,
+            frameio,
+            jobs: tempfile::tempdir().unwrap(),
+        };
+        let example = sides.start();
+
+        // B2 goes away before the job is submitted.
+        sides.b2.stop();
+        let export = json!({
+            "interaction_id": "5a4b3c2d-1e0f-4a9b-8c7d-6e5f4a3b2c1d",
+            "resource": { "type": "folder", "id": "asset-3" },
+            "data": { "destination": "backup/asset-3" }
+        });
+        let (status, answer) = call(&example, &export).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+        let (_, jobs) = example.get_json("/jobs").await;
+        let id = jobs.as_array().unwrap()[0]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let waiting = wait_job(&example, &id, "two failed attempts", |job| {
+            job["failures"].as_u64().is_some_and(|f| f >= 2)
+        })
+        .await;
+        assert_eq!(waiting["state"], "queued", "still to be retried: {waiting}");
+        assert!(
+            waiting["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("502")),
+            "{waiting}"
+        );
+
+        // Back: the next retry finishes the job.
+        sides.b2.restart().await;
+        let job = wait_job(&example, &id, "the job to end", |job| {
+            job["state"] == "done" || job["state"] == "failed"
+        })
+        .await;
+        assert_eq!(job["state"], "done", "{job}");
+        assert!(job["attempts"].as_u64().unwrap() >= 3, "{job}");
+        assert_eq!(
+            stored(&sides.b2, "archive", "backup/asset-3/notes.txt").as_deref(),
+            Some(&notes[..])
+        );
+        assert_eq!(
+            stored(&sides.b2, "archive", "backup/asset-3/takes/1.mov").as_deref(),
+            Some(&take[..])
+        );
+    }
 }

@@ -96,6 +96,8 @@ pub struct S3sFs {
     creds: Creds,
     data: tempfile::TempDir,
     _logs: tempfile::TempDir,
+    port: u16,
+    extra: Vec<String>,
 }
 
 impl S3sFs {
@@ -111,22 +113,59 @@ impl S3sFs {
         let data = tempfile::tempdir().expect("s3s-fs data dir");
         let logs = tempfile::tempdir().expect("s3s-fs log dir");
         let port = free_port();
-        let mut command = Command::new(peers.s3s_fs());
-        command
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--access-key", &creds.access_key])
-            .args(["--secret-key", &creds.secret_key])
-            .args(extra)
-            .arg(data.path());
-        let mut process = Process::spawn(command, logs.path(), "s3s-fs");
-        process.wait_listening(port, "s3s-fs").await;
+        let extra: Vec<String> = extra.iter().map(|arg| (*arg).to_owned()).collect();
+        let process = S3sFs::spawn(peers, creds, port, &extra, data.path(), logs.path()).await;
         Some(S3sFs {
             process,
             endpoint: format!("http://127.0.0.1:{port}"),
             creds: creds.clone(),
             data,
             _logs: logs,
+            port,
+            extra,
         })
+    }
+
+    async fn spawn(
+        peers: &Peers,
+        creds: &Creds,
+        port: u16,
+        extra: &[String],
+        data: &Path,
+        logs: &Path,
+    ) -> Process {
+        let mut command = Command::new(peers.s3s_fs());
+        command
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", &creds.access_key])
+            .args(["--secret-key", &creds.secret_key])
+            .args(extra)
+            .arg(data);
+        let mut process = Process::spawn(command, logs, "s3s-fs");
+        process.wait_listening(port, "s3s-fs").await;
+        process
+    }
+
+    /// Kills the server (SIGKILL): its port refuses connections until
+    /// [`S3sFs::restart`].
+    pub fn stop(&mut self) {
+        let _ = self.process.child.kill();
+        let _ = self.process.child.wait();
+    }
+
+    /// Starts the server again on the same port and directory.
+    pub async fn restart(&mut self) {
+        let peers = Peers::get().expect("peers, since it started once");
+        let logs = self.process.log.parent().expect("a log dir").to_owned();
+        self.process = S3sFs::spawn(
+            peers,
+            &self.creds,
+            self.port,
+            &self.extra,
+            self.data.path(),
+            &logs,
+        )
+        .await;
     }
 
     /// The directory s3s-fs stores buckets (subdirectories) and objects in.
