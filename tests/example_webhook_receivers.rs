@@ -721,6 +721,49 @@ mod frameio_action {
         }
     }
 
+    #[test]
+    fn a_bad_setting_stops_the_start_naming_it() {
+        let jobs = tempfile::tempdir().unwrap();
+        let jobs_db = jobs.path().join("jobs.redb");
+        let good = [
+            ("FRAMEIO_SECRET", FRAMEIO_SECRET),
+            ("PORT", "0"),
+            ("B2_ENDPOINT", "http://127.0.0.1:9"),
+            ("B2_BUCKET", "archive"),
+            ("B2_KEY_ID", "key"),
+            ("B2_APPLICATION_KEY", "b2-secret-value"),
+            ("FRAMEIO_STORE_ENDPOINT", "http://127.0.0.1:9"),
+            ("FRAMEIO_STORE_BUCKET", "frameio"),
+            ("FRAMEIO_STORE_KEY_ID", "key"),
+            ("FRAMEIO_STORE_SECRET_KEY", "store-secret-value"),
+            ("JOBS_DB", jobs_db.to_str().unwrap()),
+        ];
+        let cases: [(&str, Option<&str>); 5] = [
+            ("B2_BUCKET", None),
+            ("PART_SIZE", Some("1024")),
+            ("IMPORT_ROOT", Some("footage")),
+            ("MAX_ATTEMPTS", Some("many")),
+            ("B2_ENDPOINT", Some("s3.example.com")),
+        ];
+        for (name, value) in cases {
+            let mut command = Command::new(example_binary("frameio_custom_action"));
+            command
+                .env_clear()
+                .envs(good.iter().filter(|(k, _)| *k != name).copied());
+            if let Some(value) = value {
+                command.env(name, value);
+            }
+            let out = command.output().expect("the example runs");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{name}={value:?} was accepted");
+            assert!(stderr.contains(name), "{name}={value:?}: {stderr}");
+            assert!(
+                !stderr.contains("secret-value"),
+                "a secret in the message: {stderr}"
+            );
+        }
+    }
+
     #[tokio::test]
     async fn a_job_whose_destination_is_down_is_retried_until_it_is_back() {
         let Some(b2) = S3sFs::start(&Creds::new("B2KEYID0002", "b2-application-key")).await else {

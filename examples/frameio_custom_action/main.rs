@@ -110,7 +110,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err(format!("IMPORT_ROOT must end with '/', not {import_root:?}").into());
     }
     let jobs_db = std::env::var("JOBS_DB").unwrap_or_else(|_| "frameio-jobs.redb".into());
-    let store = JobStore::open(jobs_db.as_ref())?;
+    let store = JobStore::open(jobs_db.as_ref()).map_err(|e| format!("JOBS_DB {jobs_db}: {e}"))?;
     let retry = RetryPolicy {
         initial: Duration::from_secs(1),
         max: Duration::from_secs(300),
