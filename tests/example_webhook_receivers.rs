@@ -557,9 +557,11 @@ mod frameio_action {
             let current = &job["current"];
             (1..=3).contains(&parts)
                 && current["key"] == "footage/day1/a.bin"
+                // Early in the next part, so it cannot finish (and be
+                // saved) between this answer and the kill.
                 && current["bytes"]
                     .as_u64()
-                    .is_some_and(|b| b > parts as u64 * PART)
+                    .is_some_and(|b| b > parts as u64 * PART && b < parts as u64 * PART + PART / 2)
         })
         .await;
         let parts_before = mid["objects"][0]["upload"]["etags"]
