@@ -234,6 +234,14 @@ fn invalid_clock_skew() {
 }
 
 #[test]
+fn zero_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = config_file(dir.path(), "[listen]\nworkers = 0\n");
+    let outcome = run(dir.path(), &["--config", &file], &[]);
+    assert_refused(&outcome, "[listen] workers must be at least 1");
+}
+
+#[test]
 fn invalid_listen_address_and_webhook() {
     let dir = tempfile::tempdir().unwrap();
     let outcome = run(dir.path(), &["--listen", "localhost"], &[]);

@@ -252,3 +252,97 @@ async fn embedded_store_lists_odd_keys_and_recursive_listings_as_aws_does() {
         "rclone's recursive listing must see {key:?}: {names:?}"
     );
 }
+
+/// The threads named `s3tap-worker-N` of process `pid`, with the CPU ticks
+/// (user + system) each has used so far.
+fn worker_threads(pid: u32) -> Vec<(String, u64)> {
+    let mut threads = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let task = task.unwrap().path();
+        let name = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+        let name = name.trim();
+        if !name.starts_with("s3tap-worker-") {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.join("stat")).unwrap();
+        // Fields after the parenthesised name: state is field 3, utime 14, stime 15.
+        let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+        let ticks = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        threads.push((name.to_owned(), ticks));
+    }
+    threads.sort();
+    threads
+}
+
+/// `[listen] workers`: that many threads serve the S3 address, each its
+/// share of the connections, and a second process cannot take the port.
+#[tokio::test]
+async fn each_worker_thread_serves_its_share_of_the_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = S3tapCommand::new()
+        .config(dir.path(), "[listen]\nworkers = 3\n")
+        .start(dir.path());
+    // The ready line comes once the sockets are bound; the threads start
+    // right after it.
+    let mut before = worker_threads(proxy.pid());
+    for _ in 0..100 {
+        if before.len() == 3 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        before = worker_threads(proxy.pid());
+    }
+    let names: Vec<&str> = before.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["s3tap-worker-0", "s3tap-worker-1", "s3tap-worker-2"]
+    );
+
+    // 48 connections of 150 requests each; an unsigned request is refused
+    // by the verifier with S3 XML, which is work enough to show on a thread.
+    let addr = proxy.addr;
+    let mut clients = Vec::new();
+    for _ in 0..48 {
+        clients.push(tokio::spawn(async move {
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let (mut sender, connection) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+                    .await
+                    .unwrap();
+            tokio::spawn(connection);
+            for _ in 0..150 {
+                let request = http::Request::get(format!("http://{addr}/photos/cat.jpg"))
+                    .body(Full::new(Bytes::new()))
+                    .unwrap();
+                let response = sender.send_request(request).await.unwrap();
+                assert_eq!(response.status(), 403);
+                let body = response.into_body().collect().await.unwrap().to_bytes();
+                assert!(body.starts_with(b"<?xml"), "{body:?}");
+            }
+        }));
+    }
+    for client in clients {
+        client.await.unwrap();
+    }
+    let after = worker_threads(proxy.pid());
+    let busy = before
+        .iter()
+        .zip(&after)
+        .filter(|((_, was), (_, is))| is > was)
+        .count();
+    assert!(
+        busy >= 2,
+        "the connections should be spread over the workers: {before:?} -> {after:?}"
+    );
+
+    let other = tempfile::tempdir().unwrap();
+    let (code, stderr) = S3tapCommand::new()
+        .arg("--listen")
+        .arg(addr.to_string())
+        .refused(other.path());
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot bind the listen address {addr}")),
+        "{stderr}"
+    );
+}

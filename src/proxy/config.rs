@@ -114,6 +114,9 @@ pub struct Config {
     pub virtual_host_suffix: Option<String>,
     /// Drain time for in-flight requests on shutdown.
     pub drain_timeout: Duration,
+    /// `[listen] workers`: threads serving the S3 listener, each a
+    /// single-threaded runtime with its own upstream connections.
+    pub workers: usize,
     /// Event notifications: sinks, rules, spool.
     pub notify: NotifySettings,
     /// What one client may cost.
@@ -698,6 +701,11 @@ impl Config {
         let verify = verify_settings(&fc.verify)?;
         let limits = limits_config(&fc.limits)?;
         let drain_timeout = Duration::from_secs(fc.listen.drain_timeout_secs.unwrap_or(30));
+        let workers = match fc.listen.workers {
+            Some(0) => return Err(invalid("[listen] workers must be at least 1")),
+            Some(workers) => workers,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
         let notify = merge.notify(fc.notify, fc.sinks, fc.rules)?;
         let outbox = match fc.outbox {
             Some(section) => Some(OutboxSettings::resolve(section, notify.sink_names())?),
@@ -746,6 +754,7 @@ impl Config {
             verify,
             virtual_host_suffix: fc.listen.virtual_host_suffix,
             drain_timeout,
+            workers,
             notify,
             limits,
             outbox,

@@ -34,6 +34,7 @@ mod request_log;
 mod schema;
 mod server;
 mod tls;
+mod workers;
 
 use std::process::ExitCode;
 

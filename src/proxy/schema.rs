@@ -155,6 +155,8 @@ pub(super) struct ListenSection {
     pub virtual_host_suffix: Option<String>,
     /// How long in-flight requests may take to finish after SIGTERM.
     pub drain_timeout_secs: Option<u64>,
+    /// Threads serving the S3 listener, each with its own runtime.
+    pub workers: Option<usize>,
 }
 
 /// `[tls]`

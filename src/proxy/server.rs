@@ -13,10 +13,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tower_layer::Layer;
@@ -32,6 +30,7 @@ use super::metrics::ProxyMetrics;
 use super::outbox::EngineDeliverer;
 use super::request_log::{RecordAccessKey, RequestLog};
 use super::tls::tls_acceptor;
+use super::workers;
 use crate::authorize::{Authorize, AuthorizeLayer};
 use crate::credentials::{ReloadingCredentials, UpstreamCredentials};
 use crate::notify::{Dispatcher, DispatcherTask, Notify, NotifyLayer, SharedRules};
@@ -52,12 +51,17 @@ type Stack = PostObject<
     ReloadingCredentials,
 >;
 
+/// What one worker serves on the S3 listener.
+pub(super) type S3Service = RequestLog<Notify<Stack>>;
+
 /// A bound, not yet serving, proxy.
 pub struct Proxy {
-    listener: TcpListener,
+    /// The S3 listener: one socket per worker, sharing the address.
+    listeners: Vec<TcpListener>,
     admin: TcpListener,
     tls: Option<TlsAcceptor>,
-    service: RequestLog<Notify<Stack>>,
+    /// One stack per worker thread (each with its own upstream pool).
+    services: Vec<S3Service>,
     ready_target: String,
     drain_timeout: Duration,
     banner: Option<String>,
@@ -77,7 +81,8 @@ pub struct Proxy {
 impl std::fmt::Debug for Proxy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Proxy")
-            .field("listen", &self.listener.local_addr().ok())
+            .field("listen", &self.listeners[0].local_addr().ok())
+            .field("workers", &self.listeners.len())
             .field("admin", &self.admin.local_addr().ok())
             .field("tls", &self.tls.is_some())
             .field("upstream", &self.ready_target)
@@ -118,9 +123,9 @@ impl Proxy {
             }
         };
 
-        let listener = bind(config.listen, "listen").await?;
+        let listeners = workers::bind(config.listen, config.workers)?;
         let admin = bind(config.admin_listen, "admin listen").await?;
-        let local = listener
+        let local = listeners[0]
             .local_addr()
             .map_err(|e| StartError::new(e.to_string()))?;
         let admin_local = admin
@@ -262,29 +267,33 @@ impl Proxy {
         let reloader = config
             .clients_file
             .map(|file| Reloader::new(file, &clients, &remote.credentials, table.clone()));
-        let (stack, head_for_size) = stack(
-            &remote,
-            table,
-            &config.verify,
-            config.virtual_host_suffix.clone(),
-            metrics.clone(),
-            notifications,
-            tls.is_some(),
-        )?;
-        if config.notify.head_for_size() {
-            notify = notify.size_lookup(head_for_size);
+        let mut services = Vec::with_capacity(config.workers);
+        for _ in 0..config.workers {
+            let (stack, head_for_size) = stack(
+                &remote,
+                table.clone(),
+                &config.verify,
+                config.virtual_host_suffix.clone(),
+                metrics.clone(),
+                notifications.clone(),
+                tls.is_some(),
+            )?;
+            let mut notify = notify.clone();
+            if config.notify.head_for_size() {
+                notify = notify.size_lookup(head_for_size);
+            }
+            services.push(RequestLog::new(
+                notify.layer(stack),
+                metrics.clone(),
+                config.limits.clone(),
+                config.virtual_host_suffix.as_deref(),
+            ));
         }
-        let service = RequestLog::new(
-            notify.layer(stack),
-            metrics.clone(),
-            config.limits.clone(),
-            config.virtual_host_suffix.as_deref(),
-        );
         Ok(Proxy {
-            listener,
+            listeners,
             admin,
             tls,
-            service,
+            services,
             ready_target,
             drain_timeout: config.drain_timeout,
             banner,
@@ -301,7 +310,7 @@ impl Proxy {
 
     /// The S3 listener's address (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener")
+        self.listeners[0].local_addr().expect("a bound listener")
     }
 
     /// The admin listener's address.
@@ -319,10 +328,10 @@ impl Proxy {
     /// in-flight requests finish for up to the drain timeout.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
         let Proxy {
-            listener,
+            listeners,
             admin,
             tls,
-            service,
+            services,
             ready_target,
             drain_timeout,
             banner: _,
@@ -343,7 +352,6 @@ impl Proxy {
                 let _ = stopped.wait_for(|stop| *stop).await;
             }))
         });
-        let graceful = GracefulShutdown::new();
         let mut builder = auto::Builder::new(TokioExecutor::new());
         // A slow or oversized request head costs a bounded buffer and time.
         builder
@@ -373,72 +381,54 @@ impl Proxy {
                 }
             }
         });
-        // Connections beyond the limit wait in the listen backlog until one
-        // finishes, instead of exhausting memory or file descriptors.
-        let connection_permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
-        tokio::pin!(shutdown);
-        loop {
-            let permit = tokio::select! {
-                permit = connection_permits.clone().acquire_owned() => permit.expect("never closed"),
-                () = &mut shutdown => break,
-            };
-            let (tcp, peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        // Out of file descriptors and the like: wait a little
-                        // rather than spin.
-                        tracing::warn!("accept failed: {error}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                () = &mut shutdown => break,
-            };
-            let _ = tcp.set_nodelay(true);
-            let service = TowerToHyperService::new(service.for_peer(peer));
-            let builder = builder.clone();
-            let watcher = graceful.watcher();
-            let tls = tls.clone();
-            tokio::spawn(async move {
-                let _permit = permit;
-                let result = match tls {
-                    Some(acceptor) => {
-                        let stream = match tokio::time::timeout(
-                            Duration::from_secs(10),
-                            acceptor.accept(tcp),
-                        )
-                        .await
-                        {
-                            Ok(Ok(stream)) => stream,
-                            Ok(Err(error)) => {
-                                tracing::debug!(%peer, "TLS handshake failed: {error}");
-                                return;
-                            }
-                            Err(_) => return,
-                        };
-                        let connection = builder.serve_connection(TokioIo::new(stream), service);
-                        watcher.watch(connection.into_owned()).await
-                    }
-                    None => {
-                        let connection = builder.serve_connection(TokioIo::new(tcp), service);
-                        watcher.watch(connection.into_owned()).await
-                    }
-                };
-                if let Err(error) = result {
-                    tracing::debug!(%peer, "connection ended with an error: {error}");
-                }
-            });
+        let shared = Arc::new(workers::Shared {
+            builder,
+            tls,
+            connection_permits: Arc::new(tokio::sync::Semaphore::new(limits.max_connections)),
+            drain_timeout,
+        });
+        let (stop, stopping) = tokio::sync::watch::channel(false);
+        let mut running = Vec::with_capacity(services.len());
+        for (index, (listener, service)) in listeners.into_iter().zip(services).enumerate() {
+            let started = listener
+                .into_std()
+                .map_err(|e| {
+                    StartError::new(format!("cannot hand the listener to worker {index}: {e}"))
+                })
+                .and_then(|listener| {
+                    workers::start(index, listener, service, shared.clone(), stopping.clone())
+                });
+            match started {
+                Ok(worker) => running.push(worker),
+                Err(error) => tracing::error!("{error}"),
+            }
         }
-        drop(listener);
+        if running.is_empty() {
+            tracing::error!("no worker serves the S3 listener; shutting down");
+        } else {
+            shutdown.await;
+        }
+        let _ = stop.send(true);
+        let mut releases = Vec::with_capacity(running.len());
+        let mut drained = Vec::with_capacity(running.len());
+        let mut exited = Vec::with_capacity(running.len());
+        for worker in running {
+            let _ = worker.stopped_accepting.await;
+            releases.push(worker.release);
+            drained.push(worker.drained);
+            exited.push(worker.exited);
+        }
         tracing::info!(
             "shutting down: no new connections; waiting up to {drain_timeout:?} for in-flight requests"
         );
-        tokio::select! {
-            () = graceful.shutdown() => tracing::info!("all requests finished"),
-            () = tokio::time::sleep(drain_timeout) => {
-                tracing::warn!("drain timeout reached; closing the remaining connections");
-            }
+        let mut all_finished = true;
+        for worker in drained {
+            all_finished &= worker.await.unwrap_or(false);
+        }
+        if all_finished {
+            tracing::info!("all requests finished");
+        } else {
+            tracing::warn!("drain timeout reached; closing the remaining connections");
         }
         admin_task.abort();
         metrics_upkeep.abort();
@@ -449,6 +439,12 @@ impl Proxy {
         // can be delivered quickly, the spool keeps the rest for next start.
         let stats = dispatcher.shutdown(Duration::from_secs(5)).await;
         let _ = dispatcher_task.await;
+        for release in releases {
+            let _ = release.send(());
+        }
+        for worker in exited {
+            let _ = worker.await;
+        }
         let _ = stop_delivering.send(true);
         if let Some(task) = deliver_task {
             let _ = task.await;
