@@ -355,3 +355,159 @@ fn tail(text: &str) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(40)..].join("\n")
 }
+
+#[test]
+fn an_s3_bucket_named_file_stays_s3() {
+    let Some(peers) = Peers::get() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let simulator = start_simulator(peers.python(), dir.path());
+    let proxy = start_proxy(dir.path(), &simulator, "");
+    let script = r#"
+import sys
+import boto3
+from botocore.config import Config
+endpoint, key_id, secret = sys.argv[1:4]
+s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=key_id,
+                  aws_secret_access_key=secret, region_name="us-east-1",
+                  config=Config(s3={"addressing_style": "path"}))
+for bucket, key in [("file", "photos/a.txt"), ("b2api", "v4/b2_list_buckets")]:
+    s3.create_bucket(Bucket=bucket)
+    body = ("s3 object in " + bucket).encode()
+    s3.put_object(Bucket=bucket, Key=key, Body=body)
+    got = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    assert got == body, got
+print("ok")
+"#;
+    let output = Command::new(peers.python())
+        .args(["-c", script, &proxy.endpoint])
+        .arg(proxy.banner("access key id"))
+        .arg(proxy.banner("secret access key"))
+        .output()
+        .expect("run boto3");
+    assert!(
+        output.status.success(),
+        "boto3 through a bucket named file: {}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        tail(&proxy.logs())
+    );
+    // The S3 side answered (and notified), not the native one.
+    let events = events(dir.path(), |events| {
+        events
+            .iter()
+            .filter(|e| e["event_name"] == "s3:ObjectCreated:Put")
+            .count()
+            == 2
+    });
+    for (bucket, key) in [("file", "photos/a.txt"), ("b2api", "v4/b2_list_buckets")] {
+        assert!(
+            events
+                .iter()
+                .any(|e| e["event_name"] == "s3:ObjectCreated:Put"
+                    && e["bucket"] == bucket
+                    && e["key"] == key),
+            "no S3 put event for {bucket}/{key}: {events:?}"
+        );
+    }
+    let stats = simulator_stats(simulator.port);
+    assert_eq!(stats["requests"], 1, "only this stats request: {stats}");
+}
+
+#[test]
+fn a_restarted_proxy_makes_b2sdk_authorize_again() {
+    let Some(peers) = Peers::get() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let simulator = start_simulator(peers.python(), dir.path());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let start = |name: &str| {
+        let sub = dir.path().join(name);
+        std::fs::create_dir_all(&sub).unwrap();
+        let toml = format!(
+            "[b2_native]\napi_url = \"http://127.0.0.1:{}\"\n",
+            simulator.port
+        );
+        S3tapCommand::new()
+            .config(&sub, &toml)
+            .args(["--listen", &listen])
+            .start(&sub)
+    };
+    let first = start("first");
+    let script = r#"
+import io, sys
+from b2sdk.v3 import B2Api, InMemoryAccountInfo
+proxy, key_id, key = sys.argv[1:4]
+api = B2Api(InMemoryAccountInfo())
+api.authorize_account(realm=proxy, application_key_id=key_id, application_key=key)
+bucket = api.create_bucket("restart", "allPrivate")
+bucket.upload_bytes(b"before", "before.txt")
+print("READY", flush=True)
+sys.stdin.readline()
+bucket.upload_bytes(b"after", "after.txt")
+got = io.BytesIO()
+bucket.download_file_by_name("before.txt").save(got)
+assert got.getvalue() == b"before"
+print(",".join(sorted(f.file_name for f, _ in bucket.ls(latest_only=True))), flush=True)
+"#;
+    let mut client = Command::new(peers.python())
+        .args([
+            "-c",
+            script,
+            &first.endpoint,
+            &simulator.key_id,
+            &simulator.key,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run b2sdk");
+    let mut stdout = std::io::BufReader::new(client.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    assert_eq!(line.trim(), "READY", "{}", tail(&first.logs()));
+    drop(first);
+    // Same address, empty maps: the SDK's token and upload URL are unknown.
+    let second = start("second");
+    std::io::Write::write_all(client.stdin.as_mut().unwrap(), b"go\n").unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    let status = client.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(client.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "{stderr}\n{}", tail(&second.logs()));
+    assert_eq!(rest.trim(), "after.txt,before.txt");
+    let logs = second.logs();
+    assert!(
+        logs.contains("path=/b2api/v4/b2_authorize_account"),
+        "the SDK authorized again: {}",
+        tail(&logs)
+    );
+    assert!(logs.contains("status=401"), "{}", tail(&logs));
+}
+
+#[test]
+fn bad_b2_native_settings_stop_the_start() {
+    for (toml, needle) in [
+        (
+            "[b2_native]\napi_url = \"http://127.0.0.1:1\"\nrealm = \"x\"\n",
+            "unknown field",
+        ),
+        ("[b2_native]\napi_url = \"ftp://example.com\"\n", "api_url"),
+        ("[b2_native]\npublic_url = \"http://p\"\n", "api_url"),
+        (
+            "[b2_native]\napi_url = \"http://127.0.0.1:1\"\nmax_tokens = 0\n",
+            "max_tokens",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let (code, stderr) = S3tapCommand::new()
+            .config(dir.path(), toml)
+            .refused(dir.path());
+        assert_eq!(code, Some(2), "{toml}: {stderr}");
+        assert!(stderr.contains(needle), "{toml}: {stderr}");
+    }
+}

@@ -57,6 +57,28 @@ impl<S, U> B2Native<S, U> {
             settings,
         }
     }
+
+    /// A layer authorizing against `realm` and forwarding through
+    /// `upstream` (see [`B2NativeLayer::new`](super::B2NativeLayer::new)).
+    pub fn layer(realm: impl Into<String>, upstream: U) -> super::B2NativeLayer<U> {
+        super::B2NativeLayer::new(realm, upstream)
+    }
+
+    /// The service that answers every other request.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The service that answers every other request, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes `self`, returning the service that answers every other
+    /// request.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
 }
 
 /// Whether a request is for the B2 native API rather than S3: a path under
