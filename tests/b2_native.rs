@@ -511,3 +511,45 @@ fn bad_b2_native_settings_stop_the_start() {
         assert!(stderr.contains(needle), "{toml}: {stderr}");
     }
 }
+
+#[test]
+fn an_unreachable_upstream_is_a_b2_json_error() {
+    let Some(_peers) = Peers::get() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // A port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let toml = format!("[b2_native]\napi_url = \"http://127.0.0.1:{closed}\"\n");
+    let proxy = S3tapCommand::new()
+        .config(dir.path(), &toml)
+        .start(dir.path());
+    let output = Command::new("curl")
+        .args([
+            "-s",
+            "-X",
+            "POST",
+            "-H",
+            "Authorization: Basic a2V5OnNlY3JldA==",
+            "-w",
+            "\n%{http_code} %{content_type}",
+            &format!("{}/b2api/v4/b2_authorize_account", proxy.endpoint),
+        ])
+        .output()
+        .expect("run curl");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap();
+    assert!(status.starts_with("502 application/json"), "{text}");
+    let json: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(json["status"], 502, "{json}");
+    assert_eq!(json["code"], "bad_gateway", "{json}");
+    assert!(
+        json["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("127.0.0.1:{closed}")),
+        "{json}"
+    );
+}

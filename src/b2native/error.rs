@@ -72,6 +72,14 @@ pub enum B2Error {
         /// What was wrong.
         reason: String,
     },
+    /// The upstream could not be reached or did not answer in time.
+    #[error("the upstream {upstream} did not answer ({status})")]
+    Gateway {
+        /// 502 (unreachable), 503 or 504 (no answer in time).
+        status: u16,
+        /// `host:port`, never a path (upload URLs are capabilities).
+        upstream: String,
+    },
     /// A path under `/b2api/` or `/file/` that names no operation.
     #[error("no such B2 native API path")]
     NotFound,
@@ -92,6 +100,9 @@ impl B2Error {
             B2Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             B2Error::MissingContentLength => StatusCode::LENGTH_REQUIRED,
             B2Error::BadUpstreamAnswer { .. } => StatusCode::BAD_GATEWAY,
+            B2Error::Gateway { status, .. } => {
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
+            }
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -104,6 +115,10 @@ impl B2Error {
             B2Error::NotFound => "not_found",
             B2Error::MethodNotAllowed => "method_not_allowed",
             B2Error::BadUpstreamAnswer { .. } => "bad_gateway",
+            // B2's own code for "try again later", which its clients retry.
+            B2Error::Gateway { status: 503, .. } => "service_unavailable",
+            B2Error::Gateway { status: 504, .. } => "gateway_timeout",
+            B2Error::Gateway { .. } => "bad_gateway",
             _ => "bad_request",
         }
     }

@@ -419,7 +419,30 @@ impl<U> NativeCall<U> {
         let Ok(response) = self.upstream.call(request).await;
         response
     }
+}
 
+/// A gateway error the upstream client made up (the crate's
+/// `UpstreamClient` answers an unreachable or silent upstream with S3 XML),
+/// as B2's JSON: the native API never answers in XML, so an XML 502/503/504
+/// is the client's own.
+fn gateway_error<UB>(response: &Response<UB>, uri: &Uri) -> Option<B2Error> {
+    let status = response.status();
+    let xml = response
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| {
+            v.as_bytes()
+                .windows(3)
+                .any(|w| w.eq_ignore_ascii_case(b"xml"))
+        });
+    let is_gateway = matches!(status.as_u16(), 502..=504);
+    (is_gateway && xml).then(|| B2Error::Gateway {
+        status: status.as_u16(),
+        upstream: uri.authority().map_or_else(String::new, |a| a.to_string()),
+    })
+}
+
+impl<U> NativeCall<U> {
     /// Reads an answer whole (bounded) as JSON; `None` for a body that is
     /// not JSON (an error page of something in between).
     async fn read_answer<UB>(
@@ -465,8 +488,15 @@ impl<U> NativeCall<U> {
             .map_err(|e| (e, "b2_bad_request"))?;
         let uri = join(&self.settings.realm, &parts.uri).map_err(|e| (e, "b2_bad_route"))?;
         let response = self
-            .send(upstream_request(&parts, uri, UploadBody::whole(body)))
+            .send(upstream_request(
+                &parts,
+                uri.clone(),
+                UploadBody::whole(body),
+            ))
             .await;
+        if let Some(error) = gateway_error(&response, &uri) {
+            return Err((error, "b2_upstream_unreachable"));
+        }
         let (parts, bytes, json) = Self::read_answer(
             self.settings.max_json_bytes,
             response,
@@ -522,8 +552,15 @@ impl<U> NativeCall<U> {
         facts.path = event_url(&uri);
         let request_json: Option<Value> = serde_json::from_slice(&body).ok();
         let response = self
-            .send(upstream_request(&parts, uri, UploadBody::whole(body)))
+            .send(upstream_request(
+                &parts,
+                uri.clone(),
+                UploadBody::whole(body),
+            ))
             .await;
+        if let Some(error) = gateway_error(&response, &uri) {
+            return Err((error, "b2_upstream_unreachable"));
+        }
 
         let op = NativeOp::from_api_name(name);
         let rewrites = matches!(
@@ -658,6 +695,9 @@ impl<U> NativeCall<U> {
             // not what the client needs to know.
             return Err((error, "b2_sha1_mismatch"));
         }
+        if let Some(error) = gateway_error(&response, &target.url) {
+            return Err((error, "b2_upstream_unreachable"));
+        }
         let op = match target.kind {
             UploadKind::File { .. } => NativeOp::UploadFile,
             UploadKind::Part { .. } => NativeOp::UploadPart,
@@ -727,7 +767,10 @@ impl<U> NativeCall<U> {
         } else {
             UploadBody::passthrough(body)
         };
-        let response = self.send(upstream_request(&parts, uri, body)).await;
+        let response = self.send(upstream_request(&parts, uri.clone(), body)).await;
+        if let Some(error) = gateway_error(&response, &uri) {
+            return Err((error, "b2_upstream_unreachable"));
+        }
         let event = events::from_download(
             op,
             facts,
