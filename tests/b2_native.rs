@@ -553,3 +553,41 @@ fn an_unreachable_upstream_is_a_b2_json_error() {
         "{json}"
     );
 }
+
+/// The README's `[b2_native]` example names every key and loads as written,
+/// and with its commented keys turned on.
+#[test]
+fn the_readme_b2_native_example_loads() {
+    use clap::Parser;
+    let example = support::readme_toml_example(|block| block.contains("[b2_native]"));
+    for key in [
+        "api_url",
+        "public_url",
+        "download_url",
+        "max_tokens",
+        "max_upload_urls",
+    ] {
+        assert!(
+            example.contains(&format!("{key} =")),
+            "{key} is not in the README example"
+        );
+    }
+    let uncommented: String = example
+        .lines()
+        .map(|line| line.strip_prefix("# ").unwrap_or(line))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s3tap.toml");
+    let args = s3tap::proxy::Args::parse_from(["s3tap", "--config", path.to_str().unwrap()]);
+    for (toml, all) in [(&example, false), (&uncommented, true)] {
+        std::fs::write(&path, toml).unwrap();
+        let config = s3tap::proxy::Config::load(&args, |_| None)
+            .unwrap_or_else(|e| panic!("the README example: {e}\n{toml}"));
+        let b2 = config.b2_native.expect("[b2_native]");
+        assert_eq!(b2.api_url, "https://api.backblazeb2.com");
+        assert_eq!(b2.public_url.is_some(), all);
+        assert_eq!(b2.download_url.is_some(), all);
+        assert_eq!(b2.max_tokens, 10_000);
+    }
+}
