@@ -18,7 +18,9 @@ MODE="${S3TAP_PEERS:-full}"
 
 # Python peers: pinned to the versions current when checked with
 # `pip index versions` (boto3 and awscli must agree on one botocore).
-PY_PINS=(boto3==1.44.8 botocore==1.44.8 awscli==1.46.3 'moto[server]==5.2.5')
+# b2sdk and its CLI: the B2 native API tests' client, and b2sdk's own API
+# simulator as their upstream (tests/clients/b2_simulator_server.py).
+PY_PINS=(boto3==1.44.8 botocore==1.44.8 awscli==1.46.3 'moto[server]==5.2.5' b2sdk==2.13.2 b2==5.0.2)
 # s3s-fs 0.15+ needs rustc 1.96; CI has 1.95.
 S3S_FS_VERSION=0.14.1
 

@@ -123,6 +123,8 @@
 mod addressing;
 #[cfg(feature = "authorize")]
 pub mod authorize;
+#[cfg(feature = "b2-native")]
+pub mod b2native;
 pub mod body;
 pub mod credentials;
 pub mod crypto;

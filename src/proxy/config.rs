@@ -123,6 +123,8 @@ pub struct Config {
     pub limits: Limits,
     /// `[outbox]`: fleet mode (events committed to NATS JetStream).
     pub outbox: Option<OutboxSettings>,
+    /// `[b2_native]`: the B2 native API proxy beside the S3 one.
+    pub b2_native: Option<B2NativeSettings>,
     /// Overrides between sources, to log at info level.
     pub notes: Vec<String>,
 }
@@ -138,6 +140,62 @@ impl Config {
             UpstreamConfig::Embedded { .. } => "us-east-1".to_owned(),
         }
     }
+}
+
+/// `[b2_native]`, checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct B2NativeSettings {
+    /// Where `b2_authorize_account` goes.
+    pub api_url: String,
+    /// The proxy's URL as clients reach it (`None`: the request's `Host`).
+    pub public_url: Option<String>,
+    /// Upstream download URL for downloads without a token.
+    pub download_url: Option<String>,
+    /// Bound of the token map.
+    pub max_tokens: usize,
+    /// Bound of the upload URL map.
+    pub max_upload_urls: usize,
+}
+
+fn b2_native_settings(
+    section: Option<super::schema::B2NativeSection>,
+) -> Result<Option<B2NativeSettings>, ConfigError> {
+    let Some(section) = section else {
+        return Ok(None);
+    };
+    let url = |key: &str, value: &str| -> Result<String, ConfigError> {
+        let uri: http::Uri = value
+            .parse()
+            .map_err(|_| invalid(format!("[b2_native] {key} = {value:?} is not a URL")))?;
+        match (uri.scheme_str(), uri.authority()) {
+            (Some("http" | "https"), Some(_)) => Ok(value.trim_end_matches('/').to_owned()),
+            _ => Err(invalid(format!(
+                "[b2_native] {key} = {value:?} must be an http:// or https:// URL with a host"
+            ))),
+        }
+    };
+    let bound = |key: &str, value: Option<usize>| -> Result<usize, ConfigError> {
+        match value {
+            None => Ok(crate::b2native::DEFAULT_MAX_ENTRIES),
+            Some(0) => Err(invalid(format!("[b2_native] {key} must be at least 1"))),
+            Some(n) => Ok(n),
+        }
+    };
+    Ok(Some(B2NativeSettings {
+        api_url: url("api_url", &section.api_url)?,
+        public_url: section
+            .public_url
+            .as_deref()
+            .map(|v| url("public_url", v))
+            .transpose()?,
+        download_url: section
+            .download_url
+            .as_deref()
+            .map(|v| url("download_url", v))
+            .transpose()?,
+        max_tokens: bound("max_tokens", section.max_tokens)?,
+        max_upload_urls: bound("max_upload_urls", section.max_upload_urls)?,
+    }))
 }
 
 /// HTTPS certificate and key files.
@@ -758,6 +816,7 @@ impl Config {
             notify,
             limits,
             outbox,
+            b2_native: b2_native_settings(fc.b2_native)?,
             notes: merge.notes,
         })
     }

@@ -87,6 +87,24 @@ pub(super) struct FileConfig {
     pub sinks: Vec<SinkSection>,
     /// `[outbox]`: fleet mode, events through NATS JetStream or Kafka.
     pub outbox: Option<OutboxSection>,
+    /// `[b2_native]`: the B2 native API proxy on the same listener.
+    pub b2_native: Option<B2NativeSection>,
+}
+
+/// `[b2_native]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct B2NativeSection {
+    /// Where `b2_authorize_account` goes (B2: `https://api.backblazeb2.com`).
+    pub api_url: String,
+    /// The proxy's URL as clients reach it, written into the answers.
+    pub public_url: Option<String>,
+    /// Upstream download URL for downloads without a token (public buckets).
+    pub download_url: Option<String>,
+    /// Bound of the token map.
+    pub max_tokens: Option<usize>,
+    /// Bound of the upload URL map.
+    pub max_upload_urls: Option<usize>,
 }
 
 /// `[outbox]`. Its `Debug` leaves out the URL (it may carry a password).

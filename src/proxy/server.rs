@@ -1,5 +1,5 @@
 //! The proxy server: binds the listeners, composes
-//! `RequestLog → NotifyLayer → PostObjectLayer → SigV4VerifyLayer → AuthorizeLayer →
+//! `RequestLog → [B2NativeLayer →] NotifyLayer → PostObjectLayer → SigV4VerifyLayer → AuthorizeLayer →
 //! BucketNotificationsLayer → RecordAccessKey → ResignLayer → UpstreamClient`, serves HTTP or HTTPS on
 //! the S3 listener, runs the admin listener beside it, and drains in-flight
 //! requests on shutdown (then the event dispatcher).
@@ -32,6 +32,7 @@ use super::request_log::{RecordAccessKey, RequestLog};
 use super::tls::tls_acceptor;
 use super::workers;
 use crate::authorize::{Authorize, AuthorizeLayer};
+use crate::b2native::{B2Native, B2NativeLayer};
 use crate::credentials::{ReloadingCredentials, UpstreamCredentials};
 use crate::notify::{Dispatcher, DispatcherTask, Notify, NotifyLayer, SharedRules};
 use crate::post::{PostObject, PostObjectLayer};
@@ -52,7 +53,7 @@ type Stack = PostObject<
 >;
 
 /// What one worker serves on the S3 listener.
-pub(super) type S3Service = RequestLog<Notify<Stack>>;
+pub(super) type S3Service = RequestLog<B2Native<Notify<Stack>, UpstreamClient>>;
 
 /// A bound, not yet serving, proxy.
 pub struct Proxy {
@@ -234,7 +235,10 @@ impl Proxy {
             &config.verify,
             config.virtual_host_suffix.as_deref(),
         )?;
-        let mut notify = NotifyLayer::new(emitter);
+        // One emitter for both APIs: the native API's events pass the same
+        // rules into the same dispatcher.
+        let emitter: Arc<dyn crate::notify::EventEmitter> = Arc::new(emitter);
+        let mut notify = NotifyLayer::from_arc(emitter.clone());
         if config.notify.emit_on_body_end() {
             notify = notify.emit_on_body_end();
         }
@@ -267,6 +271,8 @@ impl Proxy {
         let reloader = config
             .clients_file
             .map(|file| Reloader::new(file, &clients, &remote.credentials, table.clone()));
+        // Built once: every worker shares its token and upload-URL maps.
+        let b2_native = b2_native_layer(config.b2_native.as_ref(), emitter, tls.is_some())?;
         let mut services = Vec::with_capacity(config.workers);
         for _ in 0..config.workers {
             let (stack, head_for_size) = stack(
@@ -283,7 +289,7 @@ impl Proxy {
                 notify = notify.size_lookup(head_for_size);
             }
             services.push(RequestLog::new(
-                notify.layer(stack),
+                b2_native.layer(notify.layer(stack)),
                 metrics.clone(),
                 config.limits.clone(),
                 config.virtual_host_suffix.as_deref(),
@@ -460,6 +466,34 @@ impl Proxy {
     pub fn dispatcher(&self) -> &Dispatcher {
         &self.dispatcher
     }
+}
+
+/// `[b2_native]`'s layer over the S3 stack; without the section, one that
+/// passes every request on to it.
+fn b2_native_layer(
+    settings: Option<&super::config::B2NativeSettings>,
+    emitter: Arc<dyn crate::notify::EventEmitter>,
+    https: bool,
+) -> Result<B2NativeLayer<UpstreamClient>, StartError> {
+    let client = UpstreamClient::builder()
+        .build()
+        .map_err(|e| StartError::new(format!("[b2_native]: {e}")))?;
+    let Some(settings) = settings else {
+        return Ok(B2NativeLayer::new("http://b2-native.invalid", client).disabled());
+    };
+    tracing::info!(api_url = %settings.api_url, "B2 native API proxy on the S3 listener");
+    let mut layer = B2NativeLayer::new(settings.api_url.clone(), client)
+        .https(https)
+        .max_tokens(settings.max_tokens)
+        .max_upload_urls(settings.max_upload_urls)
+        .emitter(emitter);
+    if let Some(url) = &settings.public_url {
+        layer = layer.public_url(url.clone());
+    }
+    if let Some(url) = &settings.download_url {
+        layer = layer.download_url(url.clone());
+    }
+    Ok(layer)
 }
 
 /// How the startup line names the signing key: `Client`, `Fixed` or
