@@ -87,6 +87,25 @@ pub(super) struct FileConfig {
     pub sinks: Vec<SinkSection>,
     /// `[outbox]`: fleet mode, events through NATS JetStream or Kafka.
     pub outbox: Option<OutboxSection>,
+    /// `[[transforms]]`: which uploads are compressed on the way up.
+    #[serde(default)]
+    pub transforms: Vec<TransformSection>,
+}
+
+/// `[[transforms]]`: one rule of the payload transform.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TransformSection {
+    /// Buckets the rule covers (all when absent or empty).
+    #[serde(default)]
+    pub buckets: Vec<String>,
+    /// Key prefix the rule covers (all keys when absent).
+    #[serde(default)]
+    pub prefix: String,
+    /// `"zstd"`.
+    pub codec: String,
+    /// Compression level (zstd: 1..=19, default 3).
+    pub level: Option<i32>,
 }
 
 /// `[outbox]`. Its `Debug` leaves out the URL (it may carry a password).

@@ -1,6 +1,6 @@
 //! The proxy server: binds the listeners, composes
 //! `RequestLog → NotifyLayer → PostObjectLayer → SigV4VerifyLayer → AuthorizeLayer →
-//! BucketNotificationsLayer → RecordAccessKey → ResignLayer → UpstreamClient`, serves HTTP or HTTPS on
+//! BucketNotificationsLayer → RecordAccessKey → TransformLayer → ResignLayer → UpstreamClient`, serves HTTP or HTTPS on
 //! the S3 listener, runs the admin listener beside it, and drains in-flight
 //! requests on shutdown (then the event dispatcher).
 //!
@@ -37,13 +37,16 @@ use crate::credentials::{ReloadingCredentials, UpstreamCredentials};
 use crate::notify::{Dispatcher, DispatcherTask, Notify, NotifyLayer, SharedRules};
 use crate::post::{PostObject, PostObjectLayer};
 use crate::resign::{Addressing, CredentialsSource, Resign, ResignLayer, Upstream};
+use crate::transform::{Transform, TransformLayer, TransformRule};
 use crate::upstream::UpstreamClient;
 use crate::verify::{SigV4Verify, SigV4VerifyLayer};
 
 /// The authorize → bucket notification API → record identity → re-sign →
 /// upstream stack, behind the verifier and the form uploads.
-type AuthorizeStack =
-    Authorize<BucketNotifications<RecordAccessKey<Resign<UpstreamClient>>>, ReloadingPolicies>;
+type AuthorizeStack = Authorize<
+    BucketNotifications<RecordAccessKey<Transform<Resign<UpstreamClient>>>>,
+    ReloadingPolicies,
+>;
 
 /// Form uploads (their `PUT` goes to `AuthorizeStack`), else verify → `AuthorizeStack`.
 type Stack = PostObject<
@@ -270,6 +273,7 @@ impl Proxy {
             metrics.clone(),
             notifications,
             tls.is_some(),
+            &config.transforms,
         )?;
         if config.notify.head_for_size() {
             notify = notify.size_lookup(head_for_size);
@@ -490,6 +494,7 @@ fn stack(
     metrics: Arc<ProxyMetrics>,
     notifications: BucketNotificationsLayer,
     secure_transport: bool,
+    transforms: &[TransformRule],
 ) -> Result<(Stack, super::head::HeadForSize), StartError> {
     let mut client = UpstreamClient::builder()
         .connect_timeout(remote.connect_timeout)
@@ -514,13 +519,22 @@ fn stack(
     let mut authorize = AuthorizeLayer::new(table.policies)
         .allow_without_policy(true)
         .secure_transport(secure_transport);
+    // After authorization, before re-signing: the verifier has checked
+    // the plaintext, the re-signer signs the encoded bytes.
+    let mut transform = transforms
+        .iter()
+        .cloned()
+        .fold(TransformLayer::new(), TransformLayer::rule);
     if let Some(suffix) = virtual_host_suffix {
         authorize = authorize.client_virtual_host_suffix(suffix.clone());
+        transform = transform.client_virtual_host_suffix(suffix.clone());
         resign = resign.client_virtual_host_suffix(suffix);
     }
 
+    // Sizes in events are the client's view: the HEAD goes through the
+    // transform, which answers a transformed object's plaintext length.
     let head_for_size = super::head::HeadForSize {
-        upstream: resign.layer(client.clone()),
+        upstream: transform.layer(resign.layer(client.clone())),
         credentials: table.credentials.clone(),
     };
     let verify_layer = SigV4VerifyLayer::new(table.credentials)
@@ -532,8 +546,10 @@ fn stack(
         .payload_hashing(verify.payload_hashing);
     // Authorization before the notification API answers and before
     // anything goes upstream; a form upload's PUT passes it too.
-    let verified =
-        authorize.layer(notifications.layer(RecordAccessKey::new(resign.layer(client), metrics)));
+    let verified = authorize.layer(notifications.layer(RecordAccessKey::new(
+        transform.layer(resign.layer(client)),
+        metrics,
+    )));
     let mut post = PostObjectLayer::new(posts_credentials, verified.clone())
         .secure_transport(secure_transport);
     if let Some(suffix) = post_suffix {
