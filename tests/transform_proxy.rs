@@ -409,7 +409,13 @@ async fn one_gib_files_round_trip_with_aws_cli_boto3_and_rclone_in_bounded_memor
         started.elapsed(),
         GIB as f64 / size as f64
     );
-    assert!(size < GIB as u64 / 2, "stored {size} bytes: not compressed");
+    // 128 client parts of 8 MiB each compress to under 5 MiB and are
+    // padded to the upstream's 5 MiB minimum: the padding, not zstd, sets
+    // the stored size (the README says so).
+    assert!(
+        size <= 128 * 5 * MIB as u64 + MIB as u64,
+        "stored {size} bytes: more than the padded parts"
+    );
     zstd_cli_decodes(&on_disk, &plain, scratch);
     let started = Instant::now();
     aws_cli(
@@ -469,4 +475,100 @@ async fn one_gib_files_round_trip_with_aws_cli_boto3_and_rclone_in_bounded_memor
         peak < RSS_BOUND_KIB,
         "the proxy's peak RSS was {peak} KiB, above the {RSS_BOUND_KIB} KiB bound"
     );
+}
+
+#[tokio::test]
+async fn a_put_that_outgrows_one_part_becomes_an_upstream_multipart_upload() {
+    let Some(setup) = setup().await else { return };
+    let scratch = setup.dir.path();
+    // 64 MiB of text compresses to well over one 8 MiB part: one client
+    // PUT, several upstream parts, no plaintext length in the metadata (the
+    // HEAD reads it from the index).
+    let len = 64 * MIB;
+    let plain = scratch.join("put.txt");
+    corpus_file(&plain, len, 0x64);
+    boto3(
+        &setup,
+        &["put", "zbucket", "one-put", plain.to_str().unwrap()],
+    )
+    .await;
+    let on_disk = stored(&setup.s3s, "zbucket", "one-put");
+    let size = std::fs::metadata(&on_disk).unwrap().len();
+    assert!(
+        size > 8 * MIB as u64 && size < len as u64 / 2,
+        "stored {size} bytes: not compressed, or small enough for one part"
+    );
+    zstd_cli_decodes(&on_disk, &plain, scratch);
+    let head = boto3(&setup, &["head", "zbucket", "one-put"]).await;
+    assert_client_view(&head, len);
+    assert!(
+        head["ETag"].as_str().unwrap().contains('-'),
+        "the upstream multipart ETag: {head}"
+    );
+    let back = scratch.join("put.back");
+    boto3(
+        &setup,
+        &["get", "zbucket", "one-put", back.to_str().unwrap()],
+    )
+    .await;
+    same_file(&plain, &back).unwrap_or_else(|e| panic!("GET: {e}"));
+    // Ranges across frame boundaries (frames end every 8 MiB of plaintext),
+    // and at the end.
+    let all = std::fs::read(&plain).unwrap();
+    for (first, last) in [
+        (8 * MIB - 10, 8 * MIB + 10),
+        (20 * MIB, 37 * MIB),
+        (len - 5, len - 1),
+    ] {
+        let range = format!("bytes={first}-{last}");
+        boto3(
+            &setup,
+            &[
+                "range",
+                "zbucket",
+                "one-put",
+                back.to_str().unwrap(),
+                &range,
+            ],
+        )
+        .await;
+        assert!(
+            std::fs::read(&back).unwrap() == all[first..=last],
+            "boto3 {range}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_readme_example_loads_and_bad_rules_stop_the_start() {
+    let example = support::readme_toml_example(|block| block.contains("[[transforms]]"));
+    let base = r#"
+[upstream]
+endpoint = "http://127.0.0.1:9"
+credentials = "fixed"
+access_key_id = "UP"
+secret_access_key = "upstream-secret"
+
+[[clients]]
+access_key_id = "CLIENT"
+secret_access_key = "client-secret"
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let mut proxy = S3tapCommand::new()
+        .config(dir.path(), &format!("{base}\n{example}"))
+        .start(dir.path());
+    assert!(proxy.alive(), "the README's [[transforms]] example");
+    drop(proxy);
+    for (rule, says) in [
+        ("codec = \"brotli\"", "unknown codec \"brotli\""),
+        ("codec = \"zstd\"\nlevel = 40", "level = 40"),
+        ("codec = \"zstd\"\nlevle = 3", "levle"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let (code, stderr) = S3tapCommand::new()
+            .config(dir.path(), &format!("{base}\n[[transforms]]\n{rule}\n"))
+            .refused(dir.path());
+        assert_eq!(code, Some(2), "{rule}: {stderr}");
+        assert!(stderr.contains(says), "{rule}: {stderr}");
+    }
 }

@@ -810,7 +810,11 @@ fn part_etag(upstream: &str, plain: u64, stored: u64) -> String {
 
 /// (upstream ETag, plaintext length, stored length) from a part ETag.
 fn parse_part_etag(etag: &str) -> Option<(String, u64, u64)> {
-    let etag = etag.replace("&quot;", "\"");
+    // XML writers escape the quotes differently (Go's encoder: `&#34;`).
+    let etag = etag
+        .replace("&quot;", "\"")
+        .replace("&#34;", "\"")
+        .replace("&#x22;", "\"");
     let etag = etag.trim().trim_matches('"');
     let mut pieces = etag.rsplitn(4, '.');
     let stored = pieces.next()?.parse().ok()?;
@@ -1264,6 +1268,10 @@ mod tests {
         assert_eq!(parse_part_etag(&etag), Some(("\"abc\"".into(), 8, 5)));
         assert_eq!(
             parse_part_etag("&quot;abc.s3tap.8.5&quot;"),
+            Some(("\"abc\"".into(), 8, 5))
+        );
+        assert_eq!(
+            parse_part_etag("&#34;abc.s3tap.8.5&#34;"),
             Some(("\"abc\"".into(), 8, 5))
         );
         assert_eq!(parse_part_etag("\"abc\""), None);
