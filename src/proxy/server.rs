@@ -486,6 +486,9 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, StartError> {
         .map_err(|e| StartError::new(format!("cannot bind the {what} address {addr}: {e}")))
 }
 
+// One argument per config section the stack is built from; a struct of
+// them would only restate `Config`.
+#[allow(clippy::too_many_arguments)]
 fn stack(
     remote: &RemoteUpstream,
     table: ClientTable,
