@@ -10,6 +10,7 @@
 //! under a bound that does not depend on the object size.
 #![cfg(feature = "proxy")]
 
+mod signing;
 mod support;
 
 use std::io::{Read, Write};
@@ -571,4 +572,72 @@ secret_access_key = "client-secret"
         assert_eq!(code, Some(2), "{rule}: {stderr}");
         assert!(stderr.contains(says), "{rule}: {stderr}");
     }
+}
+
+#[tokio::test]
+async fn an_upload_whose_payload_hash_is_forged_stores_nothing() {
+    use aws_sigv4::http_request::SignableBody;
+    use sha2::{Digest, Sha256};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let Some(setup) = setup().await else { return };
+    let addr = setup.proxy.addr;
+    // 12 MiB of one byte compresses to almost nothing: one PUT upstream,
+    // sent only after the body ended, so the forged hash is known first.
+    // 40 MiB of text outgrows one part: the upstream multipart upload is
+    // opened, then aborted.
+    let repetitive = vec![b'x'; 12 * MIB];
+    let text = {
+        let path = setup.dir.path().join("text");
+        corpus_file(&path, 40 * MIB, 9);
+        std::fs::read(path).unwrap()
+    };
+    for (key, payload) in [("forged-small", repetitive), ("forged-large", text)] {
+        let mut request = http::Request::builder()
+            .method("PUT")
+            .uri(format!("http://{addr}/zbucket/{key}"))
+            .header("host", addr.to_string())
+            .header("content-length", payload.len())
+            .body(bytes::Bytes::new())
+            .unwrap();
+        let other = hex::encode(Sha256::digest(b"other bytes"));
+        signing::sign_with(
+            &mut request,
+            SignableBody::Precomputed(other),
+            &signing::SignOptions {
+                access_key: CLIENT_KEY,
+                secret: CLIENT_SECRET,
+                time: std::time::SystemTime::now(),
+                ..signing::SignOptions::default()
+            },
+        );
+        let mut head = format!("PUT /zbucket/{key} HTTP/1.1\r\n");
+        for (name, value) in request.headers() {
+            head.push_str(&format!("{name}: {}\r\n", value.to_str().unwrap()));
+        }
+        head.push_str("connection: close\r\n\r\n");
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let _ = stream.write_all(&payload).await;
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer).await;
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.starts_with("HTTP/1.1 400") && answer.contains("XAmzContentSHA256Mismatch"),
+            "{key}: {answer}"
+        );
+        assert!(
+            !stored(&setup.s3s, "zbucket", key).exists(),
+            "{key}: a forged upload was stored"
+        );
+    }
+    // Nothing of the aborted upload is left either (s3s-fs keeps open
+    // uploads' parts beside the buckets).
+    let leftovers: Vec<String> = setup
+        .s3s
+        .files()
+        .into_iter()
+        .filter(|f| f.contains("forged"))
+        .collect();
+    assert!(leftovers.is_empty(), "left upstream: {leftovers:?}");
 }

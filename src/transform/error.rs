@@ -29,6 +29,10 @@ pub enum TransformError {
     /// verify, or the connection broke).
     #[error("the upload body failed: {0}")]
     Body(String),
+    /// The verifier refused the upload's body (payload hash, checksum or
+    /// chunk signature): its own S3 error goes to the client.
+    #[error("the upload was refused: {0}")]
+    Refused(S3Error),
     /// A request the transform cannot serve on a transformed object.
     #[error("{0}")]
     Unsupported(&'static str),
@@ -48,7 +52,11 @@ pub enum TransformError {
 impl TransformError {
     /// The S3 error a client gets.
     pub fn to_s3_error(&self) -> S3Error {
+        if let TransformError::Refused(error) = self {
+            return error.clone();
+        }
         let code = match self {
+            TransformError::Refused(error) => error.code(),
             TransformError::Body(_) => S3ErrorCode::IncompleteBody,
             TransformError::Unsupported(_) => S3ErrorCode::NotImplemented,
             TransformError::Invalid(_) => S3ErrorCode::InvalidRequest,

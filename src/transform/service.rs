@@ -538,7 +538,16 @@ where
     loop {
         match body.frame().await {
             None => return Ok(None),
-            Some(Err(e)) => return Err(TransformError::Body(e.into().to_string())),
+            Some(Err(e)) => {
+                let error: BoxError = e.into();
+                // The verifier's refusal keeps its own code (a forged
+                // payload hash is XAmzContentSHA256Mismatch, not a broken
+                // connection).
+                return Err(match error.downcast_ref::<crate::verify::VerifyError>() {
+                    Some(refusal) => TransformError::Refused(refusal.to_s3_error()),
+                    None => TransformError::Body(error.to_string()),
+                });
+            }
             Some(Ok(frame)) => {
                 if let Ok(data) = frame.into_data() {
                     return Ok(Some(data));
