@@ -66,6 +66,10 @@
 //!
 //! The ETag is the upstream's, of the stored (encoded) bytes: it is stable
 //! and changes with the content, but it is not the MD5 of the plaintext.
+//! Where it is MD5-shaped (a single `PUT`), clients get it with the codec's
+//! name appended (`"<md5>.zstd"`), so that clients that compare an
+//! MD5-shaped ETag with their file do not take it for corrupt; the layer
+//! removes the suffix from `If-Match`/`If-None-Match` on the way up.
 //!
 //! # Limits
 //!
