@@ -18,6 +18,11 @@
 #                              end to end with the JetStream outbox (3-node
 #                              cluster, 2 deliverers) vs a proxy delivering
 #                              directly (issue 13; FLEET_SECONDS, FLEET_CONNECTIONS)
+#   scripts/bench.sh transform zstd in the proxy: its CPU-seconds per GiB up
+#                              and down and the compression ratio on a tarball
+#                              of src/ and the cargo registry's sources, beside
+#                              one SHA-256 pass (issue 17; BENCH_CORPUS_MIB,
+#                              BENCH_LEVEL; see benches/transform.rs)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -56,8 +61,14 @@ case "${1:-}" in
     source .peers/env
     exec cargo bench --features proxy --bench fleet_outbox
     ;;
+  transform)
+    bash scripts/setup-peers.sh
+    # shellcheck source=/dev/null
+    source .peers/env
+    exec cargo bench --features proxy --bench transform
+    ;;
   *)
-    echo "usage: scripts/bench.sh webhook|proxy|uploads|fleet" >&2
+    echo "usage: scripts/bench.sh webhook|proxy|uploads|fleet|transform" >&2
     exit 2
     ;;
 esac

@@ -104,8 +104,10 @@ apt_peers() {
   command -v rclone >/dev/null 2>&1 || missing+=(rclone)
   command -v s3cmd >/dev/null 2>&1 || missing+=(s3cmd)
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  # tests/transform_proxy: decompresses what s3s-fs stored with the zstd CLI.
+  command -v zstd >/dev/null 2>&1 || missing+=(zstd)
   if [[ ${#missing[@]} -eq 0 ]]; then
-    log "apt: rclone, s3cmd and chromium already present"
+    log "apt: rclone, s3cmd, chromium and zstd already present"
     return
   fi
   log "apt: installing ${missing[*]}"

@@ -113,6 +113,7 @@
 //! | `sink-webhook`, `sink-kafka`, `sink-sns`, `sink-nats`, `sink-redis`, `sink-rabbitmq`, `sink-mqtt` | one sink each |
 //! | `outbox-nats` | [`outbox`]: the fleet's outbox on NATS JetStream, its deliverer, dead-letter stream and replay |
 //! | `outbox-kafka` | [`outbox::kafka`]: the same on Kafka (topics, a consumer group per sink, dead-letter topic, replay by time) |
+//! | `transform` | [`transform::TransformLayer`]: zstd compression of uploads, decompression of downloads (zstd) |
 //! | `proxy` | the `s3tap` binary and [`proxy`] (with `upstream` and `sink-webhook`) |
 //! | `full` | all of the above: `cargo install s3tap --features full` is a proxy that knows every sink |
 #![deny(unsafe_code)]
@@ -147,6 +148,8 @@ pub mod secret;
 pub mod sigv4;
 #[cfg(feature = "dispatcher")]
 pub mod sink;
+#[cfg(feature = "transform")]
+pub mod transform;
 #[cfg(feature = "upstream")]
 pub mod upstream;
 pub mod verified;

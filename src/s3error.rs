@@ -68,6 +68,8 @@ pub enum S3ErrorCode {
     InvalidPolicyDocument,
     /// 400: a POST form has no file (or more than one).
     IncorrectNumberOfFilesInPostRequest,
+    /// 416: a `Range` outside the object.
+    InvalidRange,
 }
 
 impl S3ErrorCode {
@@ -104,6 +106,7 @@ impl S3ErrorCode {
             S3ErrorCode::IncorrectNumberOfFilesInPostRequest => {
                 "IncorrectNumberOfFilesInPostRequest"
             }
+            S3ErrorCode::InvalidRange => "InvalidRange",
         }
     }
 
@@ -132,6 +135,7 @@ impl S3ErrorCode {
             | S3ErrorCode::InvalidPolicyDocument
             | S3ErrorCode::IncorrectNumberOfFilesInPostRequest => StatusCode::BAD_REQUEST,
             S3ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            S3ErrorCode::InvalidRange => StatusCode::RANGE_NOT_SATISFIABLE,
             S3ErrorCode::MissingContentLength => StatusCode::LENGTH_REQUIRED,
             S3ErrorCode::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
             S3ErrorCode::NotImplemented => StatusCode::NOT_IMPLEMENTED,

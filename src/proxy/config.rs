@@ -125,6 +125,9 @@ pub struct Config {
     pub outbox: Option<OutboxSettings>,
     /// `[b2_native]`: the B2 native API proxy beside the S3 one.
     pub b2_native: Option<B2NativeSettings>,
+    /// `[[transforms]]`: uploads compressed on the way up, in order (the
+    /// first rule that matches decides).
+    pub transforms: Vec<crate::transform::TransformRule>,
     /// Overrides between sources, to log at info level.
     pub notes: Vec<String>,
 }
@@ -758,6 +761,7 @@ impl Config {
 
         let verify = verify_settings(&fc.verify)?;
         let limits = limits_config(&fc.limits)?;
+        let transforms = transform_rules(&fc.transforms)?;
         let drain_timeout = Duration::from_secs(fc.listen.drain_timeout_secs.unwrap_or(30));
         let workers = match fc.listen.workers {
             Some(0) => return Err(invalid("[listen] workers must be at least 1")),
@@ -817,9 +821,44 @@ impl Config {
             limits,
             outbox,
             b2_native: b2_native_settings(fc.b2_native)?,
+            transforms,
             notes: merge.notes,
         })
     }
+}
+
+/// `[[transforms]]`, checked: a known codec at a level it takes.
+fn transform_rules(
+    sections: &[super::schema::TransformSection],
+) -> Result<Vec<crate::transform::TransformRule>, ConfigError> {
+    use crate::transform::{TransformRule, Zstd};
+    sections
+        .iter()
+        .enumerate()
+        .map(|(i, section)| {
+            let codec = match section.codec.as_str() {
+                Zstd::NAME => {
+                    let level = section.level.unwrap_or(3);
+                    if !(1..=19).contains(&level) {
+                        return Err(invalid(format!(
+                            "[[transforms]] #{n}: level = {level} is outside zstd's 1..=19",
+                            n = i + 1
+                        )));
+                    }
+                    Zstd::new(level)
+                }
+                other => {
+                    return Err(invalid(format!(
+                        "[[transforms]] #{n}: unknown codec {other:?} (known: \"zstd\")",
+                        n = i + 1
+                    )))
+                }
+            };
+            Ok(TransformRule::new(codec)
+                .buckets(section.buckets.iter().cloned())
+                .prefix(section.prefix.clone()))
+        })
+        .collect()
 }
 
 /// `[[clients]]` entries (of the config file or of `clients_file`), checked.

@@ -14,6 +14,7 @@ use crate::notify::{Event, EventEmitter, SizeLookup};
 use crate::resign::Resign;
 use crate::sigv4::canonical::uri_encode;
 use crate::sigv4::{AmzDate, PayloadMode, SignedHeaders};
+use crate::transform::Transform;
 use crate::upstream::UpstreamClient;
 use crate::verified::{AuthKind, Verified};
 
@@ -26,7 +27,7 @@ const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// same choice as for the client's requests).
 #[derive(Clone)]
 pub(crate) struct HeadForSize {
-    pub(crate) upstream: Resign<UpstreamClient>,
+    pub(crate) upstream: Transform<Resign<UpstreamClient>>,
     pub(crate) credentials: ReloadingCredentials,
 }
 

@@ -89,6 +89,9 @@ pub(super) struct FileConfig {
     pub outbox: Option<OutboxSection>,
     /// `[b2_native]`: the B2 native API proxy on the same listener.
     pub b2_native: Option<B2NativeSection>,
+    /// `[[transforms]]`: which uploads are compressed on the way up.
+    #[serde(default)]
+    pub transforms: Vec<TransformSection>,
 }
 
 /// `[b2_native]`
@@ -105,6 +108,22 @@ pub(super) struct B2NativeSection {
     pub max_tokens: Option<usize>,
     /// Bound of the upload URL map.
     pub max_upload_urls: Option<usize>,
+}
+
+/// `[[transforms]]`: one rule of the payload transform.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TransformSection {
+    /// Buckets the rule covers (all when absent or empty).
+    #[serde(default)]
+    pub buckets: Vec<String>,
+    /// Key prefix the rule covers (all keys when absent).
+    #[serde(default)]
+    pub prefix: String,
+    /// `"zstd"`.
+    pub codec: String,
+    /// Compression level (zstd: 1..=19, default 3).
+    pub level: Option<i32>,
 }
 
 /// `[outbox]`. Its `Debug` leaves out the URL (it may carry a password).

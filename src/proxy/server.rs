@@ -1,6 +1,7 @@
 //! The proxy server: binds the listeners, composes
 //! `RequestLog → [B2NativeLayer →] NotifyLayer → PostObjectLayer → SigV4VerifyLayer → AuthorizeLayer →
-//! BucketNotificationsLayer → RecordAccessKey → ResignLayer → UpstreamClient`, serves HTTP or HTTPS on
+//! BucketNotificationsLayer → RecordAccessKey → TransformLayer → ResignLayer → UpstreamClient`, one
+//! copy per worker thread (see [`workers`](super::workers)), serves HTTP or HTTPS on
 //! the S3 listener, runs the admin listener beside it, and drains in-flight
 //! requests on shutdown (then the event dispatcher).
 //!
@@ -37,13 +38,16 @@ use crate::credentials::{ReloadingCredentials, UpstreamCredentials};
 use crate::notify::{Dispatcher, DispatcherTask, Notify, NotifyLayer, SharedRules};
 use crate::post::{PostObject, PostObjectLayer};
 use crate::resign::{Addressing, CredentialsSource, Resign, ResignLayer, Upstream};
+use crate::transform::{Transform, TransformLayer, TransformRule};
 use crate::upstream::UpstreamClient;
 use crate::verify::{SigV4Verify, SigV4VerifyLayer};
 
 /// The authorize → bucket notification API → record identity → re-sign →
 /// upstream stack, behind the verifier and the form uploads.
-type AuthorizeStack =
-    Authorize<BucketNotifications<RecordAccessKey<Resign<UpstreamClient>>>, ReloadingPolicies>;
+type AuthorizeStack = Authorize<
+    BucketNotifications<RecordAccessKey<Transform<Resign<UpstreamClient>>>>,
+    ReloadingPolicies,
+>;
 
 /// Form uploads (their `PUT` goes to `AuthorizeStack`), else verify → `AuthorizeStack`.
 type Stack = PostObject<
@@ -283,6 +287,7 @@ impl Proxy {
                 metrics.clone(),
                 notifications.clone(),
                 tls.is_some(),
+                &config.transforms,
             )?;
             let mut notify = notify.clone();
             if config.notify.head_for_size() {
@@ -512,6 +517,9 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, StartError> {
         .map_err(|e| StartError::new(format!("cannot bind the {what} address {addr}: {e}")))
 }
 
+// One argument per config section the stack is built from; a struct of
+// them would only restate `Config`.
+#[allow(clippy::too_many_arguments)]
 fn stack(
     remote: &RemoteUpstream,
     table: ClientTable,
@@ -520,6 +528,7 @@ fn stack(
     metrics: Arc<ProxyMetrics>,
     notifications: BucketNotificationsLayer,
     secure_transport: bool,
+    transforms: &[TransformRule],
 ) -> Result<(Stack, super::head::HeadForSize), StartError> {
     let mut client = UpstreamClient::builder()
         .connect_timeout(remote.connect_timeout)
@@ -544,13 +553,22 @@ fn stack(
     let mut authorize = AuthorizeLayer::new(table.policies)
         .allow_without_policy(true)
         .secure_transport(secure_transport);
+    // After authorization, before re-signing: the verifier has checked
+    // the plaintext, the re-signer signs the encoded bytes.
+    let mut transform = transforms
+        .iter()
+        .cloned()
+        .fold(TransformLayer::new(), TransformLayer::rule);
     if let Some(suffix) = virtual_host_suffix {
         authorize = authorize.client_virtual_host_suffix(suffix.clone());
+        transform = transform.client_virtual_host_suffix(suffix.clone());
         resign = resign.client_virtual_host_suffix(suffix);
     }
 
+    // Sizes in events are the client's view: the HEAD goes through the
+    // transform, which answers a transformed object's plaintext length.
     let head_for_size = super::head::HeadForSize {
-        upstream: resign.layer(client.clone()),
+        upstream: transform.layer(resign.layer(client.clone())),
         credentials: table.credentials.clone(),
     };
     let verify_layer = SigV4VerifyLayer::new(table.credentials)
@@ -562,8 +580,10 @@ fn stack(
         .payload_hashing(verify.payload_hashing);
     // Authorization before the notification API answers and before
     // anything goes upstream; a form upload's PUT passes it too.
-    let verified =
-        authorize.layer(notifications.layer(RecordAccessKey::new(resign.layer(client), metrics)));
+    let verified = authorize.layer(notifications.layer(RecordAccessKey::new(
+        transform.layer(resign.layer(client)),
+        metrics,
+    )));
     let mut post = PostObjectLayer::new(posts_credentials, verified.clone())
         .secure_transport(secure_transport);
     if let Some(suffix) = post_suffix {
