@@ -55,7 +55,7 @@ timings+=("cargo check benches + fuzz $(elapsed "$t0") s")
 #   a nightly toolchain is installed;
 # - the package holds only what belongs in the crate.
 t0="$(now)"
-for features in "" notify authorize post dispatcher webhook webhook-redis upstream sink-webhook outbox-nats proxy; do
+for features in "" notify authorize post dispatcher webhook webhook-redis upstream sink-webhook outbox-nats b2-native transform proxy; do
   cargo clippy --quiet --lib --no-default-features ${features:+--features "$features"} \
     -- -D warnings || {
     echo "test.sh: the library does not build cleanly with features [${features}]" >&2
