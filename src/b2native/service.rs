@@ -419,6 +419,37 @@ impl<U> NativeCall<U> {
         let Ok(response) = self.upstream.call(request).await;
         response
     }
+
+    /// Reads a JSON call's body (bounded) and sends it on to `base` with the
+    /// request's path: the upstream URL, its answer (a gateway error
+    /// already turned into B2's) and the body sent.
+    async fn forward_json<B, UB>(
+        &mut self,
+        request: Request<B>,
+        base: &str,
+    ) -> Result<(Uri, Response<UB>, Bytes), (B2Error, &'static str)>
+    where
+        U: Service<Request<UploadBody<B>>, Response = Response<UB>, Error = Infallible>,
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let (parts, body) = request.into_parts();
+        let body = read_limited(body, self.settings.max_json_bytes)
+            .await
+            .map_err(|e| (e, "b2_bad_request"))?;
+        let uri = join(base, &parts.uri).map_err(|e| (e, "b2_bad_route"))?;
+        let response = self
+            .send(upstream_request(
+                &parts,
+                uri.clone(),
+                UploadBody::whole(body.clone()),
+            ))
+            .await;
+        match gateway_error(&response, &uri) {
+            Some(error) => Err((error, "b2_upstream_unreachable")),
+            None => Ok((uri, response, body)),
+        }
+    }
 }
 
 /// A gateway error the upstream client made up (the crate's
@@ -482,21 +513,8 @@ impl<U> NativeCall<U> {
         UB::Error: Into<BoxError>,
     {
         let key_id = basic_key_id(request.headers());
-        let (parts, body) = request.into_parts();
-        let body = read_limited(body, self.settings.max_json_bytes)
-            .await
-            .map_err(|e| (e, "b2_bad_request"))?;
-        let uri = join(&self.settings.realm, &parts.uri).map_err(|e| (e, "b2_bad_route"))?;
-        let response = self
-            .send(upstream_request(
-                &parts,
-                uri.clone(),
-                UploadBody::whole(body),
-            ))
-            .await;
-        if let Some(error) = gateway_error(&response, &uri) {
-            return Err((error, "b2_upstream_unreachable"));
-        }
+        let settings = self.settings.clone();
+        let (_, response, _) = self.forward_json(request, &settings.realm).await?;
         let (parts, bytes, json) = Self::read_answer(
             self.settings.max_json_bytes,
             response,
@@ -544,23 +562,9 @@ impl<U> NativeCall<U> {
     {
         let account = self.account_for(&request)?;
         facts.key_id = account.key_id.clone();
-        let (parts, body) = request.into_parts();
-        let body = read_limited(body, self.settings.max_json_bytes)
-            .await
-            .map_err(|e| (e, "b2_bad_request"))?;
-        let uri = join(&account.api_url, &parts.uri).map_err(|e| (e, "b2_bad_route"))?;
+        let (uri, response, body) = self.forward_json(request, &account.api_url).await?;
         facts.path = event_url(&uri);
         let request_json: Option<Value> = serde_json::from_slice(&body).ok();
-        let response = self
-            .send(upstream_request(
-                &parts,
-                uri.clone(),
-                UploadBody::whole(body),
-            ))
-            .await;
-        if let Some(error) = gateway_error(&response, &uri) {
-            return Err((error, "b2_upstream_unreachable"));
-        }
 
         let op = NativeOp::from_api_name(name);
         let rewrites = matches!(
