@@ -422,17 +422,10 @@ fn xml_text<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
     Some(&xml[start..end])
 }
 
-/// Percent-encodes a query value (upload ids may hold `+`, `/`, `=`).
+/// Percent-encodes a query value (upload ids may hold `+`, `/`, `=`), with
+/// the same rules the signer encodes it by.
 fn query_encode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for byte in value.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
+    crate::sigv4::canonical::uri_encode(value.as_bytes(), false)
 }
 
 // ---- encoding an upload ------------------------------------------------------
