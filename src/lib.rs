@@ -156,5 +156,5 @@ pub mod verified;
 pub mod verify;
 #[cfg(feature = "webhook")]
 pub mod webhook;
-#[cfg(any(feature = "sink-sns", feature = "proxy"))]
+#[cfg(any(feature = "sink-sns", feature = "proxy", feature = "transform"))]
 mod xml;

@@ -23,6 +23,7 @@ use crate::body::BoxError;
 use crate::s3error::{new_request_id, S3Error, S3ErrorCode};
 use crate::sigv4::PayloadMode;
 use crate::verified::Verified;
+use crate::xml::Element;
 
 /// Names the codec that wrote an object; its presence is what makes a read
 /// decode.
@@ -414,12 +415,14 @@ where
         .map_err(|e| TransformError::Invalid(format!("cannot read a body: {e}")))
 }
 
-/// The text of the first `<tag>` element of a small XML document.
-fn xml_text<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
-    let open = format!("<{tag}>");
-    let start = xml.find(&open)? + open.len();
-    let end = xml[start..].find(&format!("</{tag}>"))? + start;
-    Some(&xml[start..end])
+/// The trimmed text of the root's child `name` in a small XML document
+/// (entities resolved), or `None` when the document does not parse or has
+/// no such child.
+fn xml_child_text(xml: &[u8], name: &str) -> Option<String> {
+    Element::parse(xml)
+        .ok()?
+        .child_text(name)
+        .map(str::to_owned)
 }
 
 /// Percent-encodes a query value (upload ids may hold `+`, `/`, `=`), with
@@ -646,7 +649,7 @@ where
                 .map(|(i, etag)| (i as u32 + 1, etag.clone()))
                 .collect();
             let (status, xml) = complete_upstream(inner, template, &own.id, &parts).await?;
-            let etag = xml_text(&xml, "ETag").unwrap_or("").replace("&quot;", "\"");
+            let etag = xml_child_text(xml.as_bytes(), "ETag").unwrap_or_default();
             let mut response = Response::new(ResponseBody::bytes(Bytes::new()));
             *response.status_mut() = status;
             if let Ok(value) = HeaderValue::from_str(&etag) {
@@ -682,13 +685,12 @@ where
         return Err(error.into());
     }
     let xml = collect(response.into_body(), 64 * 1024).await?;
-    let xml = String::from_utf8_lossy(&xml);
-    let id = xml_text(&xml, "UploadId").ok_or(TransformError::Upstream {
+    let id = xml_child_text(&xml, "UploadId").ok_or(TransformError::Upstream {
         step: "CreateMultipartUpload",
         status: StatusCode::OK,
     })?;
     Ok(OwnUpload {
-        id: id.to_owned(),
+        id,
         etags: Vec::new(),
     })
 }
@@ -810,13 +812,38 @@ fn part_etag(upstream: &str, plain: u64, stored: u64) -> String {
     format!("\"{}.s3tap.{plain}.{stored}\"", upstream.trim_matches('"'))
 }
 
+/// The parts a client's `CompleteMultipartUpload` document lists: number,
+/// and what its ETag carries when the layer wrote it
+/// ([`parse_part_etag`]).
+type CompletedPart = (u32, Option<(String, u64, u64)>);
+
+fn completed_parts(xml: &[u8]) -> Result<Vec<CompletedPart>, TransformError> {
+    // A document that does not parse names no part of ours: it goes on as
+    // it came, and the upstream answers for it (MalformedXML).
+    let Ok(document) = Element::parse(xml) else {
+        return Ok(Vec::new());
+    };
+    document
+        .children
+        .iter()
+        .filter(|c| c.name == "Part")
+        .map(|part| {
+            let number: u32 = part
+                .child_text("PartNumber")
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| TransformError::Invalid("a part without a PartNumber".into()))?;
+            Ok((
+                number,
+                parse_part_etag(part.child_text("ETag").unwrap_or("")),
+            ))
+        })
+        .collect()
+}
+
 /// (upstream ETag, plaintext length, stored length) from a part ETag.
 fn parse_part_etag(etag: &str) -> Option<(String, u64, u64)> {
-    // XML writers escape the quotes differently (Go's encoder: `&#34;`).
-    let etag = etag
-        .replace("&quot;", "\"")
-        .replace("&#34;", "\"")
-        .replace("&#x22;", "\"");
+    // The document's entities are resolved already (Go's encoder, rclone's,
+    // writes the quotes as `&#34;`).
     let etag = etag.trim().trim_matches('"');
     let mut pieces = etag.rsplitn(4, '.');
     let stored = pieces.next()?.parse().ok()?;
@@ -890,21 +917,7 @@ where
 {
     let (template, body) = request.into_parts();
     let xml = collect(body, MAX_COMPLETE_XML).await?;
-    let text = String::from_utf8_lossy(&xml).into_owned();
-    let mut parts = Vec::new();
-    let mut rest = text.as_str();
-    while let Some(start) = rest.find("<Part>") {
-        let end = rest[start..].find("</Part>").ok_or_else(|| {
-            TransformError::Invalid("malformed CompleteMultipartUpload document".into())
-        })? + start;
-        let part = &rest[start..end];
-        let number: u32 = xml_text(part, "PartNumber")
-            .and_then(|n| n.trim().parse().ok())
-            .ok_or_else(|| TransformError::Invalid("a part without a PartNumber".into()))?;
-        let etag = xml_text(part, "ETag").unwrap_or("");
-        parts.push((number, parse_part_etag(etag)));
-        rest = &rest[end..];
-    }
+    let parts = completed_parts(&xml)?;
     let transformed = parts.iter().filter(|(_, p)| p.is_some()).count();
     let upload_id = query_value(&template.uri, "uploadId")
         .unwrap_or("")
@@ -1268,15 +1281,33 @@ mod tests {
         let etag = part_etag("\"abc\"", 8, 5);
         assert_eq!(etag, "\"abc.s3tap.8.5\"");
         assert_eq!(parse_part_etag(&etag), Some(("\"abc\"".into(), 8, 5)));
-        assert_eq!(
-            parse_part_etag("&quot;abc.s3tap.8.5&quot;"),
-            Some(("\"abc\"".into(), 8, 5))
-        );
-        assert_eq!(
-            parse_part_etag("&#34;abc.s3tap.8.5&#34;"),
-            Some(("\"abc\"".into(), 8, 5))
-        );
         assert_eq!(parse_part_etag("\"abc\""), None);
+    }
+
+    #[test]
+    fn completion_documents_are_read_whatever_quote_escape_they_use() {
+        // boto3 writes `&quot;`, rclone's Go encoder `&#34;`, others `&#x22;`.
+        let xml = b"<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
+            <Part><PartNumber>1</PartNumber><ETag>&quot;abc.s3tap.8.5&quot;</ETag></Part>\
+            <Part><ETag>&#34;def.s3tap.9.6&#34;</ETag><PartNumber> 2 </PartNumber></Part>\
+            <Part><PartNumber>3</PartNumber><ETag>&#x22;plain&#x22;</ETag></Part>\
+            </CompleteMultipartUpload>";
+        assert_eq!(
+            completed_parts(xml).unwrap(),
+            vec![
+                (1, Some(("\"abc\"".into(), 8, 5))),
+                (2, Some(("\"def\"".into(), 9, 6))),
+                (3, None),
+            ]
+        );
+        assert_eq!(
+            completed_parts(b"<CompleteMultipartUpload><Part>").unwrap(),
+            vec![]
+        );
+        assert!(completed_parts(
+            b"<CompleteMultipartUpload><Part><ETag>x</ETag></Part></CompleteMultipartUpload>"
+        )
+        .is_err());
     }
 
     #[test]
