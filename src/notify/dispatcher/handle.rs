@@ -75,21 +75,27 @@ impl Dispatcher {
     /// the disk (unless the policy is [`OverflowPolicy::Block`]).
     pub fn emit(&self, sink: &str, event: Event) -> Result<(), EmitError> {
         let index = self.admit(sink)?;
+        self.accepted(index);
         let envelope = Envelope { sink: index, event };
-        match self.inner.tx.try_send(envelope) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Closed(_)) => return Err(EmitError::Closed),
+        let handed_over = match self.inner.tx.try_send(envelope) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(EmitError::Closed),
             Err(mpsc::error::TrySendError::Full(envelope)) => match self.inner.policy {
-                OverflowPolicy::SpillToSpool => self.spill(envelope),
+                OverflowPolicy::SpillToSpool => {
+                    self.spill(envelope);
+                    Ok(())
+                }
                 OverflowPolicy::DropNewest => {
                     self.inner.counters.dropped.fetch_add(1, Ordering::Relaxed);
-                    return Err(EmitError::QueueFull);
+                    Err(EmitError::QueueFull)
                 }
-                OverflowPolicy::Block => self.block(envelope)?,
+                OverflowPolicy::Block => self.block(envelope),
             },
+        };
+        if handed_over.is_err() {
+            self.refused(index);
         }
-        self.accepted(index);
-        Ok(())
+        handed_over
     }
 
     /// Accepts each event for its sink, as [`emit`](Self::emit) does, and
@@ -114,12 +120,12 @@ impl Dispatcher {
     /// can afford it.
     pub async fn emit_wait(&self, sink: &str, event: Event) -> Result<(), EmitError> {
         let index = self.admit(sink)?;
-        self.inner
-            .tx
-            .send(Envelope { sink: index, event })
-            .await
-            .map_err(|_| EmitError::Closed)?;
         self.accepted(index);
+        let sent = self.inner.tx.send(Envelope { sink: index, event }).await;
+        if sent.is_err() {
+            self.refused(index);
+            return Err(EmitError::Closed);
+        }
         Ok(())
     }
 
@@ -157,12 +163,27 @@ impl Dispatcher {
         Ok(index)
     }
 
+    /// Counts an event as queued *before* it is handed to the writer: once
+    /// handed over, the writer may deliver or spool it and subtract it from
+    /// `queued` on another thread at once. Counting after the hand-over lost
+    /// that subtraction whenever it came first (the counter saturates at
+    /// zero) and left `queued` at one forever.
     fn accepted(&self, index: usize) {
         let counters = &self.inner.counters;
         counters.queued.fetch_add(1, Ordering::Relaxed);
         counters.sinks[index]
             .accepted
             .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Takes back [`accepted`](Self::accepted) for an event the writer never
+    /// received.
+    fn refused(&self, index: usize) {
+        let counters = &self.inner.counters;
+        counters.queued.fetch_sub(1, Ordering::Relaxed);
+        counters.sinks[index]
+            .accepted
+            .fetch_sub(1, Ordering::Relaxed);
     }
 
     fn spill(&self, envelope: Envelope) {
