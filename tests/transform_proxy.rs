@@ -1,8 +1,9 @@
 //! Issue 17 item 2's acceptance: the `s3tap` binary with a `[[transforms]]`
-//! zstd rule in front of s3s-fs. boto3, aws-cli and rclone round-trip files
-//! of 0 B, 1 B, 5 MiB and 1 GiB byte-exact through it; the files s3s-fs
-//! holds are read straight from its directory and must be smaller than the
-//! plaintext and decompress to it with the `zstd` command line tool; the
+//! zstd rule (and a gzip one) in front of s3s-fs. boto3, aws-cli and rclone
+//! round-trip files of 0 B, 1 B, 5 MiB and 1 GiB (zstd; gzip up to 64 MiB)
+//! byte-exact through it; the files s3s-fs holds are read straight from its
+//! directory and must be smaller than the plaintext and decompress to it
+//! with the format's command line tool (`zstd -d`, `gzip -d`); the
 //! clients see the plaintext's length and never the layer's metadata;
 //! `Range` reads (boto3's, and the parallel 8 MiB ranges of aws-cli's and
 //! boto3's downloads) are byte-exact; objects outside the rule read through
@@ -52,12 +53,50 @@ struct Setup {
     dir: tempfile::TempDir,
 }
 
-/// s3s-fs with buckets `zbucket` (compressed by the rule) and `plain`
-/// (not), and the proxy in front of it.
+/// The codecs under test: the bucket whose rule uses each, and the format's
+/// own command line decoder.
+#[derive(Clone, Copy, Debug)]
+enum Format {
+    Zstd,
+    Gzip,
+}
+
+impl Format {
+    fn bucket(self) -> &'static str {
+        match self {
+            Format::Zstd => "zbucket",
+            Format::Gzip => "gzbucket",
+        }
+    }
+
+    /// `zstd -d` / `gzip -d` of the stored file must give back `plain`
+    /// exactly.
+    fn cli_decodes(self, stored: &Path, plain: &Path, scratch: &Path) {
+        let out = scratch.join("cli-decoded.out");
+        let (tool, package) = match self {
+            Format::Zstd => ("zstd", "zstd"),
+            Format::Gzip => ("gzip", "gzip"),
+        };
+        let status = Command::new(tool)
+            .args(["-d", "-c"])
+            .arg(stored)
+            .stdout(std::fs::File::create(&out).unwrap())
+            .status()
+            .unwrap_or_else(|e| {
+                panic!("the {tool} command line tool (Debian package {package}): {e}")
+            });
+        assert!(status.success(), "{tool} -d {} failed", stored.display());
+        same_file(plain, &out).unwrap_or_else(|e| panic!("{tool} -d of {}: {e}", stored.display()));
+        std::fs::remove_file(out).unwrap();
+    }
+}
+
+/// s3s-fs with buckets `zbucket` and `gzbucket` (compressed by the rules,
+/// zstd and gzip) and `plain` (not), and the proxy in front of it.
 async fn setup() -> Option<Setup> {
     let peers = Peers::get()?;
     let s3s = S3sFs::start(&upstream_creds()).await?;
-    for bucket in ["zbucket", "plain"] {
+    for bucket in ["zbucket", "gzbucket", "plain"] {
         std::fs::create_dir(s3s.data_dir().join(bucket)).expect("bucket directory");
     }
     let dir = tempfile::tempdir().unwrap();
@@ -80,6 +119,10 @@ secret_access_key = "{CLIENT_SECRET}"
 buckets = ["zbucket"]
 codec = "zstd"
 level = 3
+
+[[transforms]]
+buckets = ["gzbucket"]
+codec = "gzip"
 "#,
                 endpoint = s3s.endpoint(),
                 up_key = upstream_creds().access_key,
@@ -222,20 +265,6 @@ fn stored(s3s: &S3sFs, bucket: &str, key: &str) -> PathBuf {
     s3s.data_dir().join(bucket).join(key)
 }
 
-/// `zstd -d` of the stored file must give back `plain` exactly.
-fn zstd_cli_decodes(stored: &Path, plain: &Path, scratch: &Path) {
-    let out = scratch.join("zstd-cli.out");
-    let status = Command::new("zstd")
-        .args(["-d", "-q", "-f", "-o"])
-        .arg(&out)
-        .arg(stored)
-        .status()
-        .expect("the zstd command line tool (Debian package zstd, see scripts/setup-peers.sh)");
-    assert!(status.success(), "zstd -d {} failed", stored.display());
-    same_file(plain, &out).unwrap_or_else(|e| panic!("zstd -d of {}: {e}", stored.display()));
-    std::fs::remove_file(out).unwrap();
-}
-
 fn vm_hwm_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
@@ -300,10 +329,11 @@ fn assert_client_view(head: &Value, len: usize) {
     );
 }
 
-#[tokio::test]
-async fn small_files_round_trip_compressed_with_boto3_aws_cli_and_rclone() {
-    let Some(setup) = setup().await else { return };
+/// boto3 (one PUT, HEAD, GET, a range), aws-cli and rclone, up and down,
+/// with files of 0 B, 1 B and 5 MiB in `format`'s bucket.
+async fn small_files_round_trip(setup: &Setup, format: Format) {
     let scratch = setup.dir.path();
+    let bucket = format.bucket();
     for (len, name) in [(0, "zero"), (1, "one"), (5 * MIB, "five")] {
         let plain = scratch.join(format!("{name}.txt"));
         corpus_file(&plain, len, 0x5eed + len as u64);
@@ -311,9 +341,9 @@ async fn small_files_round_trip_compressed_with_boto3_aws_cli_and_rclone() {
 
         // boto3: put_object (one PUT), head, get, a range.
         let key = format!("boto3/{name}");
-        boto3(&setup, &["put", "zbucket", &key, plain.to_str().unwrap()]).await;
-        let on_disk = stored(&setup.s3s, "zbucket", &key);
-        zstd_cli_decodes(&on_disk, &plain, scratch);
+        boto3(setup, &["put", bucket, &key, plain.to_str().unwrap()]).await;
+        let on_disk = stored(&setup.s3s, bucket, &key);
+        format.cli_decodes(&on_disk, &plain, scratch);
         if len == 5 * MIB {
             let size = std::fs::metadata(&on_disk).unwrap().len();
             assert!(
@@ -321,10 +351,10 @@ async fn small_files_round_trip_compressed_with_boto3_aws_cli_and_rclone() {
                 "5 MiB of text stored as {size} bytes: not compressed"
             );
         }
-        let head = boto3(&setup, &["head", "zbucket", &key]).await;
+        let head = boto3(setup, &["head", bucket, &key]).await;
         assert_client_view(&head, len);
         assert_eq!(head["ContentType"], "text/plain", "{head}");
-        let got = boto3(&setup, &["get", "zbucket", &key, back.to_str().unwrap()]).await;
+        let got = boto3(setup, &["get", bucket, &key, back.to_str().unwrap()]).await;
         assert_client_view(&got, len);
         same_file(&plain, &back).unwrap_or_else(|e| panic!("boto3 GET {key}: {e}"));
         if len > 0 {
@@ -332,8 +362,8 @@ async fn small_files_round_trip_compressed_with_boto3_aws_cli_and_rclone() {
             let last = (first + 100_000).min(len - 1);
             let range = format!("bytes={first}-{last}");
             let got = boto3(
-                &setup,
-                &["range", "zbucket", &key, back.to_str().unwrap(), &range],
+                setup,
+                &["range", bucket, &key, back.to_str().unwrap(), &range],
             )
             .await;
             assert_eq!(
@@ -345,36 +375,43 @@ async fn small_files_round_trip_compressed_with_boto3_aws_cli_and_rclone() {
             assert_eq!(
                 std::fs::read(&back).unwrap(),
                 all[first..=last],
-                "boto3 {range} of {key}"
+                "boto3 {range} of {key} ({format:?})"
             );
         }
 
         // aws-cli: up and down.
-        let uri = format!("s3://zbucket/cli/{name}");
-        aws_cli(&setup, &["cp", plain.to_str().unwrap(), &uri]).await;
-        zstd_cli_decodes(
-            &stored(&setup.s3s, "zbucket", &format!("cli/{name}")),
+        let uri = format!("s3://{bucket}/cli/{name}");
+        aws_cli(setup, &["cp", plain.to_str().unwrap(), &uri]).await;
+        format.cli_decodes(
+            &stored(&setup.s3s, bucket, &format!("cli/{name}")),
             &plain,
             scratch,
         );
-        aws_cli(&setup, &["cp", &uri, back.to_str().unwrap()]).await;
+        aws_cli(setup, &["cp", &uri, back.to_str().unwrap()]).await;
         same_file(&plain, &back).unwrap_or_else(|e| panic!("aws-cli {uri}: {e}"));
 
         // rclone: up and down.
-        let remote = format!("e2e:zbucket/rclone/{name}");
-        rclone_run(&setup, &["copyto", plain.to_str().unwrap(), &remote]).await;
-        zstd_cli_decodes(
-            &stored(&setup.s3s, "zbucket", &format!("rclone/{name}")),
+        let remote = format!("e2e:{bucket}/rclone/{name}");
+        rclone_run(setup, &["copyto", plain.to_str().unwrap(), &remote]).await;
+        format.cli_decodes(
+            &stored(&setup.s3s, bucket, &format!("rclone/{name}")),
             &plain,
             scratch,
         );
         std::fs::remove_file(&back).unwrap();
-        rclone_run(&setup, &["copyto", &remote, back.to_str().unwrap()]).await;
+        rclone_run(setup, &["copyto", &remote, back.to_str().unwrap()]).await;
         same_file(&plain, &back).unwrap_or_else(|e| panic!("rclone {remote}: {e}"));
     }
+}
+
+#[tokio::test]
+async fn small_files_round_trip_compressed_with_boto3_aws_cli_and_rclone() {
+    let Some(setup) = setup().await else { return };
+    small_files_round_trip(&setup, Format::Zstd).await;
 
     // Outside the rule nothing changes: the upstream holds the plaintext,
     // and it reads back as it is.
+    let scratch = setup.dir.path();
     let plain = scratch.join("plain.txt");
     corpus_file(&plain, MIB, 7);
     boto3(&setup, &["put", "plain", "as-is", plain.to_str().unwrap()]).await;
@@ -417,7 +454,7 @@ async fn one_gib_files_round_trip_with_aws_cli_boto3_and_rclone_in_bounded_memor
         size <= 128 * 5 * MIB as u64 + MIB as u64,
         "stored {size} bytes: more than the padded parts"
     );
-    zstd_cli_decodes(&on_disk, &plain, scratch);
+    Format::Zstd.cli_decodes(&on_disk, &plain, scratch);
     let started = Instant::now();
     aws_cli(
         &setup,
@@ -435,7 +472,7 @@ async fn one_gib_files_round_trip_with_aws_cli_boto3_and_rclone_in_bounded_memor
         &["upload", "zbucket", "big/boto3", plain.to_str().unwrap()],
     )
     .await;
-    zstd_cli_decodes(&stored(&setup.s3s, "zbucket", "big/boto3"), &plain, scratch);
+    Format::Zstd.cli_decodes(&stored(&setup.s3s, "zbucket", "big/boto3"), &plain, scratch);
     let head = boto3(&setup, &["head", "zbucket", "big/boto3"]).await;
     assert_client_view(&head, GIB);
     boto3(
@@ -454,7 +491,7 @@ async fn one_gib_files_round_trip_with_aws_cli_boto3_and_rclone_in_bounded_memor
         &["copyto", plain.to_str().unwrap(), "e2e:zbucket/big/rclone"],
     )
     .await;
-    zstd_cli_decodes(
+    Format::Zstd.cli_decodes(
         &stored(&setup.s3s, "zbucket", "big/rclone"),
         &plain,
         scratch,
@@ -481,41 +518,40 @@ async fn one_gib_files_round_trip_with_aws_cli_boto3_and_rclone_in_bounded_memor
 #[tokio::test]
 async fn a_put_that_outgrows_one_part_becomes_an_upstream_multipart_upload() {
     let Some(setup) = setup().await else { return };
-    let scratch = setup.dir.path();
     // 64 MiB of text compresses to well over one 8 MiB part: one client
     // PUT, several upstream parts, no plaintext length in the metadata (the
     // HEAD reads it from the index).
     let len = 64 * MIB;
-    let plain = scratch.join("put.txt");
+    let plain = setup.dir.path().join("put.txt");
     corpus_file(&plain, len, 0x64);
-    boto3(
-        &setup,
-        &["put", "zbucket", "one-put", plain.to_str().unwrap()],
-    )
-    .await;
-    let on_disk = stored(&setup.s3s, "zbucket", "one-put");
+    for format in [Format::Zstd, Format::Gzip] {
+        one_put_in_upstream_parts(&setup, format, &plain, len).await;
+    }
+}
+
+async fn one_put_in_upstream_parts(setup: &Setup, format: Format, plain: &Path, len: usize) {
+    let scratch = setup.dir.path();
+    let bucket = format.bucket();
+    boto3(setup, &["put", bucket, "one-put", plain.to_str().unwrap()]).await;
+    let on_disk = stored(&setup.s3s, bucket, "one-put");
     let size = std::fs::metadata(&on_disk).unwrap().len();
     assert!(
         size > 8 * MIB as u64 && size < len as u64 / 2,
-        "stored {size} bytes: not compressed, or small enough for one part"
+        "{format:?}: stored {size} bytes: not compressed, or small enough for one part"
     );
-    zstd_cli_decodes(&on_disk, &plain, scratch);
-    let head = boto3(&setup, &["head", "zbucket", "one-put"]).await;
+    format.cli_decodes(&on_disk, plain, scratch);
+    let head = boto3(setup, &["head", bucket, "one-put"]).await;
     assert_client_view(&head, len);
     assert!(
         head["ETag"].as_str().unwrap().contains('-'),
         "the upstream multipart ETag: {head}"
     );
     let back = scratch.join("put.back");
-    boto3(
-        &setup,
-        &["get", "zbucket", "one-put", back.to_str().unwrap()],
-    )
-    .await;
-    same_file(&plain, &back).unwrap_or_else(|e| panic!("GET: {e}"));
+    boto3(setup, &["get", bucket, "one-put", back.to_str().unwrap()]).await;
+    same_file(plain, &back).unwrap_or_else(|e| panic!("{format:?} GET: {e}"));
     // Ranges across frame boundaries (frames end every 8 MiB of plaintext),
     // and at the end.
-    let all = std::fs::read(&plain).unwrap();
+    let all = std::fs::read(plain).unwrap();
     for (first, last) in [
         (8 * MIB - 10, 8 * MIB + 10),
         (20 * MIB, 37 * MIB),
@@ -523,19 +559,63 @@ async fn a_put_that_outgrows_one_part_becomes_an_upstream_multipart_upload() {
     ] {
         let range = format!("bytes={first}-{last}");
         boto3(
-            &setup,
-            &[
-                "range",
-                "zbucket",
-                "one-put",
-                back.to_str().unwrap(),
-                &range,
-            ],
+            setup,
+            &["range", bucket, "one-put", back.to_str().unwrap(), &range],
         )
         .await;
         assert!(
             std::fs::read(&back).unwrap() == all[first..=last],
-            "boto3 {range}"
+            "{format:?}: boto3 {range}"
+        );
+    }
+}
+
+/// gzip, the second built-in codec: the small files of the zstd test, and
+/// a client multipart upload whose parts compress below the upstream's
+/// 5 MiB minimum and are padded with empty gzip members (about 80 per
+/// part: a member carries at most 64 KiB in its header), which `gzip -d`
+/// and the layer's own decoder and index reader pass over.
+#[tokio::test]
+async fn gzip_objects_round_trip_and_the_gzip_tool_reads_them() {
+    let Some(setup) = setup().await else { return };
+    small_files_round_trip(&setup, Format::Gzip).await;
+
+    let scratch = setup.dir.path();
+    let len = 20 * MIB + 12_345;
+    let plain = scratch.join("parts.txt");
+    corpus_file(&plain, len, 0x9219);
+    aws_cli(
+        &setup,
+        &["cp", plain.to_str().unwrap(), "s3://gzbucket/parts"],
+    )
+    .await;
+    let on_disk = stored(&setup.s3s, "gzbucket", "parts");
+    let size = std::fs::metadata(&on_disk).unwrap().len();
+    assert!(
+        size >= 2 * 5 * MIB as u64 && size < len as u64,
+        "three 8 MiB-or-less client parts, the first two padded to 5 MiB: stored {size} bytes"
+    );
+    Format::Gzip.cli_decodes(&on_disk, &plain, scratch);
+    let head = boto3(&setup, &["head", "gzbucket", "parts"]).await;
+    assert_client_view(&head, len);
+    let back = scratch.join("parts.back");
+    aws_cli(
+        &setup,
+        &["cp", "s3://gzbucket/parts", back.to_str().unwrap()],
+    )
+    .await;
+    same_file(&plain, &back).unwrap_or_else(|e| panic!("aws-cli GET: {e}"));
+    let all = std::fs::read(&plain).unwrap();
+    for (first, last) in [(8 * MIB - 3, 16 * MIB + 3), (len - 1, len - 1)] {
+        let range = format!("bytes={first}-{last}");
+        boto3(
+            &setup,
+            &["range", "gzbucket", "parts", back.to_str().unwrap(), &range],
+        )
+        .await;
+        assert!(
+            std::fs::read(&back).unwrap() == all[first..=last],
+            "boto3 {range} across padded parts"
         );
     }
 }
@@ -563,6 +643,7 @@ secret_access_key = "client-secret"
     for (rule, says) in [
         ("codec = \"brotli\"", "unknown codec \"brotli\""),
         ("codec = \"zstd\"\nlevel = 40", "level = 40"),
+        ("codec = \"gzip\"\nlevel = 12", "outside gzip's 1..=9"),
         ("codec = \"zstd\"\nlevle = 3", "levle"),
     ] {
         let dir = tempfile::tempdir().unwrap();

@@ -831,30 +831,38 @@ impl Config {
 fn transform_rules(
     sections: &[super::schema::TransformSection],
 ) -> Result<Vec<crate::transform::TransformRule>, ConfigError> {
-    use crate::transform::{TransformRule, Zstd};
+    use crate::transform::{Gzip, TransformRule, Zstd};
     sections
         .iter()
         .enumerate()
         .map(|(i, section)| {
-            let codec = match section.codec.as_str() {
-                Zstd::NAME => {
-                    let level = section.level.unwrap_or(3);
-                    if !(1..=19).contains(&level) {
-                        return Err(invalid(format!(
-                            "[[transforms]] #{n}: level = {level} is outside zstd's 1..=19",
-                            n = i + 1
-                        )));
-                    }
-                    Zstd::new(level)
-                }
-                other => {
-                    return Err(invalid(format!(
-                        "[[transforms]] #{n}: unknown codec {other:?} (known: \"zstd\")",
-                        n = i + 1
+            let n = i + 1;
+            let level = |default: i32, range: std::ops::RangeInclusive<i32>| {
+                let level = section.level.unwrap_or(default);
+                if range.contains(&level) {
+                    Ok(level)
+                } else {
+                    Err(invalid(format!(
+                        "[[transforms]] #{n}: level = {level} is outside {codec}'s {start}..={end}",
+                        codec = section.codec,
+                        start = range.start(),
+                        end = range.end(),
                     )))
                 }
             };
-            Ok(TransformRule::new(codec)
+            let rule = match section.codec.as_str() {
+                Zstd::NAME => TransformRule::new(Zstd::new(level(3, 1..=19)?)),
+                Gzip::NAME => {
+                    let level = level(6, 1..=9)?;
+                    TransformRule::new(Gzip::new(level.unsigned_abs()))
+                }
+                other => {
+                    return Err(invalid(format!(
+                        "[[transforms]] #{n}: unknown codec {other:?} (known: \"zstd\", \"gzip\")"
+                    )))
+                }
+            };
+            Ok(rule
                 .buckets(section.buckets.iter().cloned())
                 .prefix(section.prefix.clone()))
         })

@@ -120,9 +120,9 @@ pub(super) struct TransformSection {
     /// Key prefix the rule covers (all keys when absent).
     #[serde(default)]
     pub prefix: String,
-    /// `"zstd"`.
+    /// `"zstd"` or `"gzip"`.
     pub codec: String,
-    /// Compression level (zstd: 1..=19, default 3).
+    /// Compression level (zstd: 1..=19, default 3; gzip: 1..=9, default 6).
     pub level: Option<i32>,
 }
 

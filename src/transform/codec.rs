@@ -39,10 +39,20 @@ pub trait Codec: Send + Sync + fmt::Debug {
     fn encoder(&self) -> io::Result<Box<dyn Encode>>;
     /// A fresh decoder.
     fn decoder(&self) -> io::Result<Box<dyn Decode>>;
-    /// Appends one skippable frame carrying `payload` to `out`.
+    /// Appends skippable frames carrying `payload` to `out` (one frame, or
+    /// several where the format bounds a frame's size).
     fn skippable(&self, payload: &[u8], out: &mut Vec<u8>);
-    /// Bytes a skippable frame adds around its payload.
-    fn skippable_overhead(&self) -> usize;
+    /// How many bytes [`skippable`](Codec::skippable) writes for a payload
+    /// of `payload` bytes; never less than `payload` plus the length for an
+    /// empty one, so padding can be sized from it.
+    fn skippable_len(&self, payload: usize) -> usize;
+    /// How many bytes [`skippable`](Codec::skippable) writes after the
+    /// payload's last byte. The payload's last 16 bytes stay contiguous
+    /// (the index's footer is read from them).
+    fn skippable_trailer(&self) -> usize;
+    /// The payload of `frames`, which [`skippable`](Codec::skippable)
+    /// wrote (exactly those bytes); `None` when they are not such frames.
+    fn skippable_payload(&self, frames: &[u8]) -> Option<Vec<u8>>;
 }
 
 /// zstd (RFC 8878) at a level, through libzstd. Frames are standard zstd
@@ -100,8 +110,18 @@ impl Codec for Zstd {
         out.extend_from_slice(payload);
     }
 
-    fn skippable_overhead(&self) -> usize {
-        8
+    fn skippable_len(&self, payload: usize) -> usize {
+        8 + payload
+    }
+
+    fn skippable_trailer(&self) -> usize {
+        0
+    }
+
+    fn skippable_payload(&self, frames: &[u8]) -> Option<Vec<u8>> {
+        let magic = u32::from_le_bytes(frames.get(..4)?.try_into().ok()?);
+        let len = u32::from_le_bytes(frames.get(4..8)?.try_into().ok()?);
+        (magic == SKIPPABLE_MAGIC && len as usize == frames.len() - 8).then(|| frames[8..].to_vec())
     }
 }
 
@@ -158,6 +178,7 @@ impl Decode for ZstdDecoder {
 pub(crate) fn by_name(name: &str) -> Option<Box<dyn Codec>> {
     match name {
         Zstd::NAME => Some(Box::new(Zstd::default())),
+        super::gzip::Gzip::NAME => Some(Box::new(super::gzip::Gzip::default())),
         _ => None,
     }
 }
@@ -204,31 +225,41 @@ impl FrameIndex {
     }
 
     /// How many bytes at the end of an object hold an index of `count`
-    /// entries (frame header included).
-    pub(crate) fn stored_size(codec: &dyn Codec, count: u64) -> u64 {
-        (codec.skippable_overhead() + INDEX_FOOTER) as u64 + count.saturating_mul(16)
+    /// entries (the skippable frames' framing included); `None` for a count
+    /// no index of an object could have.
+    pub(crate) fn stored_size(codec: &dyn Codec, count: u64) -> Option<u64> {
+        let payload = usize::try_from(count.checked_mul(16)?)
+            .ok()?
+            .checked_add(INDEX_FOOTER)?;
+        // Bounds the count before the codec sizes its frames.
+        (payload <= 1 << 30).then(|| codec.skippable_len(payload) as u64)
     }
 
     /// The entry count an object's last bytes announce, or `None` when they
     /// are not an s3tap index.
-    pub(crate) fn count_from_tail(tail: &[u8]) -> Option<u64> {
-        if tail.len() < INDEX_FOOTER || &tail[tail.len() - 8..] != INDEX_MAGIC {
+    pub(crate) fn count_from_tail(codec: &dyn Codec, tail: &[u8]) -> Option<u64> {
+        let end = tail.len().checked_sub(codec.skippable_trailer())?;
+        let payload_end = &tail[..end];
+        if payload_end.len() < INDEX_FOOTER || &payload_end[end - 8..] != INDEX_MAGIC {
             return None;
         }
-        let n = &tail[tail.len() - 16..tail.len() - 8];
+        let n = &payload_end[end - 16..end - 8];
         Some(u64::from_le_bytes(n.try_into().ok()?))
     }
 
     /// Reads the index from an object's last bytes (at least
     /// [`stored_size`](FrameIndex::stored_size) of them).
     pub(crate) fn from_tail(codec: &dyn Codec, tail: &[u8]) -> Option<FrameIndex> {
-        let count = FrameIndex::count_from_tail(tail)?;
-        let size = usize::try_from(FrameIndex::stored_size(codec, count)).ok()?;
+        let count = FrameIndex::count_from_tail(codec, tail)?;
+        let size = usize::try_from(FrameIndex::stored_size(codec, count)?).ok()?;
         if size > tail.len() {
             return None;
         }
-        let entries_start = tail.len() - size + codec.skippable_overhead();
-        let entries = tail[entries_start..tail.len() - INDEX_FOOTER]
+        let payload = codec.skippable_payload(&tail[tail.len() - size..])?;
+        if payload.len() != INDEX_FOOTER + 16 * count as usize {
+            return None;
+        }
+        let entries = payload[..payload.len() - INDEX_FOOTER]
             .chunks_exact(16)
             .map(|c| IndexEntry {
                 stored: u64::from_le_bytes(c[..8].try_into().expect("8 bytes")),
@@ -268,8 +299,7 @@ impl FrameIndex {
 mod tests {
     use super::*;
 
-    fn roundtrip(frames: &[&[u8]]) -> Vec<u8> {
-        let codec = Zstd::default();
+    fn roundtrip(codec: &dyn Codec, frames: &[&[u8]]) -> Vec<u8> {
         let mut enc = codec.encoder().unwrap();
         let mut stored = Vec::new();
         for frame in frames {
@@ -283,8 +313,8 @@ mod tests {
                 plain: 2,
             }],
         };
-        index.write(&codec, &mut stored);
-        assert_eq!(FrameIndex::from_tail(&codec, &stored), Some(index));
+        index.write(codec, &mut stored);
+        assert_eq!(FrameIndex::from_tail(codec, &stored), Some(index));
         let mut dec = codec.decoder().unwrap();
         let (mut input, mut plain) = (&stored[..], Vec::new());
         let mut window = [0u8; 1000];
@@ -299,11 +329,16 @@ mod tests {
     #[test]
     fn frames_padding_and_index_decode_to_the_plaintext() {
         let big = vec![7u8; 300_000];
-        assert_eq!(
-            roundtrip(&[b"hello ", &big, b""]),
-            [&b"hello "[..], &big].concat()
-        );
-        assert_eq!(roundtrip(&[b""]), b"");
+        for codec in [
+            &Zstd::default() as &dyn Codec,
+            &super::super::Gzip::default(),
+        ] {
+            assert_eq!(
+                roundtrip(codec, &[b"hello ", &big, b""]),
+                [&b"hello "[..], &big].concat()
+            );
+            assert_eq!(roundtrip(codec, &[b""]), b"");
+        }
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! [`TransformLayer`]: payload transforms between a verified client and the
-//! upstream; built in, zstd compression of uploads and transparent
+//! upstream; built in, zstd or gzip compression of uploads and transparent
 //! decompression of downloads, chosen per bucket and key prefix.
 //!
 //! # Where it sits
@@ -21,9 +21,13 @@
 //! decodable frames (a new frame every [`frame_size`](TransformLayer::frame_size)
 //! plaintext bytes, and at each client part), possibly skippable padding
 //! frames, and at the end one skippable frame holding s3tap's **frame
-//! index** (stored and plaintext length of each run of frames). The `zstd`
-//! tool decompresses the stored object as it is (it passes over skippable
-//! frames). Object metadata: `x-amz-meta-s3tap-transform` names the codec;
+//! index** (stored and plaintext length of each run of frames). The
+//! format's own tool decompresses the stored object as it is: `zstd -d`
+//! passes over zstd's skippable frames, and `gzip -d` reads the
+//! [`Gzip`] codec's frames as the members of one gzip file, its skippable
+//! ones being empty members that carry their bytes in the header's extra
+//! field (which is why a codec may write a payload as several frames: a
+//! gzip extra field holds at most 64 KiB). Object metadata: `x-amz-meta-s3tap-transform` names the codec;
 //! `x-amz-meta-s3tap-length` holds the plaintext length when it was known
 //! before the upload was stored (a single `PUT` that fits one part). The
 //! object's `Content-Type` and the client's other metadata are stored as
@@ -41,7 +45,7 @@
 //! - Client multipart uploads: each `UploadPart` is encoded alone (frames
 //!   end at the part's end) and held (at most [`MAX_CLIENT_PART`] encoded
 //!   bytes) until its length is known. Every client part is padded to the
-//!   upstream's 5 MiB minimum with one skippable frame, since the index is
+//!   upstream's 5 MiB minimum with skippable frames, since the index is
 //!   uploaded as one more part after the client's last and so no client
 //!   part is last upstream. The part ETag the client gets carries the
 //!   part's plaintext and stored lengths; the client hands it back in
@@ -67,7 +71,7 @@
 //! The ETag is the upstream's, of the stored (encoded) bytes: it is stable
 //! and changes with the content, but it is not the MD5 of the plaintext.
 //! Where it is MD5-shaped (a single `PUT`), clients get it with the codec's
-//! name appended (`"<md5>.zstd"`), so that clients that compare an
+//! name appended (`"<md5>.zstd"`, `"<md5>.gzip"`), so that clients that compare an
 //! MD5-shaped ETag with their file do not take it for corrupt; the layer
 //! removes the suffix from `If-Match`/`If-None-Match` on the way up.
 //!
@@ -90,6 +94,7 @@ mod body;
 mod codec;
 mod error;
 mod future;
+mod gzip;
 mod layer;
 mod service;
 
@@ -97,5 +102,6 @@ pub use body::{ResponseBody, TransformBody};
 pub use codec::{Codec, Decode, Encode, Zstd};
 pub use error::TransformError;
 pub use future::ResponseFuture;
+pub use gzip::Gzip;
 pub use layer::{TransformLayer, TransformRule, MIN_PART_SIZE};
 pub use service::{Transform, MAX_CLIENT_PART, META_LENGTH, META_TRANSFORM};

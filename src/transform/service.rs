@@ -502,15 +502,14 @@ impl<'c> FrameWriter<'c> {
         Ok(())
     }
 
-    /// Pads what was written so far up to `min` stored bytes with one
-    /// skippable frame, counted in the last index entry.
+    /// Pads what was written so far up to `min` stored bytes with
+    /// skippable frames, counted in the last index entry.
     fn pad_to(&mut self, min: usize) {
         let len = self.out.len();
         if len >= min {
             return;
         }
-        let overhead = self.codec.skippable_overhead();
-        let payload = (min - len).saturating_sub(overhead);
+        let payload = (min - len).saturating_sub(self.codec.skippable_len(0));
         self.codec.skippable(&vec![0u8; payload], &mut self.out);
         let added = (self.out.len() - len) as u64;
         if let Some(last) = self.index.entries.last_mut() {
@@ -1132,8 +1131,9 @@ where
             return Err(error.into());
         }
         let tail = collect(response.into_body(), want as usize).await?;
-        let count = FrameIndex::count_from_tail(&tail).ok_or(TransformError::BadIndex)?;
-        let size = FrameIndex::stored_size(codec, count);
+        let size = FrameIndex::count_from_tail(codec, &tail)
+            .and_then(|count| FrameIndex::stored_size(codec, count))
+            .ok_or(TransformError::BadIndex)?;
         if size <= tail.len() as u64 {
             return FrameIndex::from_tail(codec, &tail)
                 .ok_or_else(|| TransformError::BadIndex.into());
