@@ -220,6 +220,17 @@ fn b2sdk_through_the_proxy_against_the_sdks_simulator() {
         out["listing_after_refused"],
         serde_json::json!(["large.bin", "small.bin"])
     );
+    // do_not_verify: passed on unchecked, header and body as sent.
+    let unverified = &out["unverified"];
+    assert_eq!(unverified["status"], 200, "{unverified}");
+    assert_eq!(unverified["roundtrip"], true, "{unverified}");
+    let sha1 = unverified["sha1"].as_str().unwrap();
+    assert_eq!(
+        unverified["content_sha1"],
+        format!("unverified:{sha1}"),
+        "{unverified}"
+    );
+    assert_eq!(stats["uploads_unverified"], 1, "{stats}");
 
     // Events, in the S3 side's model and sink, with B2's types.
     let events = events(dir.path(), |events| {
@@ -236,6 +247,13 @@ fn b2sdk_through_the_proxy_against_the_sdks_simulator() {
     assert_eq!(
         find(&events, "b2:ObjectCreated:Upload", "streamed.bin")["size"],
         3000
+    );
+    let unverified_event = find(&events, "b2:ObjectCreated:Upload", "unverified.bin");
+    assert_eq!(unverified_event["size"], 100_000);
+    assert_eq!(
+        unverified_event["checksum"]["value"],
+        base64_of(hex::decode(sha1).unwrap()),
+        "the event carries B2's unverified SHA-1: {unverified_event}"
     );
     let large = find(&events, "b2:ObjectCreated:MultipartUpload", "large.bin");
     assert_eq!(large["size"], 300 * 1024);
@@ -265,7 +283,7 @@ fn b2sdk_through_the_proxy_against_the_sdks_simulator() {
     );
 
     // No token, key or Basic credentials in the trace log or the events.
-    let basic = base64_of(&format!("{}:{}", simulator.key_id, simulator.key));
+    let basic = base64_of(format!("{}:{}", simulator.key_id, simulator.key));
     let logs = proxy.logs();
     let recorded = std::fs::read_to_string(dir.path().join("events.jsonl")).unwrap();
     for (what, text) in [("log", &logs), ("events", &recorded)] {
@@ -346,9 +364,9 @@ fn the_b2_cli_through_the_proxy() {
     assert_eq!(upload["size"], 70_000);
 }
 
-fn base64_of(text: &str) -> String {
+fn base64_of(data: impl AsRef<[u8]>) -> String {
     use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(text)
+    base64::engine::general_purpose::STANDARD.encode(data)
 }
 
 fn tail(text: &str) -> String {

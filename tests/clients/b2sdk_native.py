@@ -103,6 +103,28 @@ for name, sha1, data in [
     refused.append({"name": name, "status": response.status_code, "body": response.json()})
 out["refused"] = refused
 out["listing_after_refused"] = sorted(fv.file_name for fv, _ in bucket.ls(latest_only=True))
+# do_not_verify: nothing for the proxy to check; body and header go on as
+# they came (B2 stores the file with an "unverified:" checksum).
+upload = session.get_upload_url(bucket.id_)
+data = os.urandom(100_000)
+response = _request(
+    requests.Session(), "POST", upload["uploadUrl"], data=data,
+    headers={
+        "Authorization": upload["authorizationToken"],
+        "X-Bz-File-Name": "unverified.bin",
+        "Content-Type": "b2/x-auto",
+        "X-Bz-Content-Sha1": "do_not_verify",
+        "Content-Length": str(len(data)),
+    },
+)
+got = io.BytesIO()
+bucket.download_file_by_name("unverified.bin").save(got)
+out["unverified"] = {
+    "status": response.status_code,
+    "content_sha1": response.json().get("contentSha1"),
+    "sha1": hashlib.sha1(data).hexdigest(),
+    "roundtrip": got.getvalue() == data,
+}
 # b2sdk's v2 interface speaks API v3 (one bucket in apiInfo.storageApi).
 info3 = sdk_v2.InMemoryAccountInfo()
 api3 = sdk_v2.B2Api(info3)
