@@ -1,15 +1,18 @@
-//! What zstd compression in the proxy costs and saves (issue 17 item 2):
+//! What zstd and gzip compression in the proxy cost and save (issue 17
+//! item 2):
 //! a real text corpus (a tarball of this repository's `src/` and the cargo
 //! registry's unpacked crate sources) uploaded and downloaded with aws-cli
-//! through the `s3tap` binary in front of s3s-fs, once into a bucket under
-//! a `[[transforms]]` zstd rule and once into a bucket outside it. Reported:
+//! through the `s3tap` binary in front of s3s-fs, into a bucket under a
+//! `[[transforms]]` zstd rule, one under a gzip rule, and one outside both.
+//! Reported:
 //! the proxy process's CPU-seconds per GiB of plaintext (utime + stime from
 //! `/proc/<pid>/stat`) up and down, the compression ratio (plaintext over
 //! the bytes s3s-fs stored), and, as baseline, one SHA-256 pass over the
 //! same bytes in this process (CPU-seconds per GiB).
 //!
 //! Run with `scripts/bench.sh transform`. Knobs: `BENCH_CORPUS_MIB` (size
-//! of the corpus, default 512), `BENCH_LEVEL` (zstd level, default 3).
+//! of the corpus, default 512), `BENCH_LEVEL` (zstd level, default 3),
+//! `BENCH_GZIP_LEVEL` (default 6).
 
 #[path = "support/cpu.rs"]
 mod cpu;
@@ -91,6 +94,7 @@ async fn main() {
     let peers = Peers::get().expect("the test peers (scripts/setup-peers.sh)");
     let corpus_bytes = env_u64("BENCH_CORPUS_MIB", 512) * MIB;
     let level = env_u64("BENCH_LEVEL", 3);
+    let gzip_level = env_u64("BENCH_GZIP_LEVEL", 6);
     let dir = tempfile::tempdir().unwrap();
     let plain = dir.path().join("corpus.tar");
     corpus(&plain, corpus_bytes);
@@ -100,7 +104,7 @@ async fn main() {
     let upstream = Creds::new("BENCHUPSTREAM", "bench/upstream-secret");
     let client = Creds::new("BENCHCLIENT", "bench/client-secret");
     let s3s = S3sFs::start(&upstream).await.expect("s3s-fs");
-    for bucket in ["zbucket", "plain"] {
+    for bucket in ["zbucket", "gzbucket", "plain"] {
         std::fs::create_dir(s3s.data_dir().join(bucket)).unwrap();
     }
     let proxy = S3tapCommand::new()
@@ -122,6 +126,11 @@ secret_access_key = "{client_secret}"
 buckets = ["zbucket"]
 codec = "zstd"
 level = {level}
+
+[[transforms]]
+buckets = ["gzbucket"]
+codec = "gzip"
+level = {gzip_level}
 "#,
                 endpoint = s3s.endpoint(),
                 up_key = upstream.access_key,
@@ -135,7 +144,7 @@ level = {level}
 
     let sha = sha256_cpu_per_gib(&plain);
     println!(
-        "corpus: {:.0} MiB (tar of src/ and ~/.cargo/registry/src), zstd level {level}",
+        "corpus: {:.0} MiB (tar of src/ and ~/.cargo/registry/src), zstd level {level}, gzip level {gzip_level}",
         size as f64 / MIB as f64
     );
     println!("| bucket | upload | proxy CPU-s/GiB up | proxy CPU-s/GiB down (s3 cp) | stored/plain | ratio | wall up | wall down |");
@@ -146,6 +155,7 @@ level = {level}
     for (bucket, how) in [
         ("zbucket", "put-object"),
         ("zbucket", "s3 cp"),
+        ("gzbucket", "put-object"),
         ("plain", "s3 cp"),
     ] {
         let key = format!("corpus-{}.tar", how.replace(' ', "-"));

@@ -18,7 +18,7 @@
 #                              end to end with the JetStream outbox (3-node
 #                              cluster, 2 deliverers) vs a proxy delivering
 #                              directly (issue 13; FLEET_SECONDS, FLEET_CONNECTIONS)
-#   scripts/bench.sh transform zstd in the proxy: its CPU-seconds per GiB up
+#   scripts/bench.sh transform zstd and gzip in the proxy: CPU-seconds per GiB up
 #                              and down and the compression ratio on a tarball
 #                              of src/ and the cargo registry's sources, beside
 #                              one SHA-256 pass (issue 17; BENCH_CORPUS_MIB,
