@@ -5,6 +5,8 @@
 use std::fmt;
 use std::io;
 
+use super::gzip::Gzip;
+
 /// One upload's encoder: fed the plaintext in pieces, it appends the
 /// transformed bytes to a buffer the caller owns (and drains).
 pub trait Encode: Send {
@@ -174,11 +176,15 @@ impl Decode for ZstdDecoder {
     }
 }
 
+/// The built-in codecs' names, as objects carry them in their metadata and
+/// clients in the ETags they were given.
+pub(crate) const CODEC_NAMES: [&str; 2] = [Zstd::NAME, Gzip::NAME];
+
 /// The codec called `name`, as objects name it in their metadata.
 pub(crate) fn by_name(name: &str) -> Option<Box<dyn Codec>> {
     match name {
         Zstd::NAME => Some(Box::new(Zstd::default())),
-        super::gzip::Gzip::NAME => Some(Box::new(super::gzip::Gzip::default())),
+        Gzip::NAME => Some(Box::new(Gzip::default())),
         _ => None,
     }
 }

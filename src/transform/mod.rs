@@ -96,7 +96,9 @@ mod error;
 mod future;
 mod gzip;
 mod layer;
+mod read;
 mod service;
+mod write;
 
 pub use body::{ResponseBody, TransformBody};
 pub use codec::{Codec, Decode, Encode, Zstd};
