@@ -445,6 +445,68 @@ impl Sink for Hang {
     }
 }
 
+/// `emit` counts an event as queued before it hands it to the writer, which
+/// may take it on another thread at once. Counted after, the writer's
+/// subtraction could come first, saturate at zero, and leave `queued` one
+/// too high for good: the proxy's dispatcher then never looked idle. An
+/// emit waiting for room (`Block`, off the runtime) shows the order: the
+/// writer cannot have taken its event yet, and it already counts.
+#[test]
+fn an_event_counts_as_queued_before_the_writer_can_take_it() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (dispatcher, task) = runtime
+        .block_on(
+            Dispatcher::builder()
+                .sink("hang", Arc::new(Hang))
+                .queue_capacity(4)
+                .overflow(OverflowPolicy::Block)
+                .spool(dir.path().join("spool.redb"), FsyncPolicy::default())
+                .build(),
+        )
+        .unwrap();
+    // Between `block_on` calls the runtime, and so the writer, stands still:
+    // four events fill the queue and stay in it.
+    for i in 0..4 {
+        dispatcher
+            .emit("hang", event(&format!("fill-{i}")))
+            .unwrap();
+    }
+    assert_eq!(dispatcher.stats().queued, 4);
+    let waiting = std::thread::spawn({
+        let dispatcher = dispatcher.clone();
+        move || dispatcher.emit("hang", event("waits-for-room"))
+    });
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while dispatcher.stats().queued < 5 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(!waiting.is_finished(), "the fifth emit waits for room");
+    assert_eq!(
+        dispatcher.stats().queued,
+        5,
+        "the waiting event counts as queued before the writer can take it"
+    );
+    // The writer runs, makes room, and the emit returns.
+    runtime.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !waiting.is_finished() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    waiting
+        .join()
+        .unwrap()
+        .expect("accepted once there was room");
+    runtime.block_on(async {
+        dispatcher.shutdown(Duration::from_millis(200)).await;
+        task.await.unwrap();
+    });
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn emit_never_blocks_on_a_hung_sink_with_a_full_queue() {
     let dir = tempfile::tempdir().unwrap();
