@@ -161,8 +161,8 @@ impl Decoding {
             let _ = self.pending.split_to(read);
             if written == 0 {
                 if read == 0 {
-                    // libzstd always makes progress with input and room;
-                    // never spin if a codec does not.
+                    // The built-in codecs always make progress with input
+                    // and room; never spin if another codec does not.
                     return Err(TransformError::Decode(std::io::Error::other(
                         "the decoder made no progress",
                     )));
