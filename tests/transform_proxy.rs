@@ -551,21 +551,35 @@ async fn one_put_in_upstream_parts(setup: &Setup, format: Format, plain: &Path, 
     same_file(plain, &back).unwrap_or_else(|e| panic!("{format:?} GET: {e}"));
     // Ranges across frame boundaries (frames end every 8 MiB of plaintext),
     // and at the end.
-    let all = std::fs::read(plain).unwrap();
-    for (first, last) in [
+    let ranges = [
         (8 * MIB - 10, 8 * MIB + 10),
         (20 * MIB, 37 * MIB),
         (len - 5, len - 1),
-    ] {
+    ];
+    ranges_read_back(setup, bucket, "one-put", plain, &ranges).await;
+}
+
+/// boto3 `get_object` with each `Range` of `ranges` must give those bytes
+/// of `plain`.
+async fn ranges_read_back(
+    setup: &Setup,
+    bucket: &str,
+    key: &str,
+    plain: &Path,
+    ranges: &[(usize, usize)],
+) {
+    let all = std::fs::read(plain).unwrap();
+    let back = setup.dir.path().join("range.back");
+    for &(first, last) in ranges {
         let range = format!("bytes={first}-{last}");
         boto3(
             setup,
-            &["range", bucket, "one-put", back.to_str().unwrap(), &range],
+            &["range", bucket, key, back.to_str().unwrap(), &range],
         )
         .await;
         assert!(
             std::fs::read(&back).unwrap() == all[first..=last],
-            "{format:?}: boto3 {range}"
+            "boto3 {range} of {bucket}/{key}"
         );
     }
 }
@@ -605,19 +619,9 @@ async fn gzip_objects_round_trip_and_the_gzip_tool_reads_them() {
     )
     .await;
     same_file(&plain, &back).unwrap_or_else(|e| panic!("aws-cli GET: {e}"));
-    let all = std::fs::read(&plain).unwrap();
-    for (first, last) in [(8 * MIB - 3, 16 * MIB + 3), (len - 1, len - 1)] {
-        let range = format!("bytes={first}-{last}");
-        boto3(
-            &setup,
-            &["range", "gzbucket", "parts", back.to_str().unwrap(), &range],
-        )
-        .await;
-        assert!(
-            std::fs::read(&back).unwrap() == all[first..=last],
-            "boto3 {range} across padded parts"
-        );
-    }
+    // Across the padded parts, and at the end.
+    let ranges = [(8 * MIB - 3, 16 * MIB + 3), (len - 1, len - 1)];
+    ranges_read_back(&setup, "gzbucket", "parts", &plain, &ranges).await;
 }
 
 #[tokio::test]

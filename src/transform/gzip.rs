@@ -15,7 +15,10 @@ use flate2::{Compress, Compression, Crc, Decompress, FlushCompress, FlushDecompr
 
 use super::codec::{Codec, Decode, Encode};
 
-/// gzip at a level, through `flate2`. See the [module docs](self).
+/// gzip at a level: each frame one gzip member (deflate through `flate2`),
+/// so a stored object is one multi-member gzip file that `gzip -d` reads as
+/// it is; skippable frames are empty members whose header's extra field
+/// carries the bytes (at most 64 KiB a member), and decode to nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Gzip {
     level: u32,
@@ -95,7 +98,7 @@ impl Codec for Gzip {
         Ok(Box::new(GzipDecoder::new()))
     }
 
-    /// One empty member per [`MAX_SUBFIELD`] bytes of payload; the first
+    /// One empty member per `MAX_SUBFIELD` bytes of payload; the first
     /// takes the remainder, so the last one holds the payload's end whole
     /// (an index reader finds its footer there).
     fn skippable(&self, payload: &[u8], out: &mut Vec<u8>) {
