@@ -624,6 +624,85 @@ async fn gzip_objects_round_trip_and_the_gzip_tool_reads_them() {
     ranges_read_back(&setup, "gzbucket", "parts", &plain, &ranges).await;
 }
 
+/// A stored object damaged on the upstream's disk must fail the download:
+/// a client never takes damaged bytes for the object. The plaintext is
+/// random (it does not compress), so both codecs store it as it is and the
+/// flipped byte still decodes, to a wrong byte: only the frame's checksum
+/// (zstd's XXH64, gzip's CRC-32) finds it, and the proxy withholds the
+/// download's last bytes until that checksum is checked.
+#[tokio::test]
+async fn a_stored_object_damaged_upstream_fails_the_download_for_boto3_and_aws_cli() {
+    let Some(setup) = setup().await else { return };
+    let scratch = setup.dir.path();
+    let plain = scratch.join("random.bin");
+    let len = 3 * MIB;
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let random: Vec<u8> = (0..len)
+        .map(|_| {
+            // xorshift64: incompressible enough for both codecs.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 32) as u8
+        })
+        .collect();
+    std::fs::write(&plain, &random).unwrap();
+    for format in [Format::Zstd, Format::Gzip] {
+        let bucket = format.bucket();
+        boto3(&setup, &["put", bucket, "damaged", plain.to_str().unwrap()]).await;
+        let on_disk = stored(&setup.s3s, bucket, "damaged");
+        let back = scratch.join("damaged.back");
+        // Sound, it reads back.
+        boto3(&setup, &["get", bucket, "damaged", back.to_str().unwrap()]).await;
+        same_file(&plain, &back).unwrap_or_else(|e| panic!("{format:?} before the damage: {e}"));
+        std::fs::remove_file(&back).unwrap();
+
+        let mut bytes = std::fs::read(&on_disk).unwrap();
+        let at = bytes.len() / 2;
+        bytes[at] ^= 0x10;
+        std::fs::write(&on_disk, &bytes).unwrap();
+
+        let words = [
+            setup.proxy.endpoint.as_str(),
+            "get",
+            bucket,
+            "damaged",
+            back.to_str().unwrap(),
+        ];
+        let args: Vec<&std::ffi::OsStr> = words.iter().map(std::ffi::OsStr::new).collect();
+        let out = boto3_script(setup.peers, "transform_boto3.py", &args, &client_creds()).await;
+        assert!(
+            !out.success(),
+            "boto3 read a damaged {format:?} object as whole: {}",
+            out.stdout
+        );
+        let got = std::fs::read(&back).unwrap_or_default();
+        assert!(got.len() < len, "{format:?}: boto3 got every byte");
+
+        let uri = format!("s3://{bucket}/damaged");
+        let cli_back = scratch.join("damaged.cli");
+        let words = ["cp", uri.as_str(), cli_back.to_str().unwrap()];
+        let cli_args: Vec<&std::ffi::OsStr> = words.iter().map(std::ffi::OsStr::new).collect();
+        let out = aws_cli_s3(
+            setup.peers,
+            &setup.proxy.endpoint,
+            &client_creds(),
+            &cli_args,
+        )
+        .await;
+        assert!(!out.success(), "aws-cli read a damaged {format:?} object");
+        assert!(
+            !cli_back.exists(),
+            "aws-cli left a file from a failed download of {format:?}"
+        );
+        assert!(
+            setup.proxy.logs().contains("does not decode"),
+            "the proxy's log names the damage: {}",
+            tail(&setup.proxy.logs())
+        );
+    }
+}
+
 #[tokio::test]
 async fn the_readme_example_loads_and_bad_rules_stop_the_start() {
     let example = support::readme_toml_example(|block| block.contains("[[transforms]]"));

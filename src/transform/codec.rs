@@ -24,6 +24,12 @@ pub trait Decode: Send {
     /// Frames the codec marks as skippable (padding, the index) produce
     /// nothing.
     fn decode(&mut self, input: &[u8], out: &mut [u8]) -> io::Result<(usize, usize)>;
+    /// Whether every frame begun so far was decoded to its end, its
+    /// checksum (where the format has one) checked and its plaintext all
+    /// written: true before the first byte and between frames. A call to
+    /// [`decode`](Decode::decode) returns at the end of a frame, so a reader
+    /// can stop there without reading the next one.
+    fn frame_complete(&self) -> bool;
 }
 
 /// A payload transform: a name stored with each object it wrote, an encoder
@@ -96,13 +102,20 @@ impl Codec for Zstd {
     }
 
     fn encoder(&self) -> io::Result<Box<dyn Encode>> {
-        Ok(Box::new(ZstdEncoder(zstd::stream::raw::Encoder::new(
-            self.level,
-        )?)))
+        let mut encoder = zstd::stream::raw::Encoder::new(self.level)?;
+        // Each frame ends with a checksum of its plaintext (4 bytes, XXH64),
+        // which every decoder checks: damage to stored bytes that still
+        // decodes is found, as gzip's CRC-32 finds it. libzstd leaves it off
+        // by default; the `zstd` CLI turns it on.
+        encoder.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))?;
+        Ok(Box::new(ZstdEncoder(encoder)))
     }
 
     fn decoder(&self) -> io::Result<Box<dyn Decode>> {
-        Ok(Box::new(ZstdDecoder(zstd::stream::raw::Decoder::new()?)))
+        Ok(Box::new(ZstdDecoder {
+            decoder: zstd::stream::raw::Decoder::new()?,
+            frame_complete: true,
+        }))
     }
 
     fn skippable(&self, payload: &[u8], out: &mut Vec<u8>) {
@@ -166,13 +179,25 @@ impl Encode for ZstdEncoder {
     }
 }
 
-struct ZstdDecoder(zstd::stream::raw::Decoder<'static>);
+struct ZstdDecoder {
+    decoder: zstd::stream::raw::Decoder<'static>,
+    frame_complete: bool,
+}
 
 impl Decode for ZstdDecoder {
     fn decode(&mut self, input: &[u8], out: &mut [u8]) -> io::Result<(usize, usize)> {
         use zstd::stream::raw::Operation;
-        let status = self.0.run_on_buffers(input, out)?;
+        let status = self.decoder.run_on_buffers(input, out)?;
+        // libzstd's hint is 0 exactly when a frame was decoded, its content
+        // checksum checked and its output flushed; a call stops there.
+        if status.bytes_read > 0 || status.bytes_written > 0 {
+            self.frame_complete = status.remaining == 0;
+        }
         Ok((status.bytes_read, status.bytes_written))
+    }
+
+    fn frame_complete(&self) -> bool {
+        self.frame_complete
     }
 }
 

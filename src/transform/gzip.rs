@@ -369,7 +369,12 @@ impl Decode for GzipDecoder {
         let (mut read, mut written) = (0, 0);
         while read < input.len() && written < out.len() {
             if self.state != State::Deflate {
+                let in_trailer = matches!(self.state, State::Trailer { .. });
                 read += self.framing(&input[read..])?;
+                if in_trailer && self.frame_complete() {
+                    // A member ends here: the caller may stop at it.
+                    break;
+                }
                 continue;
             }
             let (before_in, before_out) = (self.inflate.total_in(), self.inflate.total_out());
@@ -390,6 +395,10 @@ impl Decode for GzipDecoder {
             }
         }
         Ok((read, written))
+    }
+
+    fn frame_complete(&self) -> bool {
+        self.state == State::Fixed { have: 0 }
     }
 }
 
