@@ -238,6 +238,11 @@ fn resign<B>(
 
     // Headers: drop what belongs to this hop, then decide what gets signed.
     remove_hop_by_hop(&mut parts.headers);
+    // The HTTP version belongs to the hop as well: a client's HTTP/2
+    // request goes on as HTTP/1.1, which any S3 upstream speaks (hyper's
+    // client refuses an HTTP/2 request on an HTTP/1 connection; on an
+    // HTTP/2 one it sends HTTP/2 whatever the request says).
+    parts.version = http::Version::HTTP_11;
     for name in NEVER_FORWARDED {
         parts.headers.remove(name);
     }
