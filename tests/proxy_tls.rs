@@ -134,3 +134,85 @@ async fn tls_section_is_served_and_a_client_trusting_another_ca_refuses_it() {
         out.stdout
     );
 }
+
+/// `curl` against `url` as the given HTTP version (`--http1.1`, `--http2`
+/// by ALPN, `--http2-prior-knowledge`), signed with `creds` by curl's own
+/// SigV4: what it answered, as "<version> <status>".
+fn curl_version_and_status(
+    url: &str,
+    version: &str,
+    creds: &Creds,
+    ca: Option<&std::path::Path>,
+) -> String {
+    let mut command = std::process::Command::new("curl");
+    command
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_version} %{http_code}",
+            version,
+        ])
+        // S3 wants the payload hash; curl signs the header given here.
+        .args(["-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD"])
+        .args(["--aws-sigv4", "aws:amz:us-east-1:s3", "--user"])
+        .arg(format!("{}:{}", creds.access_key, creds.secret_key))
+        .arg(url);
+    if let Some(ca) = ca {
+        command.arg("--cacert").arg(ca);
+    }
+    let out = command.output().expect("curl (Debian package curl)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// HTTP/2 is served where a client asks for it: by ALPN over TLS, and by
+/// the connection preface over plain TCP ("prior knowledge"); HTTP/1.1
+/// beside it on the same listener. A signed `ListBuckets` gets its 200 on
+/// each.
+#[tokio::test]
+async fn http2_by_alpn_and_by_prior_knowledge_beside_http1() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = test_certificate(dir.path(), "proxy", &["127.0.0.1"]);
+    for sub in ["tls", "plain"] {
+        std::fs::create_dir(dir.path().join(sub)).unwrap();
+    }
+    let tls = S3tapCommand::new()
+        .arg("--tls-cert")
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key)
+        .start(&dir.path().join("tls"));
+    let creds = Creds::new(
+        &tls.banner("access key id"),
+        &tls.banner("secret access key"),
+    );
+    let url = format!("{}/", tls.endpoint);
+    assert_eq!(
+        curl_version_and_status(&url, "--http2", &creds, Some(&ca)),
+        "2 200",
+        "log:\n{}",
+        tls.logs()
+    );
+    assert_eq!(
+        curl_version_and_status(&url, "--http1.1", &creds, Some(&ca)),
+        "1.1 200"
+    );
+
+    let plain = S3tapCommand::new().start(&dir.path().join("plain"));
+    let creds = Creds::new(
+        &plain.banner("access key id"),
+        &plain.banner("secret access key"),
+    );
+    let url = format!("{}/", plain.endpoint);
+    assert_eq!(
+        curl_version_and_status(&url, "--http2-prior-knowledge", &creds, None),
+        "2 200",
+        "log:\n{}",
+        plain.logs()
+    );
+    assert_eq!(
+        curl_version_and_status(&url, "--http1.1", &creds, None),
+        "1.1 200"
+    );
+}

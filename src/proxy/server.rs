@@ -14,8 +14,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tower_layer::Layer;
@@ -363,18 +361,7 @@ impl Proxy {
                 let _ = stopped.wait_for(|stop| *stop).await;
             }))
         });
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        // A slow or oversized request head costs a bounded buffer and time.
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout)
-            .max_buf_size(limits.max_header_bytes)
-            .max_headers(limits.max_headers);
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .max_header_list_size(limits.max_header_bytes as u32);
+        let protocols = Arc::new(workers::Protocols::new(&limits));
         let admin_task = tokio::spawn(serve_admin(
             admin,
             Arc::from(ready_target),
@@ -393,7 +380,7 @@ impl Proxy {
             }
         });
         let shared = Arc::new(workers::Shared {
-            builder,
+            protocols,
             tls,
             connection_permits: Arc::new(tokio::sync::Semaphore::new(limits.max_connections)),
             drain_timeout,

@@ -20,14 +20,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{oneshot, watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
+use super::config::Limits;
 use super::error::StartError;
 use super::server::S3Service;
 
@@ -59,9 +60,89 @@ pub(super) fn bind(addr: SocketAddr, count: usize) -> Result<Vec<TcpListener>, S
         .map_err(refused)
 }
 
+/// The most an HTTP/1 connection reads from its socket at once (hyper's
+/// default). A request body arrives in reads of up to this size; capped at
+/// the 64 KiB of `max_header_bytes`, as it was while that limit was set
+/// through the read buffer, a 1 GiB upload took 1.7 times nginx's CPU for
+/// the hop alone, in four times the reads and wake-ups (BENCHMARKS.md,
+/// "Goal 3").
+const HTTP1_READ_BUFFER: usize = 400 * 1024;
+
+/// The HTTP/2 connection preface (RFC 9113, section 3.4), how a client that
+/// speaks HTTP/2 over plain TCP without asking first ("prior knowledge")
+/// opens. No HTTP/1 request starts with `PRI `.
+const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// How a connection is served, HTTP/1 or HTTP/2, chosen per connection: by
+/// ALPN over TLS, by the client's first bytes over plain TCP.
+///
+/// hyper's own builders rather than hyper-util's `auto`: the head-size
+/// limit is `max_header_size` there, which `auto` does not offer, and
+/// without it the limit had to be the whole read buffer's size.
+pub(super) struct Protocols {
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+}
+
+impl Protocols {
+    /// Both protocols under `limits`: a slow or oversized request head
+    /// costs a bounded buffer and time.
+    pub(super) fn new(limits: &Limits) -> Self {
+        let mut http1 = http1::Builder::new();
+        http1
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .max_header_size(limits.max_header_bytes)
+            .max_buf_size(HTTP1_READ_BUFFER.max(limits.max_header_bytes))
+            .max_headers(limits.max_headers);
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+        Protocols { http1, http2 }
+    }
+
+    /// Serves `io` until the client or the shutdown ends it.
+    async fn serve<I>(
+        &self,
+        io: I,
+        http2: bool,
+        service: TowerToHyperService<S3Service>,
+        watcher: hyper_util::server::graceful::Watcher,
+    ) -> Result<(), hyper::Error>
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        if http2 {
+            let connection = self.http2.serve_connection(TokioIo::new(io), service);
+            watcher.watch(connection).await
+        } else {
+            let connection = self.http1.serve_connection(TokioIo::new(io), service);
+            watcher.watch(connection).await
+        }
+    }
+}
+
+/// Whether a plain TCP client opens with the HTTP/2 preface, looked at
+/// without consuming it. A client whose first bytes are fewer than four
+/// and could still be the preface is looked at again, for up to about
+/// 100 ms; after that it is served as HTTP/1, whose head timeout applies.
+async fn opens_with_http2_preface(tcp: &TcpStream) -> bool {
+    let mut first = [0u8; 4];
+    for _ in 0..100 {
+        match tcp.peek(&mut first).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) if n == first.len() => return first[..] == HTTP2_PREFACE[..n],
+            Ok(n) if first[..n] != HTTP2_PREFACE[..n] => return false,
+            Ok(_) => tokio::time::sleep(Duration::from_millis(1)).await,
+        }
+    }
+    false
+}
+
 /// What every worker shares.
 pub(super) struct Shared {
-    pub builder: auto::Builder<TokioExecutor>,
+    pub protocols: Arc<Protocols>,
     pub tls: Option<TlsAcceptor>,
     /// `[limits] max_connections`, over all workers.
     pub connection_permits: Arc<Semaphore>,
@@ -171,7 +252,7 @@ async fn serve(
         };
         let _ = tcp.set_nodelay(true);
         let service = TowerToHyperService::new(service.for_peer(peer));
-        let builder = shared.builder.clone();
+        let protocols = shared.protocols.clone();
         let watcher = graceful.watcher();
         let tls = shared.tls.clone();
         tokio::spawn(async move {
@@ -189,12 +270,12 @@ async fn serve(
                             }
                             Err(_) => return,
                         };
-                    let connection = builder.serve_connection(TokioIo::new(stream), service);
-                    watcher.watch(connection.into_owned()).await
+                    let http2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                    protocols.serve(stream, http2, service, watcher).await
                 }
                 None => {
-                    let connection = builder.serve_connection(TokioIo::new(tcp), service);
-                    watcher.watch(connection.into_owned()).await
+                    let http2 = opens_with_http2_preface(&tcp).await;
+                    protocols.serve(tcp, http2, service, watcher).await
                 }
             };
             if let Err(error) = result {
