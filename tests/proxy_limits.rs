@@ -131,6 +131,30 @@ async fn a_client_sending_its_head_a_byte_a_second_is_cut_off() {
     );
 }
 
+/// A connection that never sends a byte is closed by the head timeout too,
+/// whatever waits for its first bytes (the listener looks at them to tell
+/// HTTP/2's preface from an HTTP/1 request), as is one whose first byte
+/// could still begin the preface.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_sends_nothing_or_one_byte_is_cut_off() {
+    let proxy = start().await;
+    for first in [&b""[..], b"P"] {
+        let mut stream = TcpStream::connect(proxy.s3).await.unwrap();
+        let started = Instant::now();
+        stream.write_all(first).await.unwrap();
+        let (_, closed) = read_until_closed(&mut stream, Duration::from_secs(8)).await;
+        let elapsed = started.elapsed();
+        assert!(
+            closed,
+            "a client that sent {first:?} was still connected after {elapsed:?}, configured 2 s"
+        );
+        assert!(
+            elapsed >= Duration::from_millis(1500) && elapsed < Duration::from_secs(6),
+            "a client that sent {first:?} was closed after {elapsed:?}, configured 2 s"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_heads_and_too_many_headers_are_refused() {
     let dir = tempfile::tempdir().unwrap();

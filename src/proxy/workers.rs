@@ -82,6 +82,10 @@ const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 pub(super) struct Protocols {
     http1: http1::Builder,
     http2: http2::Builder<TokioExecutor>,
+    /// `[limits] header_read_timeout`, also the most a plain TCP client may
+    /// take to send its first bytes (hyper's own timeout starts once the
+    /// protocol is chosen).
+    head_timeout: Duration,
 }
 
 impl Protocols {
@@ -99,7 +103,11 @@ impl Protocols {
         http2
             .timer(TokioTimer::new())
             .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
-        Protocols { http1, http2 }
+        Protocols {
+            http1,
+            http2,
+            head_timeout: limits.header_read_timeout,
+        }
     }
 
     /// Serves `io` until the client or the shutdown ends it.
@@ -274,7 +282,12 @@ async fn serve(
                     protocols.serve(stream, http2, service, watcher).await
                 }
                 None => {
-                    let http2 = opens_with_http2_preface(&tcp).await;
+                    let first_bytes = opens_with_http2_preface(&tcp);
+                    let Ok(http2) = tokio::time::timeout(protocols.head_timeout, first_bytes).await
+                    else {
+                        tracing::debug!(%peer, "no request within the head read timeout");
+                        return;
+                    };
                     protocols.serve(tcp, http2, service, watcher).await
                 }
             };
