@@ -8,8 +8,8 @@
 //! logs at info level once logging is up, so an environment variable never
 //! loses silently.
 //!
-//! (About 920 lines: the merge steps and their unit tests stay together;
-//! each step is short, and the file is one job, resolving settings.)
+//! The merge steps and their unit tests stay in this one file: each step
+//! is short, and the file is one job, resolving settings.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
