@@ -90,3 +90,32 @@ where
         }
     }
 }
+
+/// Helpers for the body tests of the layers that use them.
+#[cfg(all(test, any(feature = "transform", feature = "b2-native")))]
+pub(crate) mod testing {
+    use bytes::Bytes;
+    use http_body::Body;
+    use http_body_util::BodyExt;
+
+    /// Reads `body` frame by frame to its end: the data that came, and the
+    /// error that ended it, if one did. Every frame must be data.
+    pub(crate) async fn drain<B>(mut body: B) -> (Vec<u8>, Option<B::Error>)
+    where
+        B: Body<Data = Bytes> + Unpin,
+    {
+        let mut out = Vec::new();
+        while let Some(frame) = body.frame().await {
+            match frame {
+                Ok(frame) => {
+                    let data = frame
+                        .into_data()
+                        .unwrap_or_else(|_| panic!("a trailers frame"));
+                    out.extend_from_slice(&data);
+                }
+                Err(error) => return (out, Some(error)),
+            }
+        }
+        (out, None)
+    }
+}

@@ -311,7 +311,8 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http_body_util::{BodyExt, StreamBody};
+    use crate::body::testing::drain;
+    use http_body_util::StreamBody;
 
     fn frames(parts: &[&[u8]]) -> impl Body<Data = Bytes, Error = BoxError> {
         let frames: Vec<Result<Frame<Bytes>, BoxError>> = parts
@@ -323,21 +324,6 @@ mod tests {
 
     fn sha1_hex(data: &[u8]) -> String {
         hex::encode(Sha1::digest(data))
-    }
-
-    /// Reads frames one by one; returns the data released before the
-    /// error (if any) and the error.
-    async fn drain<B: Body<Data = Bytes, Error = BoxError> + Unpin>(
-        mut body: B,
-    ) -> (Vec<u8>, Option<BoxError>) {
-        let mut out = Vec::new();
-        while let Some(frame) = body.frame().await {
-            match frame {
-                Ok(frame) => out.extend_from_slice(&frame.into_data().unwrap()),
-                Err(error) => return (out, Some(error)),
-            }
-        }
-        (out, None)
     }
 
     fn block_on<F: std::future::Future>(future: F) -> F::Output {
