@@ -634,19 +634,8 @@ async fn gzip_objects_round_trip_and_the_gzip_tool_reads_them() {
 async fn a_stored_object_damaged_upstream_fails_the_download_for_boto3_and_aws_cli() {
     let Some(setup) = setup().await else { return };
     let scratch = setup.dir.path();
-    let plain = scratch.join("random.bin");
     let len = 3 * MIB;
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    let random: Vec<u8> = (0..len)
-        .map(|_| {
-            // xorshift64: incompressible enough for both codecs.
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 32) as u8
-        })
-        .collect();
-    std::fs::write(&plain, &random).unwrap();
+    let (plain, _) = support::random_file(scratch, "random.bin", len, 0x2545_f491_4f6c_dd1d);
     for format in [Format::Zstd, Format::Gzip] {
         let bucket = format.bucket();
         boto3(&setup, &["put", bucket, "damaged", plain.to_str().unwrap()]).await;
