@@ -10,14 +10,13 @@ use super::time::AmzDate;
 
 /// `AWS4-HMAC-SHA256\n<date>\n<scope>\n<hex sha256(canonical request)>`.
 pub fn string_to_sign(date: &AmzDate, scope: &str, canonical_request: &[u8]) -> String {
-    use std::fmt::Write;
     let digest = Sha256::digest(canonical_request);
     // Written into one buffer of the right size: this runs twice per
     // proxied request (verify, re-sign).
     let mut out = String::with_capacity(ALGORITHM.len() + 16 + 3 + scope.len() + 1 + 64);
     out.push_str(ALGORITHM);
     out.push('\n');
-    let _ = write!(out, "{date}");
+    out.push_str(date.basic_form().as_str());
     out.push('\n');
     out.push_str(scope);
     out.push('\n');

@@ -187,7 +187,7 @@ pub(crate) fn read_claim(
             }
         };
 
-    if scope.date != date.date_stamp() {
+    if scope.date != date.basic_form().date_stamp() {
         return Err(VerifyError::ScopeDateMismatch {
             scope: scope.date.clone(),
             date: date.date_stamp(),
