@@ -122,32 +122,34 @@ const PRESIGN_PARAMS: [&str; 8] = [
     "X-Amz-Content-Sha256",
 ];
 
-struct SigningIdentity {
-    access_key_id: String,
-    secret: crate::credentials::Secret,
-    session_token: Option<crate::credentials::Secret>,
+/// Borrowed from the layer's settings or the request's [`Verified`]: the
+/// re-signer runs on every request and copies nothing it only reads.
+struct SigningIdentity<'a> {
+    access_key_id: &'a str,
+    secret: &'a crate::credentials::Secret,
+    session_token: Option<&'a crate::credentials::Secret>,
 }
 
-fn choose_credentials(
-    config: &ResignConfig,
-    verified: Option<&Verified>,
-) -> Result<SigningIdentity, S3Error> {
+fn choose_credentials<'a>(
+    config: &'a ResignConfig,
+    verified: Option<&'a Verified>,
+) -> Result<SigningIdentity<'a>, S3Error> {
     match (&config.credentials, verified) {
         (CredentialsSource::Fixed(fixed), _) => Ok(SigningIdentity {
-            access_key_id: fixed.access_key_id.clone(),
-            secret: fixed.secret.clone(),
-            session_token: fixed.session_token.clone(),
+            access_key_id: &fixed.access_key_id,
+            secret: &fixed.secret,
+            session_token: fixed.session_token.as_ref(),
         }),
         (CredentialsSource::Client, Some(verified)) => Ok(SigningIdentity {
-            access_key_id: verified.access_key_id.clone(),
-            secret: verified.credential.secret.clone(),
-            session_token: verified.credential.session_token.clone(),
+            access_key_id: &verified.access_key_id,
+            secret: &verified.credential.secret,
+            session_token: verified.credential.session_token.as_ref(),
         }),
         (CredentialsSource::Mapped, Some(verified)) => match &verified.credential.upstream {
             Some(upstream) => Ok(SigningIdentity {
-                access_key_id: upstream.access_key_id.clone(),
-                secret: upstream.secret.clone(),
-                session_token: upstream.session_token.clone(),
+                access_key_id: &upstream.access_key_id,
+                secret: &upstream.secret,
+                session_token: upstream.session_token.as_ref(),
             }),
             None => Err(S3Error::new(
                 S3ErrorCode::AccessDenied,
@@ -187,17 +189,17 @@ fn resign<B>(
     request: Request<B>,
 ) -> Result<Request<ResignBody<B>>, S3Error> {
     let (mut parts, body) = request.into_parts();
-    let verified = parts.extensions.get::<Verified>().cloned();
-    let identity = choose_credentials(config, verified.as_ref())?;
+    // Borrowed, not cloned: the extensions are not touched until the end.
+    let verified = parts.extensions.get::<Verified>();
+    let identity = choose_credentials(config, verified)?;
 
     // Target: scheme and host of the upstream, bucket placed as it expects.
     let client_host = parts
         .headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| parts.uri.authority().map(|a| a.to_string()));
-    let (bucket, key_path) = client_target(config, client_host.as_deref(), parts.uri.path());
+        .or_else(|| parts.uri.authority().map(|a| a.as_str()));
+    let (bucket, key_path) = client_target(config, client_host, parts.uri.path());
     let upstream_authority = config.upstream.authority().as_str();
     let (authority, path) = match (config.addressing, &bucket) {
         (Addressing::VirtualHosted, Some(bucket)) => (
@@ -214,7 +216,7 @@ fn resign<B>(
         ),
         (_, None) => (upstream_authority.to_owned(), "/".to_owned()),
     };
-    let query = match (parts.uri.query(), verified.as_ref().map(|v| v.auth)) {
+    let query = match (parts.uri.query(), verified.map(|v| v.auth)) {
         (Some(query), Some(AuthKind::Presigned { .. })) => Some(strip_presign_params(query)),
         (Some(query), _) => Some(query.to_owned()),
         (None, _) => None,
@@ -255,7 +257,7 @@ fn resign<B>(
             .map_err(|_| S3Error::new(S3ErrorCode::InvalidRequest, "Invalid upstream host."))?,
     );
 
-    let payload = match &verified {
+    let payload = match verified {
         Some(verified) => match verified.auth {
             AuthKind::Presigned { .. } if !verified.payload.is_chunked() => {
                 if matches!(verified.payload, PayloadMode::Hex(_)) {
@@ -269,15 +271,17 @@ fn resign<B>(
         None => PayloadMode::Unsigned,
     };
     let date = AmzDate::from_system_time((config.clock)());
+    let date_text = date.basic_form();
     parts.headers.insert(
         "x-amz-date",
-        HeaderValue::from_str(&date.to_string()).expect("ASCII date"),
+        HeaderValue::from_str(date_text.as_str()).expect("ASCII date"),
     );
+    let payload_hash = payload.header_value();
     parts.headers.insert(
         "x-amz-content-sha256",
-        HeaderValue::from_str(&payload.header_value()).expect("ASCII payload mode"),
+        HeaderValue::from_str(&payload_hash).expect("ASCII payload mode"),
     );
-    if let Some(token) = &identity.session_token {
+    if let Some(token) = identity.session_token {
         let value = HeaderValue::from_str(token.expose()).map_err(|_| {
             S3Error::new(
                 S3ErrorCode::InternalError,
@@ -288,9 +292,7 @@ fn resign<B>(
     }
 
     let plan = if payload.is_chunked() {
-        let verified = verified
-            .as_ref()
-            .expect("chunked payloads come only from verified requests");
+        let verified = verified.expect("chunked payloads come only from verified requests");
         let digests = verified.chunk_digests.clone().ok_or_else(|| {
             S3Error::new(
                 S3ErrorCode::InternalError,
@@ -319,57 +321,64 @@ fn resign<B>(
 
     // Sign what the client signed (or, unverified, every end-to-end header),
     // plus what SigV4 requires; unsigned client headers travel unsigned.
-    let mut signed: Vec<String> = match &verified {
+    // The names are borrowed from the client's signed list or held as
+    // `HeaderName`s (a reference count, no copy): the headers map itself
+    // gets the authorization header below.
+    let mut held: Vec<header::HeaderName> = Vec::new();
+    match verified {
+        Some(_) => {
+            // Headers the client signed but that were rewritten for this
+            // hop are re-added above (content-encoding); x-amz-* must
+            // always be signed.
+            held.extend(
+                parts
+                    .headers
+                    .keys()
+                    .filter(|name| name.as_str().starts_with("x-amz-"))
+                    .cloned(),
+            );
+        }
+        None => held.extend(parts.headers.keys().cloned()),
+    }
+    let mut signed: Vec<&str> = match verified {
         Some(verified) => verified
             .signed_headers
             .names()
             .into_iter()
             .filter(|name| parts.headers.contains_key(*name))
-            .map(str::to_owned)
             .collect(),
-        None => parts
-            .headers
-            .keys()
-            .map(|n| n.as_str().to_owned())
-            .collect(),
+        None => Vec::new(),
     };
+    signed.extend(held.iter().map(header::HeaderName::as_str));
     signed.retain(|name| {
-        !NEVER_SIGNED.contains(&name.as_str())
-            && !NEVER_FORWARDED.contains(&name.as_str())
-            && !is_hop_by_hop(name)
+        !NEVER_SIGNED.contains(name) && !NEVER_FORWARDED.contains(name) && !is_hop_by_hop(name)
     });
-    for required in ["host", "x-amz-date", "x-amz-content-sha256"] {
-        signed.push(required.to_owned());
-    }
+    signed.extend(["host", "x-amz-date", "x-amz-content-sha256"]);
     if identity.session_token.is_some() {
-        signed.push("x-amz-security-token".to_owned());
-    }
-    if verified.is_some() {
-        // Headers the client signed but that were rewritten for this hop are
-        // re-added above (content-encoding); x-amz-* must always be signed.
-        for name in parts.headers.keys() {
-            if name.as_str().starts_with("x-amz-") {
-                signed.push(name.as_str().to_owned());
-            }
-        }
+        signed.push("x-amz-security-token");
     }
     signed.sort_unstable();
     signed.dedup();
-    let signed_refs: Vec<&str> = signed.iter().map(String::as_str).collect();
 
-    let scope = format!(
-        "{}/{}/{}/aws4_request",
-        date.date_stamp(),
-        config.region,
-        config.service
-    );
+    let date_stamp = date_text.date_stamp();
+    let mut scope =
+        String::with_capacity(date_stamp.len() + config.region.len() + config.service.len() + 16);
+    for part in [
+        date_stamp,
+        "/",
+        &config.region,
+        "/",
+        &config.service,
+        "/aws4_request",
+    ] {
+        scope.push_str(part);
+    }
     let key = config.key_cache.get(
         identity.secret.expose(),
-        &date.date_stamp(),
+        date_stamp,
         &config.region,
         &config.service,
     );
-    let payload_hash = payload.header_value();
     let canonical = CanonicalRequest {
         method: parts.method.as_str(),
         path: parts.uri.path(),
@@ -377,13 +386,13 @@ fn resign<B>(
         skip_query_param: None,
         headers: &parts.headers,
         authority: None,
-        signed_headers: &signed_refs,
+        signed_headers: &signed,
         payload_hash: &payload_hash,
         uri_encoding: UriEncoding::S3,
     };
     let signature = sign_request(&canonical, &key, &date, &scope).signature;
     let authorization = authorization_value(
-        &identity.access_key_id,
+        identity.access_key_id,
         &scope,
         &signed.join(";"),
         &signature,
