@@ -84,8 +84,7 @@ where
     fn call(&mut self, request: Request<B>) -> ResponseFuture {
         let (mut parts, body) = request.into_parts();
         let context = ErrorContext {
-            host: host_and_port(&parts.uri),
-            resource: parts.uri.path().to_owned(),
+            uri: parts.uri.clone(),
             is_head: parts.method == http::Method::HEAD,
             request_id: RequestId::from_extensions_or_new(&parts.extensions),
             connect_timeout: self.connect_timeout,
@@ -108,7 +107,7 @@ where
 /// `host:port`, with the scheme's default port: what an operator needs to
 /// find the upstream, and nothing of the path or query (presigned URLs carry
 /// signatures there).
-fn host_and_port(uri: &Uri) -> String {
+pub(super) fn host_and_port(uri: &Uri) -> String {
     let host = uri.host().unwrap_or("<no host>");
     let port = uri
         .port_u16()

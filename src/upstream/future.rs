@@ -17,14 +17,22 @@ use super::error::UpstreamError;
 use crate::hop_by_hop::remove_hop_by_hop;
 use crate::s3error::RequestId;
 
-/// What an error response needs to say, kept aside while waiting.
+/// What an error response needs to say, kept aside while waiting. The
+/// texts are made from the URI only when an error needs them: most
+/// requests never fail.
 pub(crate) struct ErrorContext {
-    pub(crate) host: String,
-    pub(crate) resource: String,
+    pub(crate) uri: http::Uri,
     pub(crate) is_head: bool,
     pub(crate) request_id: RequestId,
     pub(crate) connect_timeout: Duration,
     pub(crate) response_timeout: Duration,
+}
+
+impl ErrorContext {
+    /// `host:port` of the upstream, as errors name it.
+    fn host(&self) -> String {
+        super::client::host_and_port(&self.uri)
+    }
 }
 
 pin_project! {
@@ -78,11 +86,11 @@ impl Future for ResponseFuture {
             StateProj::Waiting { response, deadline } => match response.poll(cx) {
                 Poll::Ready(Ok(response)) => return Poll::Ready(Ok(forward(response))),
                 Poll::Ready(Err(error)) => {
-                    UpstreamError::classify(error, context.host.clone(), context.connect_timeout)
+                    UpstreamError::classify(error, context.host(), context.connect_timeout)
                 }
                 Poll::Pending => match deadline.poll(cx) {
                     Poll::Ready(()) => UpstreamError::ResponseTimeout {
-                        host: context.host.clone(),
+                        host: context.host(),
                         timeout: context.response_timeout,
                     },
                     Poll::Pending => return Poll::Pending,
@@ -106,7 +114,7 @@ fn error_response(error: &UpstreamError, context: &ErrorContext) -> Response<Ups
     error
         .to_s3_error()
         .to_response(
-            &context.resource,
+            context.uri.path(),
             context.request_id.as_str(),
             context.is_head,
         )
