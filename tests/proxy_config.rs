@@ -239,6 +239,9 @@ fn zero_workers() {
     let file = config_file(dir.path(), "[listen]\nworkers = 0\n");
     let outcome = run(dir.path(), &["--config", &file], &[]);
     assert_refused(&outcome, "[listen] workers must be at least 1");
+    let file = config_file(dir.path(), "[listen]\nshared_threads = 0\n");
+    let outcome = run(dir.path(), &["--config", &file], &[]);
+    assert_refused(&outcome, "[listen] shared_threads must be at least 1");
 }
 
 #[test]

@@ -253,6 +253,46 @@ async fn embedded_store_lists_odd_keys_and_recursive_listings_as_aws_does() {
     );
 }
 
+/// `[listen] shared_threads`: the shared runtime (admin, dispatcher,
+/// sinks) runs on that many threads, one by default. Its blocking-pool
+/// threads carry the same name and come and go, so the test compares two
+/// proxies started alike: three threads configured are two more than the
+/// default's one.
+#[test]
+fn the_shared_runtime_has_as_many_threads_as_configured() {
+    let shared_threads = |pid: u32| {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .filter(|task| {
+                let comm = task.as_ref().unwrap().path().join("comm");
+                std::fs::read_to_string(comm).unwrap_or_default().trim() == "s3tap-shared"
+            })
+            .count()
+    };
+    let (first, second) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let by_default = S3tapCommand::new().start(first.path());
+    let three = S3tapCommand::new()
+        .config(second.path(), "[listen]\nshared_threads = 3\n")
+        .start(second.path());
+    // The ready line comes before every thread has started and named
+    // itself: the counts settle within moments.
+    let mut counts = (0, 0);
+    for _ in 0..100 {
+        counts = (
+            shared_threads(by_default.pid()),
+            shared_threads(three.pid()),
+        );
+        if counts.0 >= 1 && counts.1 == counts.0 + 2 {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!(
+        "s3tap-shared threads: {} by default, {} with three configured",
+        counts.0, counts.1
+    );
+}
+
 /// The threads named `s3tap-worker-N` of process `pid`, with the CPU ticks
 /// (user + system) each has used so far.
 fn worker_threads(pid: u32) -> Vec<(String, u64)> {

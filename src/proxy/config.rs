@@ -117,6 +117,10 @@ pub struct Config {
     /// `[listen] workers`: threads serving the S3 listener, each a
     /// single-threaded runtime with its own upstream connections.
     pub workers: usize,
+    /// `[listen] shared_threads`: threads of the runtime the binary runs
+    /// the admin listener, the dispatcher, the sinks and the outbox on
+    /// (default 1: the S3 workers already take a thread per core).
+    pub shared_threads: usize,
     /// Event notifications: sinks, rules, spool.
     pub notify: NotifySettings,
     /// What one client may cost.
@@ -768,6 +772,11 @@ impl Config {
             Some(workers) => workers,
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
+        let shared_threads = match fc.listen.shared_threads {
+            Some(0) => return Err(invalid("[listen] shared_threads must be at least 1")),
+            Some(threads) => threads,
+            None => DEFAULT_SHARED_THREADS,
+        };
         let notify = merge.notify(fc.notify, fc.sinks, fc.rules)?;
         let outbox = match fc.outbox {
             Some(section) => Some(OutboxSettings::resolve(section, notify.sink_names())?),
@@ -817,6 +826,7 @@ impl Config {
             virtual_host_suffix: fc.listen.virtual_host_suffix,
             drain_timeout,
             workers,
+            shared_threads,
             notify,
             limits,
             outbox,
@@ -944,6 +954,15 @@ fn positive_secs(value: Option<u64>, default: u64, what: &str) -> Result<Duratio
         Some(secs) => Ok(Duration::from_secs(secs)),
     }
 }
+
+/// Threads of the binary's shared runtime unless `[listen] shared_threads`
+/// says otherwise. One: the S3 workers already take a thread per core, and
+/// on more threads the dispatcher's and the sinks' tasks wake each other
+/// across threads for every event (a futex and an interrupt each); with one
+/// thread a small signed GET cost 5 % less CPU and the proxy served 5 %
+/// more of them (BENCHMARKS.md, goal 1). Raise it when sinks need more
+/// than a core to format and send.
+pub(super) const DEFAULT_SHARED_THREADS: usize = 1;
 
 /// One week: as long as a presigned URL may live; a larger skew would
 /// accept almost any replayed request.

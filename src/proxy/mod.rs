@@ -69,6 +69,8 @@ pub fn main() -> ExitCode {
         tracing::info!("{note}");
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.shared_threads)
+        .thread_name("s3tap-shared")
         .enable_all()
         .build()
     {

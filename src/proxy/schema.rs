@@ -194,6 +194,8 @@ pub(super) struct ListenSection {
     pub drain_timeout_secs: Option<u64>,
     /// Threads serving the S3 listener, each with its own runtime.
     pub workers: Option<usize>,
+    /// Threads of the shared runtime: admin listener, dispatcher, sinks.
+    pub shared_threads: Option<usize>,
 }
 
 /// `[tls]`
