@@ -959,8 +959,9 @@ fn positive_secs(value: Option<u64>, default: u64, what: &str) -> Result<Duratio
 /// says otherwise. One: the S3 workers already take a thread per core, and
 /// on more threads the dispatcher's and the sinks' tasks wake each other
 /// across threads for every event (a futex and an interrupt each); with one
-/// thread a small signed GET cost 5 % less CPU and the proxy served 5 %
-/// more of them (BENCHMARKS.md, goal 1). Raise it when sinks need more
+/// thread a small signed GET cost 5–7 % less CPU and the proxy served
+/// 5–8 % more of them (BENCHMARKS.md, "one thread for the shared
+/// runtime"). Raise it when sinks need more
 /// than a core to format and send.
 pub(super) const DEFAULT_SHARED_THREADS: usize = 1;
 
