@@ -15,6 +15,7 @@ use super::layer::{Addressing, CredentialsSource, ResignConfig};
 use crate::body::ResponseBody;
 use crate::hop_by_hop::{is_hop_by_hop, remove_hop_by_hop};
 use crate::s3error::{S3Error, S3ErrorCode};
+use crate::sigv4::auth::credential_scope;
 use crate::sigv4::{
     authorization_value, sign_request, AmzDate, CanonicalRequest, ChunkSigner, PayloadMode,
     UriEncoding,
@@ -321,34 +322,25 @@ fn resign<B>(
 
     // Sign what the client signed (or, unverified, every end-to-end header),
     // plus what SigV4 requires; unsigned client headers travel unsigned.
-    // The names are borrowed from the client's signed list or held as
-    // `HeaderName`s (a reference count, no copy): the headers map itself
-    // gets the authorization header below.
-    let mut held: Vec<header::HeaderName> = Vec::new();
-    match verified {
-        Some(_) => {
-            // Headers the client signed but that were rewritten for this
-            // hop are re-added above (content-encoding); x-amz-* must
-            // always be signed.
-            held.extend(
-                parts
-                    .headers
-                    .keys()
-                    .filter(|name| name.as_str().starts_with("x-amz-"))
-                    .cloned(),
-            );
-        }
-        None => held.extend(parts.headers.keys().cloned()),
-    }
-    let mut signed: Vec<&str> = match verified {
-        Some(verified) => verified
+    // Verified, the client's signed names still present plus every x-amz-*
+    // header (headers the client signed but that were rewritten for this
+    // hop are re-added above, content-encoding; x-amz-* must always be
+    // signed). The header names are held as `HeaderName`s (a reference
+    // count, no copy): the map itself gets the authorization header below.
+    let held: Vec<header::HeaderName> = parts
+        .headers
+        .keys()
+        .filter(|name| verified.is_none() || name.as_str().starts_with("x-amz-"))
+        .cloned()
+        .collect();
+    let mut signed: Vec<&str> = verified.map_or_else(Vec::new, |verified| {
+        verified
             .signed_headers
             .names()
             .into_iter()
             .filter(|name| parts.headers.contains_key(*name))
-            .collect(),
-        None => Vec::new(),
-    };
+            .collect()
+    });
     signed.extend(held.iter().map(header::HeaderName::as_str));
     signed.retain(|name| {
         !NEVER_SIGNED.contains(name) && !NEVER_FORWARDED.contains(name) && !is_hop_by_hop(name)
@@ -361,18 +353,7 @@ fn resign<B>(
     signed.dedup();
 
     let date_stamp = date_text.date_stamp();
-    let mut scope =
-        String::with_capacity(date_stamp.len() + config.region.len() + config.service.len() + 16);
-    for part in [
-        date_stamp,
-        "/",
-        &config.region,
-        "/",
-        &config.service,
-        "/aws4_request",
-    ] {
-        scope.push_str(part);
-    }
+    let scope = credential_scope(date_stamp, &config.region, &config.service);
     let key = config.key_cache.get(
         identity.secret.expose(),
         date_stamp,

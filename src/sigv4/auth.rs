@@ -95,11 +95,21 @@ impl CredentialScope {
     /// The scope as it appears in the string to sign:
     /// `20130524/us-east-1/s3/aws4_request`.
     pub fn scope_string(&self) -> String {
-        format!(
-            "{}/{}/{}/aws4_request",
-            self.date, self.region, self.service
-        )
+        credential_scope(&self.date, &self.region, &self.service)
     }
+}
+
+/// `<date>/<region>/<service>/aws4_request`, the scope a signer signs for.
+/// Written into one buffer of the right size: the verifier and the
+/// re-signer each build one per request.
+pub(crate) fn credential_scope(date: &str, region: &str, service: &str) -> String {
+    const TERMINATOR: &str = "/aws4_request";
+    let mut scope =
+        String::with_capacity(date.len() + region.len() + service.len() + 2 + TERMINATOR.len());
+    for part in [date, "/", region, "/", service, TERMINATOR] {
+        scope.push_str(part);
+    }
+    scope
 }
 
 impl fmt::Debug for CredentialScope {

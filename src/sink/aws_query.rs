@@ -14,6 +14,7 @@ use tower_service::Service;
 
 use super::SinkError;
 use crate::credentials::UpstreamCredentials;
+use crate::sigv4::auth::credential_scope;
 use crate::sigv4::canonical::uri_encode_into;
 use crate::sigv4::{
     authorization_value, sign_request, AmzDate, CanonicalRequest, SigningKeyCache, UriEncoding,
@@ -175,7 +176,7 @@ impl QueryClient {
             uri_encoding: UriEncoding::Generic { normalize: true },
         };
         let date_stamp = date.date_stamp();
-        let scope = format!("{date_stamp}/{}/{}/aws4_request", self.region, self.service);
+        let scope = credential_scope(&date_stamp, &self.region, self.service);
         let key = self.keys.get(
             self.credentials.secret.expose(),
             &date_stamp,
