@@ -961,8 +961,8 @@ fn positive_secs(value: Option<u64>, default: u64, what: &str) -> Result<Duratio
 /// across threads for every event (a futex and an interrupt each); with one
 /// thread a small signed GET cost 5–7 % less CPU and the proxy served
 /// 5–8 % more of them (BENCHMARKS.md, "one thread for the shared
-/// runtime"). Raise it when sinks need more
-/// than a core to format and send.
+/// runtime"). Raise it when sinks need more than a core to format and
+/// send.
 pub(super) const DEFAULT_SHARED_THREADS: usize = 1;
 
 /// One week: as long as a presigned URL may live; a larger skew would
