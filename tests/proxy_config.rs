@@ -245,6 +245,23 @@ fn zero_workers() {
 }
 
 #[test]
+fn read_buffer_smaller_than_a_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = config_file(dir.path(), "[limits]\nread_buffer_bytes = 16384\n");
+    let outcome = run(dir.path(), &["--config", &file], &[]);
+    assert_refused(
+        &outcome,
+        "[limits] read_buffer_bytes = 16384 is below max_header_bytes = 65536: a request head must fit in one read",
+    );
+    let file = config_file(dir.path(), "[limits]\nread_buffer_bytes = 0\n");
+    let outcome = run(dir.path(), &["--config", &file], &[]);
+    assert_refused(
+        &outcome,
+        "[limits] read_buffer_bytes must be greater than 0",
+    );
+}
+
+#[test]
 fn invalid_listen_address_and_webhook() {
     let dir = tempfile::tempdir().unwrap();
     let outcome = run(dir.path(), &["--listen", "localhost"], &[]);

@@ -24,6 +24,7 @@ max_uri_bytes = 2048
 header_read_timeout_secs = 2
 body_idle_timeout_secs = 2
 max_connections = 4
+read_buffer_bytes = 16384
 "#;
 
 struct Running {
@@ -153,6 +154,60 @@ async fn a_client_that_sends_nothing_or_one_byte_is_cut_off() {
             "a client that sent {first:?} was closed after {elapsed:?}, configured 2 s"
         );
     }
+}
+
+/// `read_buffer_bytes` as small as the head limit: a head just under the
+/// limit still fits in one read, and a body sixty-four reads long is hashed
+/// and stored whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_buffer_as_small_as_the_head_limit_serves_large_heads_and_bodies() {
+    let proxy = start().await;
+    let answer = raw_put(proxy.s3, "/readbuffer", b"").await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let payload: Vec<u8> = (0..1u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let padding = "p".repeat(14_000);
+    let head = signed_head(
+        http::Method::PUT,
+        "/readbuffer/object.bin",
+        proxy.s3,
+        &payload,
+        &[("x-padding", &padding), ("connection", "close")],
+    );
+    assert!(head.len() > 14_000 && head.len() < 16_384, "{}", head.len());
+    let mut stream = TcpStream::connect(proxy.s3).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&payload).await.unwrap();
+    let mut answer = String::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut answer)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    let head = signed_head(
+        http::Method::GET,
+        "/readbuffer/object.bin",
+        proxy.s3,
+        b"",
+        &[("connection", "close")],
+    );
+    let mut stream = TcpStream::connect(proxy.s3).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response)).await;
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response head")
+        + 4;
+    assert!(
+        response.starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&response[..split])
+    );
+    assert!(
+        response[split..] == payload[..],
+        "the object read back differs"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

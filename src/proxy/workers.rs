@@ -60,14 +60,6 @@ pub(super) fn bind(addr: SocketAddr, count: usize) -> Result<Vec<TcpListener>, S
         .map_err(refused)
 }
 
-/// The most an HTTP/1 connection reads from its socket at once (hyper's
-/// default). A request body arrives in reads of up to this size; capped at
-/// the 64 KiB of `max_header_bytes`, as it was while that limit was set
-/// through the read buffer, a 1 GiB upload took 1.7 times nginx's CPU for
-/// the hop alone, in four times the reads and wake-ups (BENCHMARKS.md,
-/// "Goal 3").
-const HTTP1_READ_BUFFER: usize = 400 * 1024;
-
 /// The HTTP/2 connection preface (RFC 9113, section 3.4), how a client that
 /// speaks HTTP/2 over plain TCP without asking first ("prior knowledge")
 /// opens. No HTTP/1 request starts with `PRI `.
@@ -97,7 +89,7 @@ impl Protocols {
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
             .max_header_size(limits.max_header_bytes)
-            .max_buf_size(HTTP1_READ_BUFFER.max(limits.max_header_bytes))
+            .max_buf_size(limits.read_buffer_bytes)
             .max_headers(limits.max_headers);
         let mut http2 = http2::Builder::new(TokioExecutor::new());
         http2
