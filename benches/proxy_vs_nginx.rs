@@ -16,7 +16,8 @@
 //! signed trailer, unsigned with a trailer) through s3tap and through the
 //! nginx hop, to an in-process sink that drains the body; the proxy
 //! process's CPU-seconds per GiB, against `openssl speed -evp sha256`'s CPU
-//! for the same bytes.
+//! for the same bytes and against a hashing relay (read, SHA-256, write;
+//! no HTTP), the floor for any proxy that hashes every byte.
 //!
 //! Knobs: `BENCH_SECONDS` (5), `BENCH_ROUNDS` (3), `BENCH_CONNECTIONS`
 //! (`1,32`), `BENCH_CASES` (`get-1k,get-64k,put-1k,put-64k`), `BENCH_GIB`
@@ -24,7 +25,9 @@
 //! `perf record -g` the s3tap process that long under the c=32 GET load;
 //! the data file is kept and its path printed), `BENCH_S3TAP_BIN` (another
 //! build of the `s3tap` binary), `BENCH_S3TAP_BEFORE` (a saved earlier
-//! build, run beside the current one in the same rounds of `proxy`).
+//! build, run beside the current one in the same rounds of `proxy`),
+//! `BENCH_READ_BUFFER_BYTES` (s3tap's `[limits] read_buffer_bytes` and the
+//! hashing relay's read size in `uploads`; unset: the default).
 
 #[path = "support/cpu.rs"]
 mod cpu;
@@ -163,6 +166,93 @@ fn nginx_hop(dir: &Path, port: u16, upstream: u16) -> Nginx {
     nginx
 }
 
+// ---------------------------------------------------------------- hashing relay
+
+/// The floor for any proxy that hashes every payload byte: this bench
+/// binary run again as a plain TCP relay (`hashing-relay <listen>
+/// <upstream>`) that reads the client in pieces as large as s3tap's HTTP/1
+/// reads, puts every byte through one `sha2::Sha256`, and writes it
+/// on; no HTTP, no allocation per piece. Its CPU per GiB, in the same run,
+/// is what hashing beside socket I/O costs on this machine, which `openssl
+/// speed` (one thread, a buffer in cache, the other core idle) does not
+/// show.
+struct HashingRelay {
+    child: Child,
+}
+
+/// `BENCH_READ_BUFFER_BYTES`: s3tap's `[limits] read_buffer_bytes` in this
+/// run, unset for its default.
+fn read_buffer_bytes() -> Option<usize> {
+    std::env::var("BENCH_READ_BUFFER_BYTES")
+        .ok()
+        .map(|bytes| bytes.parse().expect("BENCH_READ_BUFFER_BYTES: a number"))
+}
+
+/// The relay reads as much at once as s3tap's listener: its default
+/// (`DEFAULT_READ_BUFFER_BYTES` in `src/proxy/config.rs`, hyper's own), or
+/// `BENCH_READ_BUFFER_BYTES`.
+fn relay_read_bytes() -> usize {
+    read_buffer_bytes().unwrap_or(400 * 1024)
+}
+
+impl HashingRelay {
+    fn start(upstream: u16) -> (HashingRelay, u16) {
+        let listen = free_port();
+        let child = Command::new(std::env::current_exe().unwrap())
+            .args(["hashing-relay", &listen.to_string(), &upstream.to_string()])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start the hashing relay");
+        wait_listening(listen, "hashing relay");
+        (HashingRelay { child }, listen)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The relay's process: one thread per direction per connection.
+    fn serve(listen: u16, upstream: u16) -> ! {
+        use std::io::{Read, Write};
+        use std::net::{Shutdown, TcpListener, TcpStream};
+        let listener = TcpListener::bind(("127.0.0.1", listen)).expect("relay listen");
+        loop {
+            let Ok((mut client, _)) = listener.accept() else {
+                continue;
+            };
+            let mut server = TcpStream::connect(("127.0.0.1", upstream)).expect("relay upstream");
+            for stream in [&client, &server] {
+                stream.set_nodelay(true).unwrap();
+            }
+            let (mut client_back, mut server_back) =
+                (client.try_clone().unwrap(), server.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let mut piece = vec![0u8; relay_read_bytes()];
+                let mut digest = Sha256::new();
+                while let Ok(n @ 1..) = client.read(&mut piece) {
+                    digest.update(&piece[..n]);
+                    if server.write_all(&piece[..n]).is_err() {
+                        break;
+                    }
+                }
+                std::hint::black_box(digest.finalize());
+                let _ = server.shutdown(Shutdown::Write);
+            });
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut server_back, &mut client_back);
+                let _ = client_back.shutdown(Shutdown::Write);
+            });
+        }
+    }
+}
+
+impl Drop for HashingRelay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 // ---------------------------------------------------------------- s3tap
 
 struct S3tap {
@@ -197,8 +287,12 @@ impl S3tap {
                  secret_access_key = \"upstream-secret\"\n\n[verify]\npayload_hashing = \"{hashing}\"\n\n\
                  [notify]\nspool_dir = \"{}\"\n\n[[sinks]]\nname = \"hook\"\ntype = \"webhook\"\n\
                  url = \"http://127.0.0.1:{receiver}/hook\"\nformat = \"b2\"\n\n\
-                 [[clients]]\naccess_key_id = \"{ACCESS_KEY}\"\nsecret_access_key = \"{SECRET}\"\n",
-                d.join("spool").display()
+                 [[clients]]\naccess_key_id = \"{ACCESS_KEY}\"\nsecret_access_key = \"{SECRET}\"\n\
+                 {}",
+                d.join("spool").display(),
+                read_buffer_bytes()
+                    .map(|bytes| format!("\n[limits]\nread_buffer_bytes = {bytes}\n"))
+                    .unwrap_or_default()
             ),
         )
         .unwrap();
@@ -963,6 +1057,7 @@ async fn goal3() {
     );
     wait_listening(receiver, "nginx receiver");
     let hop = nginx_hop(dir.path(), hop_port, upstream);
+    let (relay, relay_port) = HashingRelay::start(upstream);
     let (verify, verify_port) = S3tap::start(dir.path(), "verify", upstream, receiver, "verify");
     let (defer, defer_port) = S3tap::start(dir.path(), "defer", upstream, receiver, "defer");
 
@@ -972,6 +1067,8 @@ async fn goal3() {
         nginx_wall: f64,
         s3tap_cpu: f64,
         s3tap_wall: f64,
+        // The hashing relay's CPU per GiB and wall seconds, in modes that hash.
+        relay: Option<(f64, f64)>,
         hwm_growth_kib: u64,
         ok: bool,
     }
@@ -988,6 +1085,17 @@ async fn goal3() {
         let before = measured.cpu();
         let (nginx_wall, nginx_status) = send(hop_port, request, frames).await;
         let nginx_cpu = measured.cpu() - before;
+        // The hashing relay, same bytes, where s3tap hashes them.
+        let relay_cost = if mode.hashes() {
+            let (request, frames) = upload(mode, &format!("127.0.0.1:{relay_port}"), blocks);
+            let measured = Measured::Process(relay.pid());
+            let before = measured.cpu();
+            let (wall, status) = send(relay_port, request, frames).await;
+            assert!(status.is_success(), "the hashing relay's upload: {status}");
+            Some(((measured.cpu() - before) / gib, wall))
+        } else {
+            None
+        };
         // s3tap.
         let (request, frames) = upload(mode, &format!("127.0.0.1:{port}"), blocks);
         // Writing 5 to clear_refs resets VmHWM to the current RSS.
@@ -998,6 +1106,12 @@ async fn goal3() {
         let (s3tap_wall, status) = send(port, request, frames).await;
         let s3tap_cpu = measured.cpu() - before;
         let hwm_growth_kib = vm_hwm_kib(s3tap.pid()).saturating_sub(hwm_before);
+        if let Some((cpu, wall)) = relay_cost {
+            eprintln!(
+                "{}: hashing relay {cpu:.3} CPU s/GiB {wall:.2} s",
+                mode.name()
+            );
+        }
         eprintln!(
             "{}: nginx {nginx_status} {:.3} CPU s/GiB {:.2} s; s3tap {status} {:.3} CPU s/GiB {:.2} s, VmHWM +{hwm_growth_kib} KiB",
             mode.name(),
@@ -1012,6 +1126,7 @@ async fn goal3() {
             nginx_wall,
             s3tap_cpu: s3tap_cpu / gib,
             s3tap_wall,
+            relay: relay_cost,
             hwm_growth_kib,
             ok: status.is_success() && nginx_status.is_success(),
         });
@@ -1019,24 +1134,31 @@ async fn goal3() {
     drop(verify);
     drop(defer);
     drop(hop);
+    drop(relay);
     drop(peers);
     println!(
         "\n## Large uploads: proxy CPU-seconds per GiB ({gib} GiB per upload, 64 KiB chunks; \
          `openssl speed -evp sha256`: {sha_cpu:.3} CPU s/GiB)\n"
     );
-    println!("| mode | nginx CPU s/GiB | s3tap CPU s/GiB | goal (SHA-256 if hashed + 1.0× nginx) | s3tap − nginx − SHA-256 | nginx MiB/s | s3tap MiB/s | s3tap VmHWM growth | status | missed |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---|---|");
+    println!("| mode | nginx CPU s/GiB | s3tap CPU s/GiB | goal (SHA-256 if hashed + 1.0× nginx) | s3tap − nginx − SHA-256 | hashing relay CPU s/GiB | s3tap / relay | nginx MiB/s | s3tap MiB/s | relay MiB/s | s3tap VmHWM growth | status | missed |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|");
     for row in rows {
         let sha = if row.mode.hashes() { sha_cpu } else { 0.0 };
         let goal = sha + row.nginx_cpu;
         let excess = row.s3tap_cpu - row.nginx_cpu - sha;
         println!(
-            "| {} | {:.3} | {:.3} | {goal:.3} | {excess:+.3} | {:.0} | {:.0} | {} KiB | {} | {} |",
+            "| {} | {:.3} | {:.3} | {goal:.3} | {excess:+.3} | {} | {} | {:.0} | {:.0} | {} | {} KiB | {} | {} |",
             row.mode.name(),
             row.nginx_cpu,
             row.s3tap_cpu,
+            row.relay
+                .map_or("—".to_owned(), |(cpu, _)| format!("{cpu:.3}")),
+            row.relay
+                .map_or("—".to_owned(), |(cpu, _)| format!("{:.2}", row.s3tap_cpu / cpu)),
             gib * 1024.0 / row.nginx_wall,
             gib * 1024.0 / row.s3tap_wall,
+            row.relay
+                .map_or("—".to_owned(), |(_, wall)| format!("{:.0}", gib * 1024.0 / wall)),
             row.hwm_growth_kib,
             if row.ok { "ok" } else { "**failed**" },
             if row.s3tap_cpu <= goal {
@@ -1053,6 +1175,10 @@ async fn goal3() {
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("hashing-relay") {
+        HashingRelay::serve(args[2].parse().unwrap(), args[3].parse().unwrap());
+    }
     let which = std::env::args()
         .skip(1)
         .find(|a| a == "proxy" || a == "uploads")
