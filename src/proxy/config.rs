@@ -55,9 +55,9 @@ pub struct Limits {
 /// body arrives in reads of up to this size, and a connection that streams
 /// one fast holds about three buffers of it (the one being read, the piece
 /// the verifier holds back, the piece being written upstream). Larger reads
-/// take fewer system calls and wake-ups per GiB: 2 MiB cost 12–15 % less
-/// CPU per GiB in the modes that hash, for about 8 MiB more per uploading
-/// connection (BENCHMARKS.md, "Goal 3: the read size"). At 64 KiB a 1 GiB
+/// take fewer system calls and wake-ups per GiB: 2 MiB cost 11–21 % less
+/// CPU per GiB in the modes that hash, for 6–8 MiB more per uploading
+/// connection (BENCHMARKS.md, "Goal 3: hashing beside socket I/O"). At 64 KiB a 1 GiB
 /// upload took 1.7 times nginx's CPU for the hop alone.
 const DEFAULT_READ_BUFFER_BYTES: usize = 400 * 1024;
 
