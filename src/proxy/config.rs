@@ -47,7 +47,7 @@ pub struct Limits {
     pub body_idle_timeout: Duration,
     /// Most connections served at once.
     pub max_connections: usize,
-    /// Most an HTTP/1 connection reads from its socket at once.
+    /// Most bytes an HTTP/1 connection reads from its socket at once.
     pub read_buffer_bytes: usize,
 }
 
@@ -57,8 +57,8 @@ pub struct Limits {
 /// the verifier holds back, the piece being written upstream). Larger reads
 /// take fewer system calls and wake-ups per GiB: 2 MiB cost 11–21 % less
 /// CPU per GiB in the modes that hash, for 6–8 MiB more per uploading
-/// connection (BENCHMARKS.md, "Goal 3: hashing beside socket I/O"). At 64 KiB a 1 GiB
-/// upload took 1.7 times nginx's CPU for the hop alone.
+/// connection (BENCHMARKS.md, "Goal 3: hashing beside socket I/O"). At
+/// 64 KiB a 1 GiB upload took 1.7 times nginx's CPU for the hop alone.
 const DEFAULT_READ_BUFFER_BYTES: usize = 400 * 1024;
 
 fn limits_config(l: &LimitsSection) -> Result<Limits, ConfigError> {

@@ -302,7 +302,7 @@ pub(super) struct LimitsSection {
     pub body_idle_timeout_secs: Option<u64>,
     /// Most client connections served at once (default 1024); more wait.
     pub max_connections: Option<usize>,
-    /// Most an HTTP/1 connection reads from its socket at once, bytes
+    /// Most bytes an HTTP/1 connection reads from its socket at once
     /// (default 400 KiB); at least `max_header_bytes`.
     pub read_buffer_bytes: Option<usize>,
 }
