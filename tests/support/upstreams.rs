@@ -53,25 +53,30 @@ impl Process {
     }
 
     async fn wait_listening(&mut self, port: u16, what: &str) {
+        if let Err(why) = self.listening(port).await {
+            panic!("{what} {why}:\n{}", self.log());
+        }
+    }
+
+    /// Waits until something listens on `port`, or says why not.
+    async fn listening(&mut self, port: u16) -> Result<(), String> {
         for _ in 0..300 {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "{what} exited with {status} before listening:\n{}",
-                    self.log()
-                );
+                return Err(format!("exited with {status} before listening"));
             }
             if tokio::net::TcpStream::connect(("127.0.0.1", port))
                 .await
                 .is_ok()
             {
-                return;
+                return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!(
-            "{what} did not listen on {port} within 15 s:\n{}",
-            self.log()
-        );
+        Err(format!("did not listen on {port} within 15 s"))
+    }
+
+    fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 }
 
@@ -216,6 +221,22 @@ impl UpstreamPeer for S3sFs {
     }
 }
 
+/// Whether moto itself answers on `port`: its state API, which no other
+/// peer serves.
+async fn answers_as_moto(port: u16) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return false;
+    };
+    let request = b"GET /moto-api/data.json HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+    if stream.write_all(request).await.is_err() {
+        return false;
+    }
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+    answer.starts_with(b"HTTP/1.1 200") || answer.starts_with(b"HTTP/1.0 200")
+}
+
 /// moto server with SigV4 checking on, knowing one IAM user's key.
 pub struct Moto {
     process: Process,
@@ -232,11 +253,27 @@ impl Moto {
     pub async fn start() -> Option<Moto> {
         let peers = Peers::get()?;
         let logs = tempfile::tempdir().expect("moto log dir");
-        let port = free_port();
-        let mut command = Command::new(peers.moto_server());
-        command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
-        let mut process = Process::spawn(command, logs.path(), "moto");
-        process.wait_listening(port, "moto").await;
+        // A port found free can be taken before moto binds it (another
+        // test's listener, a connection's local port): moto then exits, and
+        // whatever holds the port would answer in its place. So each try
+        // asks moto's own API, and a lost port is tried again.
+        let mut tries = 0;
+        let (process, port) = loop {
+            tries += 1;
+            let port = free_port();
+            let mut command = Command::new(peers.moto_server());
+            command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+            let mut process = Process::spawn(command, logs.path(), "moto");
+            let started = process.listening(port).await;
+            if started.is_ok() && answers_as_moto(port).await && process.is_running() {
+                break (process, port);
+            }
+            assert!(
+                tries < 5,
+                "moto did not start on a port of its own in {tries} tries ({started:?}):\n{}",
+                process.log()
+            );
+        };
         let endpoint = format!("http://127.0.0.1:{port}");
         let out = moto_enable_auth(peers, &endpoint).await;
         if !out.success() {
