@@ -58,16 +58,17 @@ impl Process {
         }
     }
 
-    /// Waits until something listens on `port`, or says why not.
+    /// Waits until this process itself listens on `port`, or says why not.
+    /// A port found free can be taken before the peer binds it (another
+    /// test's listener, a connection's local port); then the peer exits
+    /// and whatever holds the port would answer in its place, so a connect
+    /// proves nothing: the listening socket must be one of the process's own.
     async fn listening(&mut self, port: u16) -> Result<(), String> {
         for _ in 0..300 {
             if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(format!("exited with {status} before listening"));
+                return Err(format!("exited with {status} before listening on {port}"));
             }
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
+            if owns_listener(self.child.id(), port) {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -75,8 +76,28 @@ impl Process {
         Err(format!("did not listen on {port} within 15 s"))
     }
 
-    fn is_running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+    /// Starts `command(port)` on a free port of its own: a port lost to
+    /// another listener before the peer bound it is given up for a new one,
+    /// up to five times.
+    async fn start_on_free_port(
+        command: impl Fn(u16) -> Command,
+        dir: &Path,
+        what: &str,
+    ) -> (Process, u16) {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let port = free_port();
+            let mut process = Process::spawn(command(port), dir, what);
+            match process.listening(port).await {
+                Ok(()) => return (process, port),
+                Err(why) if tries == 5 => panic!(
+                    "{what} did not start on a port of its own in {tries} tries ({why}):\n{}",
+                    process.log()
+                ),
+                Err(_) => continue,
+            }
+        }
     }
 }
 
@@ -92,6 +113,41 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .expect("a free loopback port")
         .port()
+}
+
+/// Whether process `pid` holds a socket listening on loopback `port`: the
+/// listener's inode from `/proc/net/tcp{,6}` among the process's open files.
+fn owns_listener(pid: u32, port: u16) -> bool {
+    const LISTEN: &str = "0A";
+    let port = format!(":{port:04X}");
+    let inodes: Vec<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(table).ok())
+        .flat_map(|table| {
+            table
+                .lines()
+                .skip(1)
+                .filter_map(|line| {
+                    let fields: Vec<&str> = line.split_whitespace().collect();
+                    (fields.len() > 9 && fields[1].ends_with(&port) && fields[3] == LISTEN)
+                        .then(|| format!("socket:[{}]", fields[9]))
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    if inodes.is_empty() {
+        return false;
+    }
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.filter_map(Result::ok)
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .any(|target| {
+            inodes
+                .iter()
+                .any(|inode| target.as_os_str() == inode.as_str())
+        })
 }
 
 /// s3s-fs serving a temporary directory, knowing exactly one key pair.
@@ -117,9 +173,13 @@ impl S3sFs {
         let peers = Peers::get()?;
         let data = tempfile::tempdir().expect("s3s-fs data dir");
         let logs = tempfile::tempdir().expect("s3s-fs log dir");
-        let port = free_port();
         let extra: Vec<String> = extra.iter().map(|arg| (*arg).to_owned()).collect();
-        let process = S3sFs::spawn(peers, creds, port, &extra, data.path(), logs.path()).await;
+        let (process, port) = Process::start_on_free_port(
+            |port| S3sFs::command(peers, creds, port, &extra, data.path()),
+            logs.path(),
+            "s3s-fs",
+        )
+        .await;
         Some(S3sFs {
             process,
             endpoint: format!("http://127.0.0.1:{port}"),
@@ -131,14 +191,7 @@ impl S3sFs {
         })
     }
 
-    async fn spawn(
-        peers: &Peers,
-        creds: &Creds,
-        port: u16,
-        extra: &[String],
-        data: &Path,
-        logs: &Path,
-    ) -> Process {
+    fn command(peers: &Peers, creds: &Creds, port: u16, extra: &[String], data: &Path) -> Command {
         let mut command = Command::new(peers.s3s_fs());
         command
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
@@ -146,9 +199,7 @@ impl S3sFs {
             .args(["--secret-key", &creds.secret_key])
             .args(extra)
             .arg(data);
-        let mut process = Process::spawn(command, logs, "s3s-fs");
-        process.wait_listening(port, "s3s-fs").await;
-        process
+        command
     }
 
     /// Kills the server (SIGKILL): its port refuses connections until
@@ -162,15 +213,9 @@ impl S3sFs {
     pub async fn restart(&mut self) {
         let peers = Peers::get().expect("peers, since it started once");
         let logs = self.process.log.parent().expect("a log dir").to_owned();
-        self.process = S3sFs::spawn(
-            peers,
-            &self.creds,
-            self.port,
-            &self.extra,
-            self.data.path(),
-            &logs,
-        )
-        .await;
+        let command = S3sFs::command(peers, &self.creds, self.port, &self.extra, self.data.path());
+        self.process = Process::spawn(command, &logs, "s3s-fs");
+        self.process.wait_listening(self.port, "s3s-fs").await;
     }
 
     /// The directory s3s-fs stores buckets (subdirectories) and objects in.
@@ -221,22 +266,6 @@ impl UpstreamPeer for S3sFs {
     }
 }
 
-/// Whether moto itself answers on `port`: its state API, which no other
-/// peer serves.
-async fn answers_as_moto(port: u16) -> bool {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
-        return false;
-    };
-    let request = b"GET /moto-api/data.json HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-    if stream.write_all(request).await.is_err() {
-        return false;
-    }
-    let mut answer = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
-    answer.starts_with(b"HTTP/1.1 200") || answer.starts_with(b"HTTP/1.0 200")
-}
-
 /// moto server with SigV4 checking on, knowing one IAM user's key.
 pub struct Moto {
     process: Process,
@@ -253,27 +282,16 @@ impl Moto {
     pub async fn start() -> Option<Moto> {
         let peers = Peers::get()?;
         let logs = tempfile::tempdir().expect("moto log dir");
-        // A port found free can be taken before moto binds it (another
-        // test's listener, a connection's local port): moto then exits, and
-        // whatever holds the port would answer in its place. So each try
-        // asks moto's own API, and a lost port is tried again.
-        let mut tries = 0;
-        let (process, port) = loop {
-            tries += 1;
-            let port = free_port();
-            let mut command = Command::new(peers.moto_server());
-            command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
-            let mut process = Process::spawn(command, logs.path(), "moto");
-            let started = process.listening(port).await;
-            if started.is_ok() && answers_as_moto(port).await && process.is_running() {
-                break (process, port);
-            }
-            assert!(
-                tries < 5,
-                "moto did not start on a port of its own in {tries} tries ({started:?}):\n{}",
-                process.log()
-            );
-        };
+        let (process, port) = Process::start_on_free_port(
+            |port| {
+                let mut command = Command::new(peers.moto_server());
+                command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+                command
+            },
+            logs.path(),
+            "moto",
+        )
+        .await;
         let endpoint = format!("http://127.0.0.1:{port}");
         let out = moto_enable_auth(peers, &endpoint).await;
         if !out.success() {
