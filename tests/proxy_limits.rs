@@ -176,24 +176,28 @@ async fn a_read_buffer_as_small_as_the_head_limit_serves_large_heads_and_bodies(
         &[("x-padding", &padding), ("connection", "close")],
     );
     assert!(head.len() > 14_000 && head.len() < 16_384, "{}", head.len());
-    let mut stream = TcpStream::connect(proxy.s3).await.unwrap();
-    stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(&payload).await.unwrap();
-    let mut answer = String::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut answer)).await;
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let answer = raw_request(
+        proxy.s3,
+        http::Method::PUT,
+        "/readbuffer/object.bin",
+        &payload,
+        &[("x-padding", &padding)],
+    )
+    .await;
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
 
-    let head = signed_head(
+    let response = raw_request(
+        proxy.s3,
         http::Method::GET,
         "/readbuffer/object.bin",
-        proxy.s3,
         b"",
-        &[("connection", "close")],
-    );
-    let mut stream = TcpStream::connect(proxy.s3).await.unwrap();
-    stream.write_all(head.as_bytes()).await.unwrap();
-    let mut response = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response)).await;
+        &[],
+    )
+    .await;
     let split = response
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

@@ -309,21 +309,31 @@ pub fn signed_head(
     head
 }
 
-/// A signed PUT written to a raw socket with `connection: close`; the whole
-/// answer as text (empty if none came within 10 s).
-pub async fn raw_put(address: std::net::SocketAddr, path: &str, payload: &[u8]) -> String {
+/// A signed request written to a raw socket with `connection: close` (and
+/// the `extra` headers, unsigned); the whole answer as bytes (what came
+/// within 10 s).
+pub async fn raw_request(
+    address: std::net::SocketAddr,
+    method: http::Method,
+    path: &str,
+    payload: &[u8],
+    extra: &[(&str, &str)],
+) -> Vec<u8> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let head = signed_head(
-        http::Method::PUT,
-        path,
-        address,
-        payload,
-        &[("connection", "close")],
-    );
+    let mut headers = extra.to_vec();
+    headers.push(("connection", "close"));
+    let head = signed_head(method, path, address, payload, &headers);
     let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
     stream.write_all(head.as_bytes()).await.unwrap();
     stream.write_all(payload).await.unwrap();
-    let mut answer = String::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut answer)).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
     answer
+}
+
+/// A signed PUT written to a raw socket with `connection: close`; the whole
+/// answer as text (empty if none came within 10 s).
+pub async fn raw_put(address: std::net::SocketAddr, path: &str, payload: &[u8]) -> String {
+    let answer = raw_request(address, http::Method::PUT, path, payload, &[]).await;
+    String::from_utf8_lossy(&answer).into_owned()
 }
