@@ -44,6 +44,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use aws_sigv4::http_request::SignableBody;
 use bytes::Bytes;
+use clap::Parser;
 use http_body::Frame;
 use http_body_util::{BodyExt, Empty, StreamBody};
 use hyper_util::rt::TokioIo;
@@ -170,8 +171,8 @@ fn nginx_hop(dir: &Path, port: u16, upstream: u16) -> Nginx {
 
 /// The floor for any proxy that hashes every payload byte: this bench
 /// binary run again as a plain TCP relay (`hashing-relay <listen>
-/// <upstream>`) that reads the client in pieces as large as s3tap's HTTP/1
-/// reads, puts every byte through one `sha2::Sha256`, and writes it
+/// <upstream> <read bytes>`) that reads the client in pieces as large as
+/// s3tap's HTTP/1 reads, puts every byte through one `sha2::Sha256`, and writes it
 /// on; no HTTP, no allocation per piece. Its CPU per GiB, in the same run,
 /// is what hashing beside socket I/O costs on this machine, which `openssl
 /// speed` (one thread, a buffer in cache, the other core idle) does not
@@ -188,18 +189,29 @@ fn read_buffer_bytes() -> Option<usize> {
         .map(|bytes| bytes.parse().expect("BENCH_READ_BUFFER_BYTES: a number"))
 }
 
-/// The relay reads as much at once as s3tap's listener: its default
-/// (`DEFAULT_READ_BUFFER_BYTES` in `src/proxy/config.rs`, hyper's own), or
-/// `BENCH_READ_BUFFER_BYTES`.
-fn relay_read_bytes() -> usize {
-    read_buffer_bytes().unwrap_or(400 * 1024)
+/// How much s3tap's HTTP/1 listener reads at once with the config this
+/// bench gives it: its own reading of that config, so the relay matches
+/// s3tap's default without restating it.
+fn s3tap_read_buffer_bytes(dir: &Path) -> usize {
+    let config = dir.join("read-buffer.toml");
+    std::fs::write(&config, s3tap_toml(1, 1, "verify", &dir.join("spool"))).unwrap();
+    let args = s3tap::proxy::Args::parse_from(["s3tap", "--config", config.to_str().unwrap()]);
+    s3tap::proxy::Config::load(&args, |_| None)
+        .expect("the bench's s3tap config")
+        .limits
+        .read_buffer_bytes
 }
 
 impl HashingRelay {
-    fn start(upstream: u16) -> (HashingRelay, u16) {
+    fn start(upstream: u16, read_bytes: usize) -> (HashingRelay, u16) {
         let listen = free_port();
         let child = Command::new(std::env::current_exe().unwrap())
-            .args(["hashing-relay", &listen.to_string(), &upstream.to_string()])
+            .args([
+                "hashing-relay",
+                &listen.to_string(),
+                &upstream.to_string(),
+                &read_bytes.to_string(),
+            ])
             .stdin(Stdio::null())
             .spawn()
             .expect("start the hashing relay");
@@ -212,7 +224,7 @@ impl HashingRelay {
     }
 
     /// The relay's process: one thread per direction per connection.
-    fn serve(listen: u16, upstream: u16) -> ! {
+    fn serve(listen: u16, upstream: u16, read_bytes: usize) -> ! {
         use std::io::{Read, Write};
         use std::net::{Shutdown, TcpListener, TcpStream};
         let listener = TcpListener::bind(("127.0.0.1", listen)).expect("relay listen");
@@ -227,7 +239,7 @@ impl HashingRelay {
             let (mut client_back, mut server_back) =
                 (client.try_clone().unwrap(), server.try_clone().unwrap());
             std::thread::spawn(move || {
-                let mut piece = vec![0u8; relay_read_bytes()];
+                let mut piece = vec![0u8; read_bytes];
                 let mut digest = Sha256::new();
                 while let Ok(n @ 1..) = client.read(&mut piece) {
                     digest.update(&piece[..n]);
@@ -251,6 +263,25 @@ impl Drop for HashingRelay {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// s3tap's config in this bench: `upstream` behind it, a webhook sink in
+/// B2's format to `receiver`, `hashing` as `[verify] payload_hashing`, and
+/// `BENCH_READ_BUFFER_BYTES` as `[limits] read_buffer_bytes` when set.
+fn s3tap_toml(upstream: u16, receiver: u16, hashing: &str, spool: &Path) -> String {
+    format!(
+        "[upstream]\nendpoint = \"http://127.0.0.1:{upstream}\"\nregion = \"us-east-1\"\n\
+         addressing = \"path\"\ncredentials = \"fixed\"\naccess_key_id = \"UPSTREAMKEY\"\n\
+         secret_access_key = \"upstream-secret\"\n\n[verify]\npayload_hashing = \"{hashing}\"\n\n\
+         [notify]\nspool_dir = \"{}\"\n\n[[sinks]]\nname = \"hook\"\ntype = \"webhook\"\n\
+         url = \"http://127.0.0.1:{receiver}/hook\"\nformat = \"b2\"\n\n\
+         [[clients]]\naccess_key_id = \"{ACCESS_KEY}\"\nsecret_access_key = \"{SECRET}\"\n\
+         {}",
+        spool.display(),
+        read_buffer_bytes()
+            .map(|bytes| format!("\n[limits]\nread_buffer_bytes = {bytes}\n"))
+            .unwrap_or_default()
+    )
 }
 
 // ---------------------------------------------------------------- s3tap
@@ -281,19 +312,7 @@ impl S3tap {
         let config = d.join("s3tap.toml");
         std::fs::write(
             &config,
-            format!(
-                "[upstream]\nendpoint = \"http://127.0.0.1:{upstream}\"\nregion = \"us-east-1\"\n\
-                 addressing = \"path\"\ncredentials = \"fixed\"\naccess_key_id = \"UPSTREAMKEY\"\n\
-                 secret_access_key = \"upstream-secret\"\n\n[verify]\npayload_hashing = \"{hashing}\"\n\n\
-                 [notify]\nspool_dir = \"{}\"\n\n[[sinks]]\nname = \"hook\"\ntype = \"webhook\"\n\
-                 url = \"http://127.0.0.1:{receiver}/hook\"\nformat = \"b2\"\n\n\
-                 [[clients]]\naccess_key_id = \"{ACCESS_KEY}\"\nsecret_access_key = \"{SECRET}\"\n\
-                 {}",
-                d.join("spool").display(),
-                read_buffer_bytes()
-                    .map(|bytes| format!("\n[limits]\nread_buffer_bytes = {bytes}\n"))
-                    .unwrap_or_default()
-            ),
+            s3tap_toml(upstream, receiver, hashing, &d.join("spool")),
         )
         .unwrap();
         let listen = free_port();
@@ -1057,7 +1076,8 @@ async fn goal3() {
     );
     wait_listening(receiver, "nginx receiver");
     let hop = nginx_hop(dir.path(), hop_port, upstream);
-    let (relay, relay_port) = HashingRelay::start(upstream);
+    let read_bytes = s3tap_read_buffer_bytes(dir.path());
+    let (relay, relay_port) = HashingRelay::start(upstream, read_bytes);
     let (verify, verify_port) = S3tap::start(dir.path(), "verify", upstream, receiver, "verify");
     let (defer, defer_port) = S3tap::start(dir.path(), "defer", upstream, receiver, "defer");
 
@@ -1138,6 +1158,7 @@ async fn goal3() {
     drop(peers);
     println!(
         "\n## Large uploads: proxy CPU-seconds per GiB ({gib} GiB per upload, 64 KiB chunks; \
+         reads of up to {read_bytes} bytes in s3tap and the relay; \
          `openssl speed -evp sha256`: {sha_cpu:.3} CPU s/GiB)\n"
     );
     println!("| mode | nginx CPU s/GiB | s3tap CPU s/GiB | goal (SHA-256 if hashed + 1.0× nginx) | s3tap − nginx − SHA-256 | hashing relay CPU s/GiB | s3tap / relay | nginx MiB/s | s3tap MiB/s | relay MiB/s | s3tap VmHWM growth | status | missed |");
@@ -1177,12 +1198,18 @@ async fn goal3() {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("hashing-relay") {
-        HashingRelay::serve(args[2].parse().unwrap(), args[3].parse().unwrap());
+        let number = |i: usize| -> usize {
+            args[i]
+                .parse()
+                .expect("hashing-relay <listen> <upstream> <read bytes>")
+        };
+        HashingRelay::serve(number(2) as u16, number(3) as u16, number(4));
     }
-    let which = std::env::args()
+    let which = args
+        .iter()
         .skip(1)
-        .find(|a| a == "proxy" || a == "uploads")
-        .unwrap_or_else(|| "proxy".to_owned());
+        .find(|a| *a == "proxy" || *a == "uploads")
+        .map_or("proxy", String::as_str);
     if which == "proxy" {
         goal1();
     } else {
