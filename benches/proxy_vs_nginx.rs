@@ -27,7 +27,11 @@
 //! build of the `s3tap` binary), `BENCH_S3TAP_BEFORE` (a saved earlier
 //! build, run beside the current one in the same rounds of `proxy`),
 //! `BENCH_READ_BUFFER_BYTES` (s3tap's `[limits] read_buffer_bytes` and the
-//! hashing relay's read size in `uploads`; unset: the default).
+//! hashing relay's read size in `uploads`; unset: the default),
+//! `BENCH_EVENTS_PER_POST` (the B2 sink's `max_events_per_batch`, 1) and
+//! `BENCH_WEBHOOK=off` (the events go to a JSON-lines sink writing
+//! `/dev/null` instead of the webhook), to
+//! split a request's cost between the proxy and the event's delivery.
 
 #[path = "support/cpu.rs"]
 mod cpu;
@@ -266,15 +270,27 @@ impl Drop for HashingRelay {
 }
 
 /// s3tap's config in this bench: `upstream` behind it, a webhook sink in
-/// B2's format to `receiver`, `hashing` as `[verify] payload_hashing`, and
-/// `BENCH_READ_BUFFER_BYTES` as `[limits] read_buffer_bytes` when set.
+/// B2's format to `receiver` (`BENCH_EVENTS_PER_POST` events per POST, 1
+/// unless set, as B2; with `BENCH_WEBHOOK=off`, a JSON-lines sink writing
+/// `/dev/null` instead), `hashing` as
+/// `[verify] payload_hashing`, and `BENCH_READ_BUFFER_BYTES` as `[limits]
+/// read_buffer_bytes` when set.
 fn s3tap_toml(upstream: u16, receiver: u16, hashing: &str, spool: &Path) -> String {
+    let sink = if env_or("BENCH_WEBHOOK", "on") == "off" {
+        "[[sinks]]\nname = \"null\"\ntype = \"jsonl\"\npath = \"/dev/null\"\n\n".to_owned()
+    } else {
+        format!(
+            "[[sinks]]\nname = \"hook\"\ntype = \"webhook\"\n\
+             url = \"http://127.0.0.1:{receiver}/hook\"\nformat = \"b2\"\n\
+             max_events_per_batch = {}\n\n",
+            env_or("BENCH_EVENTS_PER_POST", "1")
+        )
+    };
     format!(
         "[upstream]\nendpoint = \"http://127.0.0.1:{upstream}\"\nregion = \"us-east-1\"\n\
          addressing = \"path\"\ncredentials = \"fixed\"\naccess_key_id = \"UPSTREAMKEY\"\n\
          secret_access_key = \"upstream-secret\"\n\n[verify]\npayload_hashing = \"{hashing}\"\n\n\
-         [notify]\nspool_dir = \"{}\"\n\n[[sinks]]\nname = \"hook\"\ntype = \"webhook\"\n\
-         url = \"http://127.0.0.1:{receiver}/hook\"\nformat = \"b2\"\n\n\
+         [notify]\nspool_dir = \"{}\"\n\n{sink}\
          [[clients]]\naccess_key_id = \"{ACCESS_KEY}\"\nsecret_access_key = \"{SECRET}\"\n\
          {}",
         spool.display(),
@@ -682,8 +698,16 @@ fn goal1() {
     drop(hop);
     drop(peers);
 
+    let events = if env_or("BENCH_WEBHOOK", "on") == "off" {
+        "events to a JSON-lines sink on /dev/null".to_owned()
+    } else {
+        format!(
+            "B2 webhook, {} event(s) per POST",
+            env_or("BENCH_EVENTS_PER_POST", "1")
+        )
+    };
     println!(
-        "\n## s3tap vs nginx proxy_pass (wrk -t1, {seconds} s per run, median of {rounds} rounds; spread in brackets)\n"
+        "\n## s3tap vs nginx proxy_pass (wrk -t1, {seconds} s per run, median of {rounds} rounds; spread in brackets; {events})\n"
     );
     println!("| case | c | nginx req/s | s3tap req/s | ratio | nginx CPU µs/req | s3tap CPU µs/req | ratio | errors | missed |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
