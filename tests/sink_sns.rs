@@ -1,45 +1,36 @@
-//! SnsSink and SqsSink against moto server with signature checking on: an
-//! IAM user and key made while auth is off, then `reset-auth`, so every
-//! request of the sinks is checked against that key's secret. Messages are
-//! read back from SQS with boto3.
+//! SnsSink and SqsSink against moto server with signature checking on
+//! (`support::upstreams::Moto`: an IAM user and key made while auth is off,
+//! then `reset-auth`), so every request of the sinks is checked against that
+//! key's secret. Messages are read back from SQS with boto3.
 #![cfg(feature = "sink-sns")]
 
 mod support;
 
 use std::collections::{HashMap, HashSet};
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use s3tap::credentials::UpstreamCredentials;
 use s3tap::notify::{Event, S3Operation};
 use s3tap::sink::{Sink, SinkError, SnsSink, SqsSink};
 use serde_json::Value;
+use support::upstreams::{self, UpstreamPeer};
 use support::Peers;
 
 const REGION: &str = "us-east-1";
 
-/// Creates the IAM user, key and allow-all policy, turns auth on, then
-/// creates topics and queues with that key and prints what it made.
+/// Creates the topics and queues with the key moto checks (made by
+/// `support::upstreams::Moto`) and prints what it made.
 const SETUP: &str = r#"
-import json, sys, urllib.request
+import json, sys
 import boto3
-ep = sys.argv[1]
+ep, key_id, secret = sys.argv[1:4]
 kw = dict(endpoint_url=ep, region_name="us-east-1",
-          aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap")
-iam = boto3.client("iam", **kw)
-iam.create_user(UserName="s3tap")
-key = iam.create_access_key(UserName="s3tap")["AccessKey"]
-iam.put_user_policy(UserName="s3tap", PolicyName="all", PolicyDocument=json.dumps(
-    {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
-# A form content type (urllib's default) would hide the body from moto.
-urllib.request.urlopen(urllib.request.Request(ep + "/moto-api/reset-auth", data=b"0", method="POST",
-                                              headers={"Content-Type": "text/plain"})).read()
-kw.update(aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"])
+          aws_access_key_id=key_id, aws_secret_access_key=secret)
 sns = boto3.client("sns", **kw)
 sqs = boto3.client("sqs", **kw)
-out = {"key_id": key["AccessKeyId"], "secret": key["SecretAccessKey"]}
+out = {"key_id": key_id, "secret": secret}
 out["topic"] = sns.create_topic(Name="s3-events")["TopicArn"]
 out["fifo_topic"] = sns.create_topic(Name="s3-events.fifo", Attributes={"FifoTopic": "true"})["TopicArn"]
 def queue(name, **attributes):
@@ -84,26 +75,14 @@ while len(got) < int(expected) and time.time() < deadline:
 print(json.dumps(got))
 "#;
 
+/// moto with signature checking on (`support::upstreams::Moto`), and the
+/// topics and queues [`SETUP`] made with its key.
 struct Moto {
-    child: Child,
+    // Held for its lifetime: dropping it stops moto.
+    _server: upstreams::Moto,
     endpoint: String,
     python: &'static Path,
     setup: Value,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn python(python: &Path, script: &str, args: &[&str]) -> String {
@@ -124,32 +103,24 @@ fn python(python: &Path, script: &str, args: &[&str]) -> String {
 }
 
 impl Moto {
-    /// A fresh moto server with signature checking on, or `None` when the
-    /// developer opted out of peers.
-    fn start() -> Option<Moto> {
-        let peers = Peers::get()?;
-        let port = free_port();
-        let child = Command::new(peers.moto_server())
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("moto_server starts");
-        let endpoint = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let mut moto = Moto {
-            child,
+    /// A fresh moto server with signature checking on and the topics and
+    /// queues made, or `None` when the developer opted out of peers.
+    async fn start() -> Option<Moto> {
+        let interpreter = Peers::get()?.python();
+        let server = upstreams::Moto::start().await?;
+        let endpoint = server.endpoint().to_owned();
+        let creds = server.creds();
+        let out = python(
+            interpreter,
+            SETUP,
+            &[&endpoint, &creds.access_key, &creds.secret_key],
+        );
+        Some(Moto {
+            setup: serde_json::from_str(&out).expect("setup output"),
+            _server: server,
             endpoint,
-            python: peers.python(),
-            setup: Value::Null,
-        };
-        let out = python(moto.python, SETUP, &[&moto.endpoint]);
-        moto.setup = serde_json::from_str(&out).expect("setup output");
-        Some(moto)
+            python: interpreter,
+        })
     }
 
     fn get(&self, name: &str) -> &str {
@@ -234,7 +205,9 @@ fn check_raw(message: &Value, events: &HashMap<String, &Event>) -> String {
 
 #[tokio::test]
 async fn sns_to_sqs_batches_split_at_ten_and_at_256_kib() {
-    let Some(moto) = Moto::start() else { return };
+    let Some(moto) = Moto::start().await else {
+        return;
+    };
     let sink = moto.sns("topic");
     assert!(!sink.is_fifo());
     // 25 events, 5 of them ~100 KiB: batches split by count and by size.
@@ -278,7 +251,9 @@ async fn sns_to_sqs_batches_split_at_ten_and_at_256_kib() {
 
 #[tokio::test]
 async fn an_event_over_256_kib_is_refused_alone() {
-    let Some(moto) = Moto::start() else { return };
+    let Some(moto) = Moto::start().await else {
+        return;
+    };
     let sink = moto.sns("topic");
     let mut batch = events(3, None);
     batch[1].key = Some("y".repeat(300 * 1024));
@@ -303,7 +278,9 @@ async fn an_event_over_256_kib_is_refused_alone() {
 
 #[tokio::test]
 async fn a_wrong_secret_is_a_permanent_error_naming_the_signature() {
-    let Some(moto) = Moto::start() else { return };
+    let Some(moto) = Moto::start().await else {
+        return;
+    };
     let wrong = UpstreamCredentials::new(moto.get("key_id"), "not-the-secret");
     let sns = SnsSink::builder(moto.get("topic"), REGION, wrong.clone())
         .endpoint(moto.endpoint.parse().unwrap())
@@ -338,7 +315,9 @@ async fn a_wrong_secret_is_a_permanent_error_naming_the_signature() {
 
 #[tokio::test]
 async fn sqs_directly_in_batches() {
-    let Some(moto) = Moto::start() else { return };
+    let Some(moto) = Moto::start().await else {
+        return;
+    };
     let sink = SqsSink::builder(moto.get("direct"), REGION, moto.credentials())
         .build()
         .unwrap();
@@ -353,7 +332,9 @@ async fn sqs_directly_in_batches() {
 
 #[tokio::test]
 async fn fifo_topic_and_queue_carry_group_and_dedup_ids() {
-    let Some(moto) = Moto::start() else { return };
+    let Some(moto) = Moto::start().await else {
+        return;
+    };
     let sns = moto.sns("fifo_topic");
     assert!(sns.is_fifo());
     let mut batch = events(12, None);
@@ -462,8 +443,10 @@ mod through_the_dispatcher {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_wrong_then_fixed_endpoint_loses_nothing() {
-        let Some(moto) = Moto::start() else { return };
-        let nowhere = format!("http://127.0.0.1:{}", free_port());
+        let Some(moto) = Moto::start().await else {
+            return;
+        };
+        let nowhere = format!("http://127.0.0.1:{}", upstreams::free_port());
         let wrong = SnsSink::builder(moto.get("topic"), REGION, moto.credentials())
             .endpoint(nowhere.parse().unwrap())
             .build()
@@ -501,7 +484,9 @@ mod through_the_dispatcher {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_wrong_secret_counts_as_permanent_and_is_dead_lettered() {
-        let Some(moto) = Moto::start() else { return };
+        let Some(moto) = Moto::start().await else {
+            return;
+        };
         let wrong = SnsSink::builder(
             moto.get("topic"),
             REGION,
