@@ -6,12 +6,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::upstreams::free_port;
+use super::upstreams::{free_port, owns_listener};
 
 /// One node: its client port and its process while it runs.
 pub struct NatsNode {
     pub name: String,
     pub port: u16,
+    cluster_port: u16,
     config: PathBuf,
     log: PathBuf,
     child: Option<Child>,
@@ -65,9 +66,28 @@ impl NatsNode {
 
 impl NatsCluster {
     /// Writes one config per node under `dir` and starts them; returns once
-    /// every client port accepts connections (JetStream's metadata leader
-    /// is elected a moment later: see [`NatsCluster::wait_jetstream`]).
+    /// every node holds its client and cluster ports (JetStream's metadata
+    /// leader is elected a moment later: see [`NatsCluster::wait_jetstream`]).
+    /// Ports found free can be taken before a node binds them; then the
+    /// node exits, and the whole cluster starts again on new ports, up to
+    /// five times.
     pub fn start(dir: &Path) -> NatsCluster {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let mut cluster = NatsCluster::start_once(dir);
+            let failed = (0..3).find_map(|i| cluster.wait_listening(i).err());
+            match failed {
+                None => return cluster,
+                Some(why) if tries == 5 => {
+                    panic!("the NATS cluster did not start in {tries} tries: {why}")
+                }
+                Some(_) => drop(cluster),
+            }
+        }
+    }
+
+    fn start_once(dir: &Path) -> NatsCluster {
         let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
         let routes: Vec<String> = ports
             .iter()
@@ -77,6 +97,8 @@ impl NatsCluster {
         for (i, (port, cluster)) in ports.iter().enumerate() {
             let name = format!("n{}", i + 1);
             let store = dir.join(format!("{name}-store"));
+            // A store left by an earlier try belongs to another cluster.
+            let _ = std::fs::remove_dir_all(&store);
             std::fs::create_dir_all(&store).unwrap();
             let config = dir.join(format!("{name}.conf"));
             std::fs::write(
@@ -94,17 +116,14 @@ impl NatsCluster {
                 log: dir.join(format!("{name}.log")),
                 name,
                 port: *port,
+                cluster_port: *cluster,
                 config,
                 child: None,
             };
             node.start();
             nodes.push(node);
         }
-        let cluster = NatsCluster { nodes };
-        for i in 0..3 {
-            cluster.wait_port(i);
-        }
-        cluster
+        NatsCluster { nodes }
     }
 
     /// Every node, as a client URL list.
@@ -127,16 +146,40 @@ impl NatsCluster {
         self.wait_port(i);
     }
 
-    fn wait_port(&self, i: usize) {
+    fn wait_port(&mut self, i: usize) {
+        if let Err(why) = self.wait_listening(i) {
+            panic!("{why}");
+        }
+    }
+
+    /// Waits until node `i`'s own process holds its client and cluster
+    /// ports (a connect alone could reach whatever took a port first).
+    fn wait_listening(&mut self, i: usize) -> Result<(), String> {
+        let node = &mut self.nodes[i];
         let deadline = Instant::now() + Duration::from_secs(20);
-        let port = self.nodes[i].port;
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "nats node {} did not listen; log:\n{}",
-                self.nodes[i].name,
-                self.nodes[i].log()
-            );
+        loop {
+            let Some(child) = node.child.as_mut() else {
+                return Err(format!("nats node {} is not running", node.name));
+            };
+            if owns_listener(child.id(), node.port) && owns_listener(child.id(), node.cluster_port)
+            {
+                return Ok(());
+            }
+            let exited = !matches!(child.try_wait(), Ok(None));
+            if exited || Instant::now() >= deadline {
+                return Err(format!(
+                    "nats node {} did not listen on {} and {}{}; log:\n{}",
+                    node.name,
+                    node.port,
+                    node.cluster_port,
+                    if exited {
+                        " (it exited)"
+                    } else {
+                        " within 20 s"
+                    },
+                    node.log()
+                ));
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
     }

@@ -117,7 +117,7 @@ pub fn free_port() -> u16 {
 
 /// Whether process `pid` holds a socket listening on loopback `port`: the
 /// listener's inode from `/proc/net/tcp{,6}` among the process's open files.
-fn owns_listener(pid: u32, port: u16) -> bool {
+pub fn owns_listener(pid: u32, port: u16) -> bool {
     const LISTEN: &str = "0A";
     let port = format!(":{port:04X}");
     let inodes: Vec<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
