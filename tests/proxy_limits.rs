@@ -176,14 +176,7 @@ async fn a_read_buffer_as_small_as_the_head_limit_serves_large_heads_and_bodies(
         &[("x-padding", &padding), ("connection", "close")],
     );
     assert!(head.len() > 14_000 && head.len() < 16_384, "{}", head.len());
-    let answer = raw_request(
-        proxy.s3,
-        http::Method::PUT,
-        "/readbuffer/object.bin",
-        &payload,
-        &[("x-padding", &padding)],
-    )
-    .await;
+    let answer = raw_exchange(proxy.s3, &head, &payload).await;
     assert!(
         answer.starts_with(b"HTTP/1.1 200"),
         "{}",

@@ -319,10 +319,16 @@ pub async fn raw_request(
     payload: &[u8],
     extra: &[(&str, &str)],
 ) -> Vec<u8> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut headers = extra.to_vec();
     headers.push(("connection", "close"));
     let head = signed_head(method, path, address, payload, &headers);
+    raw_exchange(address, &head, payload).await
+}
+
+/// `head` and `payload` written to a raw socket; the whole answer as bytes
+/// (what came within 10 s). The head should ask for `connection: close`.
+pub async fn raw_exchange(address: std::net::SocketAddr, head: &str, payload: &[u8]) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
     stream.write_all(head.as_bytes()).await.unwrap();
     stream.write_all(payload).await.unwrap();
