@@ -30,7 +30,7 @@ kw = dict(endpoint_url=ep, region_name="us-east-1",
           aws_access_key_id=key_id, aws_secret_access_key=secret)
 sns = boto3.client("sns", **kw)
 sqs = boto3.client("sqs", **kw)
-out = {"key_id": key_id, "secret": secret}
+out = {}
 out["topic"] = sns.create_topic(Name="s3-events")["TopicArn"]
 out["fifo_topic"] = sns.create_topic(Name="s3-events.fifo", Attributes={"FifoTopic": "true"})["TopicArn"]
 def queue(name, **attributes):
@@ -78,9 +78,7 @@ print(json.dumps(got))
 /// moto with signature checking on (`support::upstreams::Moto`), and the
 /// topics and queues [`SETUP`] made with its key.
 struct Moto {
-    // Held for its lifetime: dropping it stops moto.
-    _server: upstreams::Moto,
-    endpoint: String,
+    server: upstreams::Moto,
     python: &'static Path,
     setup: Value,
 }
@@ -108,19 +106,25 @@ impl Moto {
     async fn start() -> Option<Moto> {
         let interpreter = Peers::get()?.python();
         let server = upstreams::Moto::start().await?;
-        let endpoint = server.endpoint().to_owned();
         let creds = server.creds();
         let out = python(
             interpreter,
             SETUP,
-            &[&endpoint, &creds.access_key, &creds.secret_key],
+            &[server.endpoint(), &creds.access_key, &creds.secret_key],
         );
         Some(Moto {
             setup: serde_json::from_str(&out).expect("setup output"),
-            _server: server,
-            endpoint,
+            server,
             python: interpreter,
         })
+    }
+
+    fn endpoint(&self) -> &str {
+        self.server.endpoint()
+    }
+
+    fn key_id(&self) -> &str {
+        &self.server.creds().access_key
     }
 
     fn get(&self, name: &str) -> &str {
@@ -128,12 +132,13 @@ impl Moto {
     }
 
     fn credentials(&self) -> UpstreamCredentials {
-        UpstreamCredentials::new(self.get("key_id"), self.get("secret"))
+        let creds = self.server.creds();
+        UpstreamCredentials::new(creds.access_key.as_str(), creds.secret_key.as_str())
     }
 
     fn sns(&self, topic: &str) -> SnsSink {
         SnsSink::builder(self.get(topic), REGION, self.credentials())
-            .endpoint(self.endpoint.parse().unwrap())
+            .endpoint(self.endpoint().parse().unwrap())
             .build()
             .unwrap()
     }
@@ -148,9 +153,9 @@ impl Moto {
             self.python,
             RECEIVE,
             &[
-                &self.endpoint,
-                self.get("key_id"),
-                self.get("secret"),
+                self.endpoint(),
+                &self.server.creds().access_key,
+                &self.server.creds().secret_key,
                 self.get(queue),
                 &expected.to_string(),
                 &seconds.to_string(),
@@ -281,9 +286,9 @@ async fn a_wrong_secret_is_a_permanent_error_naming_the_signature() {
     let Some(moto) = Moto::start().await else {
         return;
     };
-    let wrong = UpstreamCredentials::new(moto.get("key_id"), "not-the-secret");
+    let wrong = UpstreamCredentials::new(moto.key_id(), "not-the-secret");
     let sns = SnsSink::builder(moto.get("topic"), REGION, wrong.clone())
-        .endpoint(moto.endpoint.parse().unwrap())
+        .endpoint(moto.endpoint().parse().unwrap())
         .build()
         .unwrap();
     for batch in [events(1, None), events(3, None)] {
@@ -296,7 +301,7 @@ async fn a_wrong_secret_is_a_permanent_error_naming_the_signature() {
         }
     }
     let sqs = SqsSink::builder(moto.get("direct"), REGION, wrong)
-        .endpoint(moto.endpoint.parse().unwrap())
+        .endpoint(moto.endpoint().parse().unwrap())
         .build()
         .unwrap();
     let error = sqs.deliver(&events(2, None)).await.unwrap_err();
@@ -304,7 +309,7 @@ async fn a_wrong_secret_is_a_permanent_error_naming_the_signature() {
     // An unknown key is refused permanently too.
     let unknown = UpstreamCredentials::new("AKIDUNKNOWN0000000000", "whatever");
     let sns = SnsSink::builder(moto.get("topic"), REGION, unknown)
-        .endpoint(moto.endpoint.parse().unwrap())
+        .endpoint(moto.endpoint().parse().unwrap())
         .build()
         .unwrap();
     let error = sns.deliver(&events(1, None)).await.unwrap_err();
@@ -490,9 +495,9 @@ mod through_the_dispatcher {
         let wrong = SnsSink::builder(
             moto.get("topic"),
             REGION,
-            UpstreamCredentials::new(moto.get("key_id"), "not-the-secret"),
+            UpstreamCredentials::new(moto.key_id(), "not-the-secret"),
         )
-        .endpoint(moto.endpoint.parse().unwrap())
+        .endpoint(moto.endpoint().parse().unwrap())
         .build()
         .unwrap();
         let dir = tempfile::tempdir().unwrap();
