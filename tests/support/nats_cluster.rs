@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::upstreams::{free_port, owns_listener};
+use super::upstreams::{free_port, owns_listener, PORT_TRIES};
 
 /// One node: its client port and its process while it runs.
 pub struct NatsNode {
@@ -70,7 +70,7 @@ impl NatsCluster {
     /// leader is elected a moment later: see [`NatsCluster::wait_jetstream`]).
     /// Ports found free can be taken before a node binds them; then the
     /// node exits, and the whole cluster starts again on new ports, up to
-    /// five times.
+    /// [`PORT_TRIES`] times.
     pub fn start(dir: &Path) -> NatsCluster {
         let mut tries = 0;
         loop {
@@ -79,7 +79,7 @@ impl NatsCluster {
             let failed = (0..3).find_map(|i| cluster.wait_listening(i).err());
             match failed {
                 None => return cluster,
-                Some(why) if tries == 5 => {
+                Some(why) if tries == PORT_TRIES => {
                     panic!("the NATS cluster did not start in {tries} tries: {why}")
                 }
                 Some(_) => drop(cluster),

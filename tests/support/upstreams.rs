@@ -78,7 +78,7 @@ impl Process {
 
     /// Starts `command(port)` on a free port of its own: a port lost to
     /// another listener before the peer bound it is given up for a new one,
-    /// up to five times.
+    /// up to [`PORT_TRIES`] times.
     async fn start_on_free_port(
         command: impl Fn(u16) -> Command,
         dir: &Path,
@@ -91,7 +91,7 @@ impl Process {
             let mut process = Process::spawn(command(port), dir, what);
             match process.listening(port).await {
                 Ok(()) => return (process, port),
-                Err(why) if tries == 5 => panic!(
+                Err(why) if tries == PORT_TRIES => panic!(
                     "{what} did not start on a port of its own in {tries} tries ({why}):\n{}",
                     process.log()
                 ),
@@ -107,6 +107,9 @@ impl Drop for Process {
         let _ = self.child.wait();
     }
 }
+
+/// How many sets of free ports a peer's start tries before it gives up.
+pub const PORT_TRIES: u32 = 5;
 
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
