@@ -30,8 +30,8 @@
 //! hashing relay's read size in `uploads`; unset: the default),
 //! `BENCH_EVENTS_PER_POST` (the B2 sink's `max_events_per_batch`, 1) and
 //! `BENCH_WEBHOOK=off` (the events go to a JSON-lines sink writing
-//! `/dev/null` instead of the webhook), to
-//! split a request's cost between the proxy and the event's delivery.
+//! `/dev/null` instead of the webhook), to split a request's cost between
+//! the proxy and the event's delivery.
 
 #[path = "support/cpu.rs"]
 mod cpu;
@@ -176,8 +176,8 @@ fn nginx_hop(dir: &Path, port: u16, upstream: u16) -> Nginx {
 /// The floor for any proxy that hashes every payload byte: this bench
 /// binary run again as a plain TCP relay (`hashing-relay <listen>
 /// <upstream> <read bytes>`) that reads the client in pieces as large as
-/// s3tap's HTTP/1 reads, puts every byte through one `sha2::Sha256`, and writes it
-/// on; no HTTP, no allocation per piece. Its CPU per GiB, in the same run,
+/// s3tap's HTTP/1 reads, puts every byte through one `sha2::Sha256`, and
+/// writes it on; no HTTP, no allocation per piece. Its CPU per GiB, in the same run,
 /// is what hashing beside socket I/O costs on this machine, which `openssl
 /// speed` (one thread, a buffer in cache, the other core idle) does not
 /// show.
@@ -269,22 +269,25 @@ impl Drop for HashingRelay {
     }
 }
 
-/// s3tap's config in this bench: `upstream` behind it, a webhook sink in
-/// B2's format to `receiver` (`BENCH_EVENTS_PER_POST` events per POST, 1
-/// unless set, as B2; with `BENCH_WEBHOOK=off`, a JSON-lines sink writing
-/// `/dev/null` instead), `hashing` as
-/// `[verify] payload_hashing`, and `BENCH_READ_BUFFER_BYTES` as `[limits]
+/// Events per webhook POST (`BENCH_EVENTS_PER_POST`, 1 unless set, as B2),
+/// or `None` with `BENCH_WEBHOOK=off`: events to a JSON-lines sink writing
+/// `/dev/null` instead.
+fn events_per_post() -> Option<String> {
+    (env_or("BENCH_WEBHOOK", "on") != "off").then(|| env_or("BENCH_EVENTS_PER_POST", "1"))
+}
+
+/// s3tap's config in this bench: `upstream` behind it, a B2-format webhook
+/// sink to `receiver` as [`events_per_post`] says, `hashing` as `[verify]
+/// payload_hashing`, and `BENCH_READ_BUFFER_BYTES` as `[limits]
 /// read_buffer_bytes` when set.
 fn s3tap_toml(upstream: u16, receiver: u16, hashing: &str, spool: &Path) -> String {
-    let sink = if env_or("BENCH_WEBHOOK", "on") == "off" {
-        "[[sinks]]\nname = \"null\"\ntype = \"jsonl\"\npath = \"/dev/null\"\n\n".to_owned()
-    } else {
-        format!(
+    let sink = match events_per_post() {
+        None => "[[sinks]]\nname = \"null\"\ntype = \"jsonl\"\npath = \"/dev/null\"\n\n".to_owned(),
+        Some(events) => format!(
             "[[sinks]]\nname = \"hook\"\ntype = \"webhook\"\n\
              url = \"http://127.0.0.1:{receiver}/hook\"\nformat = \"b2\"\n\
-             max_events_per_batch = {}\n\n",
-            env_or("BENCH_EVENTS_PER_POST", "1")
-        )
+             max_events_per_batch = {events}\n\n"
+        ),
     };
     format!(
         "[upstream]\nendpoint = \"http://127.0.0.1:{upstream}\"\nregion = \"us-east-1\"\n\
@@ -698,13 +701,9 @@ fn goal1() {
     drop(hop);
     drop(peers);
 
-    let events = if env_or("BENCH_WEBHOOK", "on") == "off" {
-        "events to a JSON-lines sink on /dev/null".to_owned()
-    } else {
-        format!(
-            "B2 webhook, {} event(s) per POST",
-            env_or("BENCH_EVENTS_PER_POST", "1")
-        )
+    let events = match events_per_post() {
+        None => "events to a JSON-lines sink on /dev/null".to_owned(),
+        Some(events) => format!("B2 webhook, {events} event(s) per POST"),
     };
     println!(
         "\n## s3tap vs nginx proxy_pass (wrk -t1, {seconds} s per run, median of {rounds} rounds; spread in brackets; {events})\n"
