@@ -26,16 +26,16 @@ use super::cli::{Args, DEFAULT_ADMIN_LISTEN, DEFAULT_DATA_DIR, DEFAULT_LISTEN};
 use super::error::{invalid, ConfigError};
 use super::notify::NotifySettings;
 use super::outbox::OutboxSettings;
+use super::schema::{
+    read_file, ClientSection, CredentialsSetting, EmbeddedSection, FileConfig, LimitsSection,
+    LogFormat, NotifySection, SinkSection, TlsSection, UpstreamSection, VerifySection,
+};
+
 mod clients;
 
 pub(super) use clients::check_unique;
 use clients::{client_keys, load_clients_file};
 pub(super) use clients::{ClientKey, ClientsFile};
-
-use super::schema::{
-    read_file, ClientSection, CredentialsSetting, EmbeddedSection, FileConfig, LimitsSection,
-    LogFormat, NotifySection, SinkSection, TlsSection, UpstreamSection, VerifySection,
-};
 
 /// The resolved `[limits]`.
 #[derive(Clone, Debug)]
